@@ -1,0 +1,454 @@
+//! The per-symbol analytics engine: every trade of every symbol goes through
+//! [`Engine::apply`], which keeps the stream clock, drops late and duplicate trades, and updates
+//! each symbol's rolling windows.
+//!
+//! The engine is synchronous and single-threaded by design (no `.await`, no locks): the async task
+//! around it is a thin loop, and benches and tests drive it directly. Readers never touch it; they
+//! read the [`SymbolSnapshot`]s it produces for the symbols that changed.
+//!
+//! Windows of symbols that stop trading still drain as the clock advances: every symbol is
+//! scheduled (in a min-heap) for the stream time at which its oldest windowed trade expires, and
+//! the engine evicts it when the clock gets there. After every call all windows of all symbols are
+//! exact as of the stream clock.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::analytics::WindowSpec;
+use crate::analytics::window::{Entry, RollingWindow, WindowStats};
+use crate::clock::{Admission, StreamClock};
+use crate::model::{FeedId, Symbol, Timestamp, Trade};
+
+/// How many recent trade ids per feed and symbol are remembered to detect duplicates.
+pub const DEFAULT_DEDUP_CAPACITY: usize = 4096;
+
+/// What happened to a trade handed to [`Engine::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied to the symbol's windows.
+    Applied,
+    /// Older than the stream clock by more than the allowed lateness: dropped.
+    Late,
+    /// A trade id this feed already delivered for this symbol: dropped.
+    Duplicate,
+}
+
+/// Per-feed counts of what the engine did with that feed's trades since they were last taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedTally {
+    /// Trades applied.
+    pub applied: u64,
+    /// Trades dropped as late.
+    pub late: u64,
+    /// Trades dropped as duplicates.
+    pub duplicate: u64,
+}
+
+/// A symbol's published state: what readers (the HTTP API) see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolSnapshot {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Stream time the statistics are exact for, nanoseconds.
+    pub as_of: Timestamp,
+    /// Price of the latest trade (by event time).
+    pub last_price: f64,
+    /// Event time of the latest trade.
+    pub last_ts: Timestamp,
+    /// Trades applied for this symbol since start.
+    pub trade_count: u64,
+    /// One entry per configured window, in configuration order.
+    pub windows: Vec<WindowStats>,
+}
+
+/// The last trade ids seen from one feed for one symbol, bounded.
+#[derive(Debug, Default)]
+struct RecentIds {
+    seen: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl RecentIds {
+    /// Records `id`; returns false when it was already there.
+    fn insert(&mut self, id: u64, capacity: usize) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        true
+    }
+}
+
+/// Everything the engine keeps for one symbol.
+#[derive(Debug)]
+struct SymbolState {
+    symbol: Symbol,
+    /// Trades inside the longest window, sorted by (event time, arrival).
+    trades: VecDeque<Entry>,
+    windows: Vec<RollingWindow>,
+    next_seq: u64,
+    last_price: f64,
+    last_ts: Timestamp,
+    trade_count: u64,
+    /// Earliest live entry of this symbol in the engine's expiry schedule (`i64::MAX`: none).
+    scheduled: Timestamp,
+    dirty: bool,
+}
+
+impl SymbolState {
+    fn new(symbol: Symbol, windows: &[WindowSpec]) -> Self {
+        SymbolState {
+            symbol,
+            trades: VecDeque::new(),
+            windows: windows.iter().map(|w| RollingWindow::new(w.length)).collect(),
+            next_seq: 0,
+            last_price: f64::NAN,
+            last_ts: Timestamp::MIN,
+            trade_count: 0,
+            scheduled: Timestamp::MAX,
+            dirty: false,
+        }
+    }
+
+    fn evict_expired(&mut self, now: Timestamp) {
+        for window in &mut self.windows {
+            window.evict_expired(&self.trades, now);
+        }
+        let unused = self.windows.iter().map(RollingWindow::start).min().unwrap_or(0);
+        if unused > 0 {
+            self.trades.drain(..unused);
+            for window in &mut self.windows {
+                window.trades_dropped(unused);
+            }
+            let capacity = self.trades.capacity();
+            if capacity > 1024 && self.trades.len() < capacity / 4 {
+                self.trades.shrink_to(capacity / 2);
+            }
+        }
+    }
+
+    fn insert(&mut self, trade: &Trade, now: Timestamp, in_order: bool) {
+        let entry = Entry {
+            ts: trade.exchange_ts,
+            seq: self.next_seq,
+            price: trade.price,
+            size: trade.size,
+        };
+        self.next_seq += 1;
+        self.trade_count += 1;
+        if trade.exchange_ts >= self.last_ts {
+            self.last_ts = trade.exchange_ts;
+            self.last_price = trade.price;
+        }
+        self.dirty = true;
+        if in_order {
+            self.trades.push_back(entry);
+            for window in &mut self.windows {
+                window.add(&entry);
+            }
+            return;
+        }
+        if !self.windows.iter().any(|w| w.contains(entry.ts, now)) {
+            return;
+        }
+        let position = self.trades.partition_point(|e| e.ts <= entry.ts);
+        self.trades.insert(position, entry);
+        for window in &mut self.windows {
+            if window.contains(entry.ts, now) {
+                window.add(&entry);
+            } else {
+                window.shift_start();
+            }
+        }
+    }
+
+    fn next_expiry(&self) -> Option<Timestamp> {
+        self.windows
+            .iter()
+            .filter_map(|w| w.next_expiry(&self.trades))
+            .min()
+    }
+
+    fn snapshot(&self, as_of: Timestamp) -> SymbolSnapshot {
+        SymbolSnapshot {
+            symbol: self.symbol.clone(),
+            as_of,
+            last_price: self.last_price,
+            last_ts: self.last_ts,
+            trade_count: self.trade_count,
+            windows: self.windows.iter().map(|w| w.stats(&self.trades)).collect(),
+        }
+    }
+}
+
+/// The synchronous analytics core: rolling windows for every symbol, as of the stream clock.
+#[derive(Debug)]
+pub struct Engine {
+    windows: Arc<[WindowSpec]>,
+    clock: StreamClock,
+    symbols: Vec<SymbolState>,
+    index: HashMap<Symbol, usize>,
+    /// (expiry time, symbol index), earliest first; entries superseded by an earlier one for the
+    /// same symbol are skipped when they surface.
+    expiries: BinaryHeap<Reverse<(Timestamp, usize)>>,
+    dirty: Vec<usize>,
+    tallies: Vec<FeedTally>,
+    recent_ids: HashMap<(FeedId, usize), RecentIds>,
+    dedup_capacity: usize,
+}
+
+impl Engine {
+    /// An engine keeping `windows` (at least one) per symbol, admitting trades up to
+    /// `allowed_lateness` nanoseconds behind the stream clock.
+    pub fn new(windows: Arc<[WindowSpec]>, allowed_lateness: i64) -> Self {
+        Engine {
+            windows,
+            clock: StreamClock::new(allowed_lateness),
+            symbols: Vec::new(),
+            index: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            dirty: Vec::new(),
+            tallies: Vec::new(),
+            recent_ids: HashMap::new(),
+            dedup_capacity: DEFAULT_DEDUP_CAPACITY,
+        }
+    }
+
+    /// The configured windows, in order.
+    pub fn windows(&self) -> &Arc<[WindowSpec]> {
+        &self.windows
+    }
+
+    /// The stream clock, `None` before the first trade.
+    pub fn now(&self) -> Option<Timestamp> {
+        self.clock.now()
+    }
+
+    /// Number of symbols seen.
+    pub fn symbol_count(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// Applies one trade: drops it if it is a duplicate or late, otherwise moves the clock and
+    /// updates the symbol's windows (and evicts whatever the clock's move expired elsewhere).
+    pub fn apply(&mut self, trade: &Trade) -> Outcome {
+        let feed = trade.feed.index();
+        if self.tallies.len() <= feed {
+            self.tallies.resize(feed + 1, FeedTally::default());
+        }
+        let symbol_index = self.symbol_index(&trade.symbol);
+        if let Some(id) = trade.trade_id {
+            let recent = self
+                .recent_ids
+                .entry((trade.feed, symbol_index))
+                .or_default();
+            if !recent.insert(id, self.dedup_capacity) {
+                self.tallies[feed].duplicate += 1;
+                return Outcome::Duplicate;
+            }
+        }
+        let admission = self.clock.observe(trade.exchange_ts);
+        if admission == Admission::Late {
+            self.tallies[feed].late += 1;
+            return Outcome::Late;
+        }
+        let now = trade.exchange_ts.max(self.clock.now().unwrap_or(trade.exchange_ts));
+        let state = &mut self.symbols[symbol_index];
+        let was_dirty = state.dirty;
+        state.evict_expired(now);
+        state.insert(trade, now, admission == Admission::InOrder);
+        if !was_dirty {
+            self.dirty.push(symbol_index);
+        }
+        self.reschedule(symbol_index);
+        self.tallies[feed].applied += 1;
+        if admission == Admission::InOrder {
+            self.expire_due(now);
+        }
+        Outcome::Applied
+    }
+
+    /// Moves the stream clock forward without a trade (a quiet market) and drains what expired.
+    pub fn advance_clock(&mut self, ts: Timestamp) {
+        if self.clock.advance_to(ts) {
+            self.expire_due(ts);
+        }
+    }
+
+    /// The current snapshot of `symbol`, if it has traded.
+    pub fn snapshot(&self, symbol: &str) -> Option<SymbolSnapshot> {
+        let now = self.clock.now()?;
+        let index = *self.index.get(symbol)?;
+        Some(self.symbols[index].snapshot(now))
+    }
+
+    /// Snapshots of every symbol that changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<SymbolSnapshot> {
+        let Some(now) = self.clock.now() else {
+            return Vec::new();
+        };
+        let mut changed = Vec::with_capacity(self.dirty.len());
+        for index in self.dirty.drain(..) {
+            let state = &mut self.symbols[index];
+            state.dirty = false;
+            changed.push(state.snapshot(now));
+        }
+        changed
+    }
+
+    /// Per-feed tallies since the last call, indexed by [`FeedId`]; resets them.
+    pub fn take_tallies(&mut self) -> Vec<FeedTally> {
+        let empty = vec![FeedTally::default(); self.tallies.len()];
+        std::mem::replace(&mut self.tallies, empty)
+    }
+
+    /// Trades held in symbols' deques plus high/low deque entries: what the memory use of the
+    /// windows is proportional to.
+    pub fn held_entries(&self) -> (usize, usize) {
+        let trades = self.symbols.iter().map(|s| s.trades.len()).sum();
+        let extrema = self
+            .symbols
+            .iter()
+            .flat_map(|s| s.windows.iter())
+            .map(RollingWindow::extremum_entries)
+            .sum();
+        (trades, extrema)
+    }
+
+    fn symbol_index(&mut self, symbol: &Symbol) -> usize {
+        if let Some(&index) = self.index.get(symbol) {
+            return index;
+        }
+        let index = self.symbols.len();
+        self.symbols
+            .push(SymbolState::new(symbol.clone(), &self.windows));
+        self.index.insert(symbol.clone(), index);
+        index
+    }
+
+    fn reschedule(&mut self, index: usize) {
+        let state = &mut self.symbols[index];
+        if let Some(expiry) = state.next_expiry() {
+            if expiry < state.scheduled {
+                state.scheduled = expiry;
+                self.expiries.push(Reverse((expiry, index)));
+            }
+        }
+    }
+
+    fn expire_due(&mut self, now: Timestamp) {
+        while let Some(&Reverse((expiry, index))) = self.expiries.peek() {
+            if expiry > now {
+                break;
+            }
+            self.expiries.pop();
+            let state = &mut self.symbols[index];
+            if state.scheduled != expiry {
+                continue;
+            }
+            state.scheduled = Timestamp::MAX;
+            state.evict_expired(now);
+            if !state.dirty {
+                state.dirty = true;
+                self.dirty.push(index);
+            }
+            self.reschedule(index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+
+    fn spec(label: &str, ms: i64) -> WindowSpec {
+        WindowSpec {
+            label: label.to_string(),
+            length: ms * MS,
+        }
+    }
+
+    fn trade(symbol: &str, ms: i64, price: f64) -> Trade {
+        Trade {
+            symbol: Symbol::new(symbol),
+            price,
+            size: 1.0,
+            exchange_ts: ms * MS,
+            receive_ts: ms * MS,
+            feed: FeedId(0),
+            trade_id: None,
+            side: None,
+        }
+    }
+
+    fn engine() -> Engine {
+        Engine::new(Arc::from(vec![spec("1s", 1000), spec("10s", 10_000)]), 1000 * MS)
+    }
+
+    #[test]
+    fn quiet_symbol_drains_as_the_clock_moves() {
+        let mut engine = engine();
+        engine.apply(&trade("A", 0, 10.0));
+        engine.apply(&trade("B", 500, 20.0));
+        engine.apply(&trade("B", 1500, 21.0));
+        let a = engine.snapshot("A").expect("A traded");
+        assert_eq!(a.as_of, 1500 * MS);
+        assert_eq!(a.windows[0].count, 0, "A's 1s window emptied by B's trades");
+        assert_eq!(a.windows[1].count, 1);
+        engine.advance_clock(10_000 * MS);
+        let a = engine.snapshot("A").expect("A traded");
+        assert_eq!(a.windows[1].count, 0);
+        assert_eq!(a.last_price, 10.0);
+        let b = engine.snapshot("B").expect("B traded");
+        assert_eq!(b.windows[1].count, 1, "B's 500 ms trade expired at 10.5 s");
+    }
+
+    #[test]
+    fn late_and_reordered_trades() {
+        let mut engine = engine();
+        engine.apply(&trade("A", 5000, 10.0));
+        assert_eq!(engine.apply(&trade("A", 3999, 99.0)), Outcome::Late);
+        assert_eq!(engine.apply(&trade("A", 4500, 12.0)), Outcome::Applied);
+        let a = engine.snapshot("A").expect("A traded");
+        assert_eq!(a.windows[0].open, Some(12.0), "the reordered trade is the earliest");
+        assert_eq!(a.windows[0].close, Some(10.0));
+        assert_eq!(a.last_price, 10.0);
+        assert_eq!(a.windows[0].first_ms, Some(4500));
+        let tallies = engine.take_tallies();
+        assert_eq!(tallies[0], FeedTally { applied: 2, late: 1, duplicate: 0 });
+    }
+
+    #[test]
+    fn duplicates_are_dropped_per_feed() {
+        let mut engine = engine();
+        let mut first = trade("A", 0, 10.0);
+        first.trade_id = Some(7);
+        assert_eq!(engine.apply(&first), Outcome::Applied);
+        assert_eq!(engine.apply(&first), Outcome::Duplicate);
+        let mut other_feed = first.clone();
+        other_feed.feed = FeedId(1);
+        assert_eq!(engine.apply(&other_feed), Outcome::Applied);
+        assert_eq!(engine.snapshot("A").map(|s| s.trade_count), Some(2));
+    }
+
+    #[test]
+    fn changed_snapshots_are_taken_once() {
+        let mut engine = engine();
+        engine.apply(&trade("A", 0, 10.0));
+        engine.apply(&trade("A", 1, 11.0));
+        assert_eq!(engine.take_changed().len(), 1);
+        assert!(engine.take_changed().is_empty());
+        engine.advance_clock(1000 * MS);
+        let changed = engine.take_changed();
+        assert_eq!(changed.len(), 1, "the 1s window lost a trade");
+        assert_eq!(changed[0].windows[0].count, 1);
+    }
+}

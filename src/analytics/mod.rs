@@ -1,0 +1,26 @@
+//! The analytics core: synchronous, per-symbol state updated trade by trade.
+//!
+//! - [`window`]: rolling statistics over one trailing window (exact, O(1) amortized).
+//! - [`engine`]: the stream clock, late and duplicate handling, every symbol's windows, and the
+//!   snapshots handed to readers.
+//! - [`snapshot`]: where the core publishes those snapshots for lock-free readers.
+//!
+//! Nothing here awaits or reads the wall clock; the task that drives the engine lives in
+//! [`crate::startup`].
+
+pub mod engine;
+pub mod snapshot;
+pub mod window;
+
+pub use engine::{Engine, FeedTally, Outcome, SymbolSnapshot};
+pub use window::WindowStats;
+
+/// One configured trailing window: its label as written in the configuration (`1m`) and its
+/// length in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSpec {
+    /// The label as configured, used as the key in API responses.
+    pub label: String,
+    /// Length in nanoseconds (positive).
+    pub length: i64,
+}

@@ -1,0 +1,61 @@
+//! The one error type of the HTTP API, rendered as `{"error": {"code", "message"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a handler can answer instead of data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// No such symbol (404 `unknown_symbol`).
+    #[error("unknown symbol {0:?}")]
+    UnknownSymbol(String),
+    /// A query parameter is invalid (400 `bad_parameter`).
+    #[error("{0}")]
+    BadParameter(String),
+    /// The request's path does not exist (404 `not_found`).
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The path exists but not for this method (405 `method_not_allowed`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The service cannot answer yet or any more (503 `unavailable`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure on our side (500 `internal`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownSymbol(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownSymbol(_) => "unknown_symbol",
+            ApiError::BadParameter(_) => "bad_parameter",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        (self.status(), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,131 @@
+//! The HTTP API (axum): JSON under `/v1`, health, readiness and Prometheus metrics.
+//!
+//! [`router`] builds the whole API from an [`AppState`], separately from serving it, so tests can
+//! call it directly or through a real listener. Handlers only read published snapshots and
+//! counters; none of them takes a lock the analytics core needs.
+//!
+//! - [`error`]: the one error type and its JSON body.
+//! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
+//! - [`system`]: health, readiness, feeds and metrics.
+
+pub mod error;
+pub mod stats;
+pub mod system;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, MatchedPath, Query, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use serde::de::DeserializeOwned;
+
+use crate::analytics::WindowSpec;
+use crate::analytics::snapshot::SnapshotStore;
+use crate::feeds::FeedRegistry;
+use crate::metrics::{HttpLabels, Metrics};
+pub use error::ApiError;
+
+/// What every handler can read.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Published per-symbol snapshots.
+    pub snapshots: Arc<SnapshotStore>,
+    /// Feed states and counters.
+    pub feeds: Arc<FeedRegistry>,
+    /// Service metrics.
+    pub metrics: Arc<Metrics>,
+    /// The configured windows, in order.
+    pub windows: Arc<[WindowSpec]>,
+    /// Whether the pipeline is up (readiness).
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .route("/v1/feeds", get(system::feeds))
+        .route("/v1/symbols", get(stats::symbols))
+        .route("/v1/symbols/{symbol}/stats", get(stats::symbol_stats))
+        .route("/v1/stats", get(stats::all_stats))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(format!("{} {}", request.method(), request.uri().path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Counts every request by method, matched route and status.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// Query parameters, with a rejection that is an [`ApiError`] (400 with the JSON body).
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::BadParameter(rejection.body_text()))
+    }
+}
+
+/// A path parameter, with a rejection that is an [`ApiError`].
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::BadParameter(rejection.body_text()))
+    }
+}

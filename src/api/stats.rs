@@ -1,0 +1,348 @@
+//! Symbols and their rolling statistics.
+//!
+//! - `GET /v1/symbols`: every symbol with last price, last trade time and trade count.
+//! - `GET /v1/symbols/{symbol}/stats[?window=1m]`: every window (or one) of a symbol.
+//! - `GET /v1/stats?window=1m&sort=change_pct&order=desc&limit=10`: one window of every symbol,
+//!   ranked (top movers, most active).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{ApiError, ApiPath, ApiQuery, AppState};
+use crate::analytics::{SymbolSnapshot, WindowStats};
+use crate::model::{Symbol, Timestamp, to_millis};
+
+/// Rows returned by `/v1/stats` when no `limit` is given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest accepted `limit`.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A symbol in `GET /v1/symbols`.
+#[derive(Debug, Serialize)]
+pub struct SymbolSummary {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Latest price.
+    pub last_price: f64,
+    /// Event time of the latest trade, epoch ms.
+    pub last_ms: i64,
+    /// Trades since start.
+    pub trade_count: u64,
+}
+
+/// The body of `GET /v1/symbols`.
+#[derive(Debug, Serialize)]
+pub struct SymbolList {
+    /// Stream time of the answer, epoch ms.
+    pub as_of_ms: Option<i64>,
+    /// Number of symbols.
+    pub count: usize,
+    /// The symbols, sorted.
+    pub symbols: Vec<SymbolSummary>,
+}
+
+fn as_of_ms(as_of: Option<Timestamp>) -> Option<i64> {
+    as_of.map(to_millis)
+}
+
+/// `GET /v1/symbols`.
+pub async fn symbols(State(state): State<AppState>) -> Json<SymbolList> {
+    let (snapshots, as_of) = state.snapshots.all();
+    let symbols: Vec<SymbolSummary> = snapshots
+        .iter()
+        .map(|snapshot| SymbolSummary {
+            symbol: snapshot.symbol.clone(),
+            last_price: snapshot.last_price,
+            last_ms: to_millis(snapshot.last_ts),
+            trade_count: snapshot.trade_count,
+        })
+        .collect();
+    Json(SymbolList {
+        as_of_ms: as_of_ms(as_of),
+        count: symbols.len(),
+        symbols,
+    })
+}
+
+/// Query of `GET /v1/symbols/{symbol}/stats`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolStatsQuery {
+    /// One window's label; all windows when absent.
+    pub window: Option<String>,
+}
+
+/// Windows keyed by label, in configured order.
+#[derive(Debug)]
+pub struct WindowMap(Vec<(String, WindowStats)>);
+
+impl Serialize for WindowMap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (label, stats) in &self.0 {
+            map.serialize_entry(label, stats)?;
+        }
+        map.end()
+    }
+}
+
+/// The body of `GET /v1/symbols/{symbol}/stats`.
+#[derive(Debug, Serialize)]
+pub struct SymbolStats {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Stream time the statistics are exact for, epoch ms.
+    pub as_of_ms: i64,
+    /// Latest price.
+    pub last_price: f64,
+    /// Event time of the latest trade, epoch ms.
+    pub last_ms: i64,
+    /// Trades since start.
+    pub trade_count: u64,
+    /// Statistics per window.
+    pub windows: WindowMap,
+}
+
+/// Finds a configured window's position by label.
+fn window_index(state: &AppState, label: &str) -> Result<usize, ApiError> {
+    state
+        .windows
+        .iter()
+        .position(|w| w.label == label)
+        .ok_or_else(|| {
+            let known: Vec<&str> = state.windows.iter().map(|w| w.label.as_str()).collect();
+            ApiError::BadParameter(format!(
+                "unknown window {label:?}; configured windows: {}",
+                known.join(", ")
+            ))
+        })
+}
+
+/// `GET /v1/symbols/{symbol}/stats`.
+pub async fn symbol_stats(
+    State(state): State<AppState>,
+    ApiPath(symbol): ApiPath<String>,
+    ApiQuery(query): ApiQuery<SymbolStatsQuery>,
+) -> Result<Json<SymbolStats>, ApiError> {
+    let only = query
+        .window
+        .as_deref()
+        .map(|label| window_index(&state, label))
+        .transpose()?;
+    let (snapshot, as_of) = state
+        .snapshots
+        .get(&symbol)
+        .ok_or_else(|| ApiError::UnknownSymbol(symbol.clone()))?;
+    let windows = state
+        .windows
+        .iter()
+        .zip(snapshot.windows.iter())
+        .enumerate()
+        .filter(|(index, _)| only.is_none_or(|only| only == *index))
+        .map(|(_, (spec, stats))| (spec.label.clone(), stats.clone()))
+        .collect();
+    Ok(Json(SymbolStats {
+        symbol: snapshot.symbol.clone(),
+        as_of_ms: to_millis(as_of),
+        last_price: snapshot.last_price,
+        last_ms: to_millis(snapshot.last_ts),
+        trade_count: snapshot.trade_count,
+        windows: WindowMap(windows),
+    }))
+}
+
+/// Fields `/v1/stats` can sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortField {
+    /// Symbol name.
+    Symbol,
+    /// Trade count.
+    Count,
+    /// Volume.
+    Volume,
+    /// Notional.
+    Notional,
+    /// VWAP.
+    Vwap,
+    /// Open.
+    Open,
+    /// High.
+    High,
+    /// Low.
+    Low,
+    /// Close.
+    Close,
+    /// Mean.
+    Mean,
+    /// Standard deviation.
+    Stddev,
+    /// Change.
+    Change,
+    /// Change in percent.
+    ChangePct,
+    /// Earliest trade time.
+    FirstMs,
+    /// Latest trade time.
+    LastMs,
+}
+
+impl SortField {
+    fn value(self, stats: &WindowStats) -> Option<f64> {
+        match self {
+            SortField::Symbol => None,
+            SortField::Count => Some(stats.count as f64),
+            SortField::Volume => Some(stats.volume),
+            SortField::Notional => Some(stats.notional),
+            SortField::Vwap => stats.vwap,
+            SortField::Open => stats.open,
+            SortField::High => stats.high,
+            SortField::Low => stats.low,
+            SortField::Close => stats.close,
+            SortField::Mean => stats.mean,
+            SortField::Stddev => stats.stddev,
+            SortField::Change => stats.change,
+            SortField::ChangePct => stats.change_pct,
+            SortField::FirstMs => stats.first_ms.map(|v| v as f64),
+            SortField::LastMs => stats.last_ms.map(|v| v as f64),
+        }
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    /// Smallest first.
+    Asc,
+    /// Largest first.
+    Desc,
+}
+
+/// Query of `GET /v1/stats`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllStatsQuery {
+    /// Window label (default: the first configured window).
+    pub window: Option<String>,
+    /// Sort field (default `symbol`).
+    pub sort: Option<SortField>,
+    /// Sort order (default `asc` for `symbol`, `desc` otherwise).
+    pub order: Option<SortOrder>,
+    /// Rows to return, 1 to 10000 (default 100).
+    pub limit: Option<i64>,
+}
+
+/// A row of `GET /v1/stats`.
+#[derive(Debug, Serialize)]
+pub struct RankedStats {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Latest price.
+    pub last_price: f64,
+    /// The window's statistics.
+    #[serde(flatten)]
+    pub stats: WindowStats,
+}
+
+/// The body of `GET /v1/stats`.
+#[derive(Debug, Serialize)]
+pub struct AllStats {
+    /// Stream time, epoch ms.
+    pub as_of_ms: Option<i64>,
+    /// The window.
+    pub window: String,
+    /// The sort field.
+    pub sort: SortField,
+    /// The sort order.
+    pub order: SortOrder,
+    /// Symbols before the limit was applied.
+    pub total: usize,
+    /// The ranked rows.
+    pub symbols: Vec<RankedStats>,
+}
+
+/// `GET /v1/stats`.
+pub async fn all_stats(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AllStatsQuery>,
+) -> Result<Json<AllStats>, ApiError> {
+    let index = match query.window.as_deref() {
+        Some(label) => window_index(&state, label)?,
+        None => 0,
+    };
+    let limit = match query.limit {
+        None => DEFAULT_LIMIT,
+        Some(limit) => usize::try_from(limit)
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| {
+                ApiError::BadParameter(format!("limit {limit} is out of range 1..={MAX_LIMIT}"))
+            })?,
+    };
+    let sort = query.sort.unwrap_or(SortField::Symbol);
+    let order = query.order.unwrap_or(if sort == SortField::Symbol {
+        SortOrder::Asc
+    } else {
+        SortOrder::Desc
+    });
+    let (snapshots, as_of) = state.snapshots.all();
+    let mut rows: Vec<&Arc<SymbolSnapshot>> = snapshots.iter().collect();
+    rows.sort_by(|a, b| compare(a, b, index, sort, order));
+    let total = rows.len();
+    let symbols = rows
+        .into_iter()
+        .take(limit)
+        .filter_map(|snapshot| {
+            snapshot.windows.get(index).map(|stats| RankedStats {
+                symbol: snapshot.symbol.clone(),
+                last_price: snapshot.last_price,
+                stats: stats.clone(),
+            })
+        })
+        .collect();
+    Ok(Json(AllStats {
+        as_of_ms: as_of_ms(as_of),
+        window: state.windows[index].label.clone(),
+        sort,
+        order,
+        total,
+        symbols,
+    }))
+}
+
+/// Orders two snapshots by one window's field; nulls last in either order, ties by symbol.
+fn compare(
+    a: &SymbolSnapshot,
+    b: &SymbolSnapshot,
+    index: usize,
+    sort: SortField,
+    order: SortOrder,
+) -> Ordering {
+    let by_symbol = a.symbol.cmp(&b.symbol);
+    if sort == SortField::Symbol {
+        return match order {
+            SortOrder::Asc => by_symbol,
+            SortOrder::Desc => by_symbol.reverse(),
+        };
+    }
+    let value = |s: &SymbolSnapshot| s.windows.get(index).and_then(|w| sort.value(w));
+    match (value(a), value(b)) {
+        (Some(x), Some(y)) => {
+            let ordering = x.total_cmp(&y);
+            let ordering = match order {
+                SortOrder::Asc => ordering,
+                SortOrder::Desc => ordering.reverse(),
+            };
+            ordering.then(by_symbol)
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => by_symbol,
+    }
+}

@@ -1,0 +1,357 @@
+//! Configuration: the command line and the TOML file (raw), validated once into [`Settings`].
+//!
+//! Every option can be given on the command line or in the file given by `--config`; the command
+//! line wins. Unknown keys in the file are errors. With no replay source, the service runs on the
+//! bundled sample, looping at 10× with pauses capped at one second.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::analytics::WindowSpec;
+use crate::replay::{ReplayError, ReplaySource, Speed};
+
+/// Default HTTP listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default trailing windows.
+pub const DEFAULT_WINDOWS: [&str; 6] = ["1s", "10s", "1m", "5m", "15m", "1h"];
+/// Default allowed lateness.
+pub const DEFAULT_LATENESS: &str = "1s";
+/// Speed of the embedded sample when no speed is given.
+pub const EMBEDDED_SPEED: f64 = 10.0;
+/// Longest wall-clock pause of the embedded sample when none is given.
+pub const EMBEDDED_MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// tickstream: real-time stock-ticker analytics over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "tickstream", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, accepted without the subcommand too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: replay sources through the analytics core and serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// The serve options, whether given with `serve` or without.
+    pub fn into_serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+/// Options of `tickstream serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the options below (command-line options win).
+    #[arg(long, value_name = "FILE", env = "TICKSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A recorded file to replay (.csv, .jsonl/.ndjson, .parquet); repeatable. Without any, the
+    /// bundled sample is replayed in a loop.
+    #[arg(long = "replay", value_name = "PATH")]
+    pub replay: Vec<PathBuf>,
+    /// Replay speed: `max` (as fast as possible) or a factor (1 = real time, 60 = 60× faster).
+    #[arg(long, value_name = "SPEED")]
+    pub speed: Option<String>,
+    /// Start replays over at their end (event times move forward a whole number of days).
+    #[arg(long = "replay-loop")]
+    pub replay_loop: bool,
+    /// Longest wall-clock wait between two replayed trades (e.g. `1s`); longer gaps in the data
+    /// are shortened in wall time only.
+    #[arg(long, value_name = "DURATION")]
+    pub max_pause: Option<String>,
+    /// Trailing windows, comma-separated (e.g. `1s,10s,1m,5m,15m,1h`).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub windows: Option<Vec<String>>,
+    /// How far behind the stream clock a trade may arrive and still be applied (e.g. `1s`).
+    #[arg(long, value_name = "DURATION")]
+    pub lateness: Option<String>,
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", env = "TICKSTREAM_LISTEN")]
+    pub listen: Option<String>,
+}
+
+/// A number, or a string holding one (`speed = 60` or `speed = "max"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(f64),
+    Text(String),
+}
+
+/// The TOML file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    replay: Option<Vec<PathBuf>>,
+    speed: Option<NumberOrText>,
+    replay_loop: Option<bool>,
+    max_pause: Option<String>,
+    windows: Option<Vec<String>>,
+    lateness: Option<String>,
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid (bad TOML, unknown key, wrong type).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An option's value is invalid.
+    #[error("invalid {option}: {message}")]
+    Invalid {
+        /// The option.
+        option: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A replay source is unusable.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+/// The validated configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Sources to replay (the embedded sample when none were configured).
+    pub sources: Vec<ReplaySource>,
+    /// Replay speed.
+    pub speed: Speed,
+    /// Longest wall-clock pause during a paced replay.
+    pub max_pause: Option<Duration>,
+    /// Trailing windows, in configured order.
+    pub windows: Arc<[WindowSpec]>,
+    /// Allowed lateness, nanoseconds.
+    pub allowed_lateness: i64,
+}
+
+impl Settings {
+    /// Settings from the command line, reading the config file it names.
+    pub fn load(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::from_parts(args, file)
+    }
+
+    /// Settings from a TOML text alone (for tests and tools).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let file = parse_file(text, Path::new("<inline>"))?;
+        Self::from_parts(ServeArgs::default(), file)
+    }
+
+    fn from_parts(args: ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let listen_text = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|error| invalid("listen", format!("{listen_text:?}: {error}")))?;
+
+        let paths = if args.replay.is_empty() {
+            file.replay.unwrap_or_default()
+        } else {
+            args.replay
+        };
+        let replay_loop = args.replay_loop || file.replay_loop.unwrap_or(false);
+        let embedded = paths.is_empty();
+        let sources = if embedded {
+            vec![ReplaySource::embedded_sample()]
+        } else {
+            paths
+                .into_iter()
+                .map(|path| {
+                    ReplaySource::from_path(path).map(|source| ReplaySource {
+                        repeat: replay_loop,
+                        ..source
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+
+        let speed_text = match args.speed {
+            Some(text) => Some(text),
+            None => file.speed.map(|speed| match speed {
+                NumberOrText::Number(n) => n.to_string(),
+                NumberOrText::Text(text) => text,
+            }),
+        };
+        let speed = match speed_text {
+            Some(text) => text
+                .parse::<Speed>()
+                .map_err(|error| invalid("speed", error.to_string()))?,
+            None if embedded => Speed::Factor(EMBEDDED_SPEED),
+            None => Speed::Max,
+        };
+
+        let max_pause = match args.max_pause.or(file.max_pause) {
+            Some(text) => Some(parse_duration("max_pause", &text)?),
+            None if embedded => Some(EMBEDDED_MAX_PAUSE),
+            None => None,
+        };
+
+        let window_labels = args
+            .windows
+            .or(file.windows)
+            .unwrap_or_else(|| DEFAULT_WINDOWS.iter().map(|w| w.to_string()).collect());
+        let windows = parse_windows(&window_labels)?;
+
+        let lateness_text = args
+            .lateness
+            .or(file.lateness)
+            .unwrap_or_else(|| DEFAULT_LATENESS.to_string());
+        let allowed_lateness = duration_nanos("lateness", parse_lateness(&lateness_text)?)?;
+
+        Ok(Settings {
+            listen,
+            sources,
+            speed,
+            max_pause,
+            windows: windows.into(),
+            allowed_lateness,
+        })
+    }
+}
+
+fn invalid(option: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        option,
+        message: message.into(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(&text, path)
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|error| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })
+}
+
+/// Parses a duration such as `250ms`, `1s`, `10s`, `1m`, `15m`, `1h`.
+pub fn parse_duration(option: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim())
+        .map_err(|error| invalid(option, format!("{text:?}: {error}")))
+}
+
+fn parse_lateness(text: &str) -> Result<Duration, ConfigError> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration("lateness", text)
+}
+
+fn duration_nanos(option: &'static str, duration: Duration) -> Result<i64, ConfigError> {
+    i64::try_from(duration.as_nanos()).map_err(|_| invalid(option, "too long"))
+}
+
+/// Parses window labels into specs: each a positive duration, no two of the same length.
+pub fn parse_windows(labels: &[String]) -> Result<Vec<WindowSpec>, ConfigError> {
+    if labels.is_empty() {
+        return Err(invalid("windows", "at least one window is needed"));
+    }
+    let mut windows: Vec<WindowSpec> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let label = label.trim();
+        let length = duration_nanos("windows", parse_duration("windows", label)?)?;
+        if length <= 0 {
+            return Err(invalid("windows", format!("{label:?} is not a positive duration")));
+        }
+        if let Some(same) = windows.iter().find(|w| w.length == length) {
+            return Err(invalid(
+                "windows",
+                format!("{label:?} and {:?} are the same window", same.label),
+            ));
+        }
+        windows.push(WindowSpec {
+            label: label.to_string(),
+            length,
+        });
+    }
+    Ok(windows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_the_embedded_sample() {
+        let settings = Settings::from_toml("").expect("valid");
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(settings.sources, vec![ReplaySource::embedded_sample()]);
+        assert_eq!(settings.speed, Speed::Factor(EMBEDDED_SPEED));
+        let labels: Vec<_> = settings.windows.iter().map(|w| w.label.as_str()).collect();
+        assert_eq!(labels, DEFAULT_WINDOWS);
+        assert_eq!(settings.allowed_lateness, 1_000_000_000);
+    }
+
+    #[test]
+    fn file_values_and_command_line_overrides() {
+        let file = parse_file(
+            "listen = \"127.0.0.1:0\"\nreplay = [\"a.csv\"]\nspeed = 60\nwindows = [\"1m\", \"250ms\"]\nlateness = \"0\"",
+            Path::new("t"),
+        )
+        .expect("valid");
+        let args = ServeArgs {
+            speed: Some("max".into()),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::from_parts(args, file).expect("valid");
+        assert_eq!(settings.speed, Speed::Max);
+        assert_eq!(settings.windows[1].length, 250_000_000);
+        assert_eq!(settings.allowed_lateness, 0);
+        assert_eq!(settings.max_pause, None);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let error = Settings::from_toml("listne = \"x\"").expect_err("typo");
+        assert!(error.to_string().contains("unknown field `listne`"), "{error}");
+        assert!(Settings::from_toml("windows = [\"1m\", \"60s\"]").is_err());
+        assert!(Settings::from_toml("windows = []").is_err());
+        assert!(Settings::from_toml("windows = [\"soon\"]").is_err());
+        assert!(Settings::from_toml("speed = 0").is_err());
+        assert!(Settings::from_toml("replay = [\"trades.txt\"]").is_err());
+    }
+}

@@ -1,0 +1,270 @@
+//! Feeds: the sources of trades, and the registry of their health.
+//!
+//! Every source of trades (a replay file now; WebSocket connectors for the market-data providers
+//! in later work, each in its own folder beside this file) registers here and gets a
+//! [`FeedStatus`]: its state and counters, updated by the source and by the analytics core, read by
+//! `GET /v1/feeds` and `GET /metrics`.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use prometheus_client::metrics::counter::Counter;
+use serde::Serialize;
+
+use crate::metrics::{FeedLabels, Metrics};
+use crate::model::{FeedId, to_millis, wall_clock_now};
+
+/// The lifecycle of a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    /// Registered, not yet producing.
+    Starting,
+    /// Producing trades.
+    Running,
+    /// A replay that reached its end; its trades are all applied.
+    Finished,
+    /// Stopped by an error it cannot recover from (see `error`).
+    Failed,
+}
+
+impl FeedState {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => FeedState::Starting,
+            1 => FeedState::Running,
+            2 => FeedState::Finished,
+            _ => FeedState::Failed,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            FeedState::Starting => 0,
+            FeedState::Running => 1,
+            FeedState::Finished => 2,
+            FeedState::Failed => 3,
+        }
+    }
+}
+
+/// What a feed is, for display: kind, source and format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedDescription {
+    /// `replay` (and, with live connectors, the provider's name).
+    pub kind: String,
+    /// The file path, or `embedded:<name>` for the bundled sample.
+    pub source: String,
+    /// `csv`, `jsonl` or `parquet`.
+    pub format: String,
+}
+
+/// A feed's state and counters. Shared: the source, the core and the API hold it.
+#[derive(Debug)]
+pub struct FeedStatus {
+    id: FeedId,
+    name: String,
+    description: FeedDescription,
+    state: AtomicU8,
+    error: Mutex<Option<String>>,
+    /// Rows (or frames) read.
+    pub rows: Counter,
+    /// Trades applied by the core.
+    pub trades: Counter,
+    /// Rows that did not parse.
+    pub malformed: Counter,
+    /// Trades dropped as late.
+    pub late: Counter,
+    /// Trades dropped as duplicates.
+    pub duplicates: Counter,
+    /// Bytes (or, for Parquet, rows) of the current pass read so far.
+    pub progress_done: AtomicU64,
+    /// Total bytes (or rows) of one pass.
+    pub progress_total: AtomicU64,
+    /// Completed passes over the file (a looping replay starts a new pass at the end).
+    pub passes: AtomicU64,
+    started_ms: AtomicI64,
+    ended_ms: AtomicI64,
+}
+
+impl FeedStatus {
+    /// The feed's id.
+    pub fn id(&self) -> FeedId {
+        self.id
+    }
+
+    /// The feed's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The feed's state.
+    pub fn state(&self) -> FeedState {
+        FeedState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Marks the feed running.
+    pub fn set_running(&self) {
+        self.started_ms
+            .store(to_millis(wall_clock_now()), Ordering::Relaxed);
+        self.state
+            .store(FeedState::Running.as_u8(), Ordering::Release);
+    }
+
+    /// Marks the feed finished (all its trades applied).
+    pub fn set_finished(&self) {
+        self.ended_ms
+            .store(to_millis(wall_clock_now()), Ordering::Relaxed);
+        self.state
+            .store(FeedState::Finished.as_u8(), Ordering::Release);
+    }
+
+    /// Marks the feed failed with the error's message.
+    pub fn set_failed(&self, message: String) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+        self.ended_ms
+            .store(to_millis(wall_clock_now()), Ordering::Relaxed);
+        self.state.store(FeedState::Failed.as_u8(), Ordering::Release);
+    }
+
+    /// A point-in-time view for the API.
+    pub fn view(&self) -> FeedView {
+        let done = self.progress_done.load(Ordering::Relaxed);
+        let total = self.progress_total.load(Ordering::Relaxed);
+        let state = self.state();
+        let fraction = match state {
+            FeedState::Finished => 1.0,
+            _ if total == 0 => 0.0,
+            _ => (done as f64 / total as f64).min(1.0),
+        };
+        let millis = |cell: &AtomicI64| Some(cell.load(Ordering::Relaxed)).filter(|&v| v != 0);
+        FeedView {
+            id: self.id.0,
+            name: self.name.clone(),
+            kind: self.description.kind.clone(),
+            source: self.description.source.clone(),
+            format: self.description.format.clone(),
+            state,
+            error: self.error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            rows_read: self.rows.get(),
+            trades: self.trades.get(),
+            malformed: self.malformed.get(),
+            late: self.late.get(),
+            duplicates: self.duplicates.get(),
+            progress: ReplayProgress {
+                done,
+                total,
+                fraction,
+                passes: self.passes.load(Ordering::Relaxed),
+            },
+            started_ms: millis(&self.started_ms),
+            ended_ms: millis(&self.ended_ms),
+        }
+    }
+}
+
+/// How far a replay has read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayProgress {
+    /// Bytes (CSV, JSON lines) or rows (Parquet) of the current pass read.
+    pub done: u64,
+    /// Bytes or rows in one pass.
+    pub total: u64,
+    /// done / total, 1 once finished.
+    pub fraction: f64,
+    /// Completed passes (looping replays).
+    pub passes: u64,
+}
+
+/// A feed as `GET /v1/feeds` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedView {
+    /// The feed's id.
+    pub id: u16,
+    /// The feed's name.
+    pub name: String,
+    /// What kind of feed.
+    pub kind: String,
+    /// Where it reads from.
+    pub source: String,
+    /// The input format.
+    pub format: String,
+    /// Lifecycle state.
+    pub state: FeedState,
+    /// The error that failed it.
+    pub error: Option<String>,
+    /// Rows read.
+    pub rows_read: u64,
+    /// Trades applied.
+    pub trades: u64,
+    /// Malformed rows skipped.
+    pub malformed: u64,
+    /// Late trades dropped.
+    pub late: u64,
+    /// Duplicate trades dropped.
+    pub duplicates: u64,
+    /// Replay progress.
+    pub progress: ReplayProgress,
+    /// When it started, wall clock epoch milliseconds.
+    pub started_ms: Option<i64>,
+    /// When it finished or failed.
+    pub ended_ms: Option<i64>,
+}
+
+/// Every feed of the service, by [`FeedId`].
+#[derive(Debug, Default)]
+pub struct FeedRegistry {
+    feeds: RwLock<Vec<Arc<FeedStatus>>>,
+}
+
+impl FeedRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a feed; its counters are also exported in `metrics` under its name.
+    pub fn register(
+        &self,
+        name: String,
+        description: FeedDescription,
+        metrics: &Metrics,
+    ) -> Arc<FeedStatus> {
+        let mut feeds = self.feeds.write().unwrap_or_else(|p| p.into_inner());
+        let id = FeedId(u16::try_from(feeds.len()).unwrap_or(u16::MAX));
+        let labels = FeedLabels { feed: name.clone() };
+        let status = Arc::new(FeedStatus {
+            id,
+            name,
+            description,
+            state: AtomicU8::new(FeedState::Starting.as_u8()),
+            error: Mutex::new(None),
+            rows: metrics.feed_rows.get_or_create(&labels).clone(),
+            trades: metrics.feed_trades.get_or_create(&labels).clone(),
+            malformed: metrics.feed_malformed.get_or_create(&labels).clone(),
+            late: metrics.feed_late.get_or_create(&labels).clone(),
+            duplicates: metrics.feed_duplicates.get_or_create(&labels).clone(),
+            progress_done: AtomicU64::new(0),
+            progress_total: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
+            started_ms: AtomicI64::new(0),
+            ended_ms: AtomicI64::new(0),
+        });
+        feeds.push(Arc::clone(&status));
+        status
+    }
+
+    /// The feed with `id`.
+    pub fn get(&self, id: FeedId) -> Option<Arc<FeedStatus>> {
+        self.feeds
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id.index())
+            .cloned()
+    }
+
+    /// Every feed, in registration order.
+    pub fn all(&self) -> Vec<Arc<FeedStatus>> {
+        self.feeds.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -1,0 +1,119 @@
+//! The analytics task: the thin async loop around the synchronous [`Engine`].
+//!
+//! It takes merged events from a bounded channel (backpressure: when it falls behind, sources
+//! wait), applies them, and after each burst publishes the snapshots of the symbols that changed,
+//! the stream clock, and the per-feed counters. A source's end is acted on only after its trades
+//! are applied and published, so a feed shown `finished` means its trades are all in the answers.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::analytics::Engine;
+use crate::analytics::snapshot::SnapshotPublisher;
+use crate::feeds::FeedRegistry;
+use crate::merge::MergedEvent;
+use crate::metrics::Metrics;
+use crate::model::{FeedId, to_millis};
+
+/// Events drained from the channel before publishing snapshots: bounds how stale readers can be
+/// under full load, while letting a burst share one publication.
+const EVENTS_PER_PUBLISH: usize = 64;
+
+/// Everything the analytics task needs.
+pub struct AnalyticsTask {
+    /// The core.
+    pub engine: Engine,
+    /// Merged events from the sources.
+    pub events: mpsc::Receiver<MergedEvent>,
+    /// Where snapshots go.
+    pub publisher: SnapshotPublisher,
+    /// Feed states and counters.
+    pub feeds: Arc<FeedRegistry>,
+    /// Service metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AnalyticsTask {
+    /// Runs until the channel closes (every source is done) or `cancel` fires.
+    #[tracing::instrument(name = "analytics", skip_all)]
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut ended: Vec<(FeedId, Option<String>)> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => break,
+                event = self.events.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            self.handle(first, &mut ended);
+            for _ in 1..EVENTS_PER_PUBLISH {
+                match self.events.try_recv() {
+                    Ok(event) => self.handle(event, &mut ended),
+                    Err(_) => break,
+                }
+            }
+            self.publish(&mut ended);
+        }
+        self.publish(&mut ended);
+        tracing::debug!("analytics task stopped");
+    }
+
+    fn handle(&mut self, event: MergedEvent, ended: &mut Vec<(FeedId, Option<String>)>) {
+        match event {
+            MergedEvent::Trades(trades) => {
+                for trade in &trades {
+                    self.engine.apply(trade);
+                }
+            }
+            MergedEvent::SourceEnded { feed, error } => ended.push((feed, error)),
+        }
+        self.metrics.core_batches.inc();
+    }
+
+    fn publish(&mut self, ended: &mut Vec<(FeedId, Option<String>)>) {
+        let changed = self.engine.take_changed();
+        self.publisher.publish(changed, self.engine.now());
+        for (index, tally) in self.engine.take_tallies().into_iter().enumerate() {
+            let Some(feed) = u16::try_from(index).ok().and_then(|i| self.feeds.get(FeedId(i)))
+            else {
+                continue;
+            };
+            feed.trades.inc_by(tally.applied);
+            feed.late.inc_by(tally.late);
+            feed.duplicates.inc_by(tally.duplicate);
+            self.metrics.trades_processed.inc_by(tally.applied);
+            self.metrics.trades_late.inc_by(tally.late);
+            self.metrics.trades_duplicate.inc_by(tally.duplicate);
+        }
+        self.metrics
+            .symbols
+            .set(i64::try_from(self.engine.symbol_count()).unwrap_or(i64::MAX));
+        if let Some(now) = self.engine.now() {
+            self.metrics.stream_clock_ms.set(to_millis(now));
+        }
+        for (feed_id, error) in ended.drain(..) {
+            let Some(feed) = self.feeds.get(feed_id) else {
+                continue;
+            };
+            match error {
+                None => {
+                    feed.set_finished();
+                    tracing::info!(
+                        feed = feed.name(),
+                        trades = feed.trades.get(),
+                        malformed = feed.malformed.get(),
+                        late = feed.late.get(),
+                        "replay finished; serving its final state"
+                    );
+                }
+                Some(message) => {
+                    tracing::error!(feed = feed.name(), error = %message, "replay failed");
+                    feed.set_failed(message);
+                }
+            }
+        }
+    }
+}

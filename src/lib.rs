@@ -1,0 +1,38 @@
+//! tickstream: real-time stock-ticker analytics.
+//!
+//! Trades flow one way through the modules below; each module's own documentation says what it
+//! owns and what it must not do.
+//!
+//! # Layout
+//!
+//! | stage | module | what it does |
+//! |---|---|---|
+//! | events | [`model`] | normalized [`model::Trade`], [`model::Symbol`], timestamps |
+//! | time | [`clock`] | the stream clock and the lateness policy |
+//! | sources | [`replay`] | recorded trades from CSV, JSON lines and Parquet, paced |
+//! | sources | [`feeds`] | the registry of every source's state and counters (live WebSocket connectors join here) |
+//! | merge | [`merge`] | several sources into one stream, in event time |
+//! | core | [`analytics`] | synchronous rolling windows per symbol, snapshots for readers |
+//! | core task | [`ingest`] | the async loop that drives the core and publishes |
+//! | serving | [`api`] | the HTTP API (axum) |
+//! | serving | [`metrics`] | Prometheus metrics |
+//! | wiring | [`config`], [`startup`], [`shutdown`] | settings, the task topology, stopping |
+//!
+//! Later stages (candles and indicators with a `moka` cache, alerts and their sinks, recording)
+//! plug into the analytics task and the API the same way.
+
+pub mod analytics;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod feeds;
+pub mod ingest;
+pub mod merge;
+pub mod metrics;
+pub mod model;
+pub mod replay;
+pub mod shutdown;
+pub mod startup;
+
+pub use config::Settings;
+pub use startup::App;

@@ -1,0 +1,172 @@
+//! Merging several sources into one stream in event-time order.
+//!
+//! Each source yields batches of trades in its own (event-time) order. The merge keeps a buffer
+//! per source and releases trades up to the *watermark*: the smallest "latest buffered time"
+//! over the sources still open, since no open source can later produce anything older (for
+//! sorted sources). Ties go to the source listed first, so a merge is deterministic. A source
+//! that is not sorted still merges; its stragglers reach the core, which applies them in order
+//! within the allowed lateness and drops and counts the rest.
+//!
+//! When a source ends, its end is reported after its last trade, so that the analytics task can
+//! mark the feed finished only once everything it sent is applied.
+
+use std::collections::VecDeque;
+
+use tokio_stream::{Stream, StreamExt};
+
+use crate::model::{FeedId, Trade};
+use crate::replay::ReplayItem;
+
+/// What the merged stream carries.
+#[derive(Debug)]
+pub enum MergedEvent {
+    /// Trades in event-time order.
+    Trades(Vec<Trade>),
+    /// A source ended after the trades before this event: cleanly (`None`) or with an error.
+    SourceEnded {
+        /// The feed that ended.
+        feed: FeedId,
+        /// The error that ended it, if any.
+        error: Option<String>,
+    },
+}
+
+struct Lane<S> {
+    feed: FeedId,
+    stream: S,
+    buffer: VecDeque<Trade>,
+    open: bool,
+    error: Option<String>,
+    end_reported: bool,
+}
+
+/// Merges `sources` (each tagged with its feed) by event time.
+pub fn merge_by_event_time<S>(sources: Vec<(FeedId, S)>) -> impl Stream<Item = MergedEvent> + Send
+where
+    S: Stream<Item = ReplayItem> + Send + Unpin,
+{
+    async_stream::stream! {
+        let mut lanes: Vec<Lane<S>> = sources
+            .into_iter()
+            .map(|(feed, stream)| Lane {
+                feed,
+                stream,
+                buffer: VecDeque::new(),
+                open: true,
+                error: None,
+                end_reported: false,
+            })
+            .collect();
+        loop {
+            // Every open lane needs at least one buffered trade to define the watermark.
+            for lane in lanes.iter_mut() {
+                while lane.open && lane.buffer.is_empty() {
+                    match lane.stream.next().await {
+                        Some(Ok(batch)) => lane.buffer.extend(batch),
+                        Some(Err(error)) => {
+                            lane.open = false;
+                            lane.error = Some(error.to_string());
+                        }
+                        None => lane.open = false,
+                    }
+                }
+            }
+            let watermark = lanes
+                .iter()
+                .filter(|lane| lane.open)
+                .filter_map(|lane| lane.buffer.back().map(|t| t.exchange_ts))
+                .min()
+                .unwrap_or(i64::MAX);
+            let merged = if lanes.len() == 1 {
+                lanes[0].buffer.drain(..).collect::<Vec<_>>()
+            } else {
+                release_until(&mut lanes, watermark)
+            };
+            if !merged.is_empty() {
+                yield MergedEvent::Trades(merged);
+            }
+            for lane in lanes.iter_mut() {
+                if !lane.open && lane.buffer.is_empty() && !lane.end_reported {
+                    lane.end_reported = true;
+                    yield MergedEvent::SourceEnded { feed: lane.feed, error: lane.error.take() };
+                }
+            }
+            if lanes.iter().all(|lane| lane.end_reported) {
+                break;
+            }
+        }
+    }
+}
+
+/// Takes every buffered trade at or before `watermark`, smallest event time first.
+fn release_until<S>(lanes: &mut [Lane<S>], watermark: i64) -> Vec<Trade> {
+    let mut merged = Vec::new();
+    loop {
+        let next = lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, lane)| lane.buffer.front().map(|t| (t.exchange_ts, index)))
+            .filter(|&(ts, _)| ts <= watermark)
+            .min();
+        let Some((_, index)) = next else {
+            return merged;
+        };
+        if let Some(trade) = lanes[index].buffer.pop_front() {
+            merged.push(trade);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Symbol;
+
+    fn trade(feed: u16, ms: i64) -> Trade {
+        Trade {
+            symbol: Symbol::new("A"),
+            price: 1.0,
+            size: 1.0,
+            exchange_ts: ms,
+            receive_ts: ms,
+            feed: FeedId(feed),
+            trade_id: None,
+            side: None,
+        }
+    }
+
+    fn source(feed: u16, batches: Vec<Vec<i64>>) -> (FeedId, impl Stream<Item = ReplayItem> + Unpin) {
+        let items: Vec<ReplayItem> = batches
+            .into_iter()
+            .map(|batch| Ok(batch.into_iter().map(|ms| trade(feed, ms)).collect()))
+            .collect();
+        (FeedId(feed), tokio_stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn merges_in_event_time_and_reports_ends_after_last_trade() {
+        let merged = merge_by_event_time(vec![
+            source(0, vec![vec![1, 4], vec![], vec![6, 9]]),
+            source(1, vec![vec![2, 3, 4, 5]]),
+        ]);
+        let events: Vec<MergedEvent> = merged.collect().await;
+        let mut order = Vec::new();
+        let mut ended = Vec::new();
+        for event in events {
+            match event {
+                MergedEvent::Trades(batch) => {
+                    order.extend(batch.iter().map(|t| (t.exchange_ts, t.feed.0)))
+                }
+                MergedEvent::SourceEnded { feed, error } => {
+                    assert!(error.is_none());
+                    ended.push((feed.0, order.len()));
+                }
+            }
+        }
+        assert_eq!(
+            order,
+            [(1, 0), (2, 1), (3, 1), (4, 0), (4, 1), (5, 1), (6, 0), (9, 0)]
+        );
+        assert_eq!(ended, [(1, 6), (0, 8)]);
+    }
+}

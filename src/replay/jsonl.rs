@@ -1,0 +1,159 @@
+//! JSON-lines replay files: one object per line with `ts`, `symbol`, `price`, `size` and an
+//! optional `id` (or `trade_id`); other keys are ignored. Numbers may be JSON numbers or decimal
+//! strings; `ts` is epoch milliseconds (number or string) or an RFC 3339 string. Blank lines are
+//! skipped.
+//!
+//! ```text
+//! {"ts":1381132800688,"symbol":"AIG","price":49.18,"size":300}
+//! {"ts":"2013-10-07T08:00:30.270Z","symbol":"IBM","price":"181.52","size":"283","id":17}
+//! ```
+
+use std::borrow::Cow;
+use std::io::BufRead;
+
+use serde::Deserialize;
+
+use super::fields::{
+    RawTrade, RowError, millis_to_nanos, parse_number, parse_timestamp, parse_trade_id,
+};
+use super::{BatchSink, ReplaySource, RowLocation, Stop, open_text};
+
+/// A JSON field that may be a number or a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Field<'a> {
+    Int(i64),
+    Unsigned(u64),
+    Float(f64),
+    Text(#[serde(borrow)] Cow<'a, str>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Row<'a> {
+    #[serde(borrow)]
+    ts: Option<Field<'a>>,
+    #[serde(borrow)]
+    symbol: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    price: Option<Field<'a>>,
+    #[serde(borrow)]
+    size: Option<Field<'a>>,
+    #[serde(borrow, alias = "trade_id")]
+    id: Option<Field<'a>>,
+}
+
+fn number(field: &'static str, value: Option<Field<'_>>) -> Result<f64, RowError> {
+    match value.ok_or(RowError::Missing(field))? {
+        Field::Int(n) => Ok(n as f64),
+        Field::Unsigned(n) => Ok(n as f64),
+        Field::Float(x) => Ok(x),
+        Field::Text(text) => parse_number(field, &text),
+    }
+}
+
+fn timestamp(value: Option<Field<'_>>) -> Result<i64, RowError> {
+    match value.ok_or(RowError::Missing("ts"))? {
+        Field::Int(millis) => millis_to_nanos(millis),
+        Field::Float(millis) if millis.fract() == 0.0 && millis.abs() < 9.2e15 => {
+            millis_to_nanos(millis as i64)
+        }
+        Field::Unsigned(millis) => Err(RowError::Timestamp(millis.to_string())),
+        Field::Float(millis) => Err(RowError::Timestamp(millis.to_string())),
+        Field::Text(text) => parse_timestamp(&text),
+    }
+}
+
+fn trade_id(value: Option<Field<'_>>) -> Result<Option<u64>, RowError> {
+    match value {
+        None => Ok(None),
+        Some(Field::Int(n)) => u64::try_from(n).map(Some).map_err(|_| RowError::Number {
+            field: "id",
+            value: n.to_string(),
+        }),
+        Some(Field::Unsigned(n)) => Ok(Some(n)),
+        Some(Field::Float(x)) => Err(RowError::Number {
+            field: "id",
+            value: x.to_string(),
+        }),
+        Some(Field::Text(text)) => parse_trade_id(&text),
+    }
+}
+
+/// Parses one line.
+pub fn parse_line(line: &str) -> Result<RawTrade<'_>, RowError> {
+    let row: Row<'_> =
+        serde_json::from_str(line).map_err(|error| RowError::Json(error.to_string()))?;
+    let ts = timestamp(row.ts)?;
+    let symbol = row.symbol.ok_or(RowError::Missing("symbol"))?;
+    let price = number("price", row.price)?;
+    let size = number("size", row.size)?;
+    let trade_id = trade_id(row.id)?;
+    RawTrade::new(ts, symbol, price, size, trade_id)
+}
+
+/// Reads one pass of a JSON-lines source into `sink`.
+pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
+    sink.set_progress_total(source.check()?);
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, open_text(source)?);
+    let mut buffer = Vec::new();
+    let mut line_number = 0u64;
+    let mut bytes_read = 0u64;
+    loop {
+        buffer.clear();
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .map_err(|error| sink.read_error(error))?;
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        bytes_read += read as u64;
+        let parsed = match std::str::from_utf8(&buffer) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => parse_line(line),
+            Err(_) => Err(RowError::Utf8("line")),
+        };
+        sink.row(RowLocation::Line(line_number), parsed)?;
+        if line_number % 4096 == 0 {
+            sink.set_progress(bytes_read);
+        }
+    }
+    sink.set_progress(bytes_read);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_or_strings() {
+        let a = parse_line(r#"{"ts":1381132800688,"symbol":"AIG","price":49.18,"size":300}"#)
+            .expect("valid");
+        let b = parse_line(
+            r#"{"ts":"2013-10-07T08:00:00.688Z","symbol":"AIG","price":"49.18","size":"300","x":1}"#,
+        )
+        .expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.ts, 1_381_132_800_688_000_000);
+        let with_id =
+            parse_line(r#"{"ts":1,"symbol":"A","price":1,"size":1,"trade_id":"42"}"#).expect("ok");
+        assert_eq!(with_id.trade_id, Some(42));
+    }
+
+    #[test]
+    fn malformed_lines() {
+        let cases = [
+            (r#"{"ts":1,"symbol":"A","price":1}"#, "missing field `size`"),
+            (r#"{"ts":1.5,"symbol":"A","price":1,"size":1}"#, "`ts`"),
+            (r#"[1,2,3]"#, "not a trade object"),
+            (r#"{"ts":1,"symbol":"A","price":"abc","size":1}"#, "`price`"),
+            (r#"{"ts":1,"symbol":"A","price":1,"size":1"#, "not a trade object"),
+            (r#"{"ts":1,"symbol":null,"price":1,"size":1}"#, "`symbol`"),
+        ];
+        for (line, expected) in cases {
+            let error = parse_line(line).expect_err("malformed");
+            assert!(error.to_string().contains(expected), "{error} vs {expected}");
+        }
+    }
+}

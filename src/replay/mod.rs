@@ -1,0 +1,499 @@
+//! Replay: recorded trades from files, as async streams of trade batches.
+//!
+//! Each [`ReplaySource`] (CSV, JSON lines or Parquet, with the columns `ts,symbol,price,size` and
+//! an optional `id`) is read on a blocking thread (file I/O and Parquet decoding must not block
+//! the runtime) that parses rows into batches and hands them over a bounded channel to an
+//! `async-stream` stream: a slow consumer slows the reader, never grows memory. A row that does not
+//! parse is counted as malformed and logged with its line (or row) number, and the replay goes on;
+//! a file that cannot be opened or read is a [`ReplayError`].
+//!
+//! - [`fields`]: parsing of one row's fields, shared by the formats.
+//! - [`csv`], [`jsonl`], [`parquet`]: the formats.
+//! - [`pace`]: replay speed (as fast as possible, real time, N×).
+
+pub mod csv;
+pub mod fields;
+pub mod jsonl;
+pub mod pace;
+pub mod parquet;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+
+use crate::feeds::{FeedDescription, FeedStatus};
+use crate::model::{FeedId, Symbol, Timestamp, Trade};
+use fields::{RawTrade, RowError};
+
+pub use pace::{Speed, pace};
+
+/// Trades per batch handed from a reader to the pipeline.
+pub const BATCH_SIZE: usize = 1024;
+
+/// Batches buffered between a reader thread and its stream: enough to keep the pipeline busy
+/// while the reader parses, small enough to bound memory (≤ 8 × [`BATCH_SIZE`] trades).
+const READ_AHEAD_BATCHES: usize = 8;
+
+/// The sample data compiled into the binary: the default source when none is configured.
+pub const EMBEDDED_SAMPLE_NAME: &str = "ibm_aig_20131007_trades.csv";
+
+/// The bytes of [`EMBEDDED_SAMPLE_NAME`].
+pub const EMBEDDED_SAMPLE: &[u8] = include_bytes!("../../data/ibm_aig_20131007_trades.csv");
+
+/// The recorded-trade file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    JsonLines,
+    /// Apache Parquet (read with polars).
+    Parquet,
+}
+
+impl ReplayFormat {
+    /// Guesses the format from a file name: `.csv`, `.jsonl`/`.ndjson`/`.json`,
+    /// `.parquet`/`.pq`.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "csv" => Some(ReplayFormat::Csv),
+            "jsonl" | "ndjson" | "json" => Some(ReplayFormat::JsonLines),
+            "parquet" | "pq" => Some(ReplayFormat::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The format's short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplayFormat::Csv => "csv",
+            ReplayFormat::JsonLines => "jsonl",
+            ReplayFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// Where a replay reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayInput {
+    /// A file on disk.
+    File(PathBuf),
+    /// Bytes compiled into the binary (CSV or JSON lines).
+    Embedded {
+        /// A name for display.
+        name: &'static str,
+        /// The contents.
+        bytes: &'static [u8],
+    },
+}
+
+/// A recorded file to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaySource {
+    /// Where to read.
+    pub input: ReplayInput,
+    /// How to parse it.
+    pub format: ReplayFormat,
+    /// Start over at the end, shifting event times forward by whole days each pass, so the
+    /// stream clock keeps advancing.
+    pub repeat: bool,
+}
+
+/// A replay that cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The file name says no known format.
+    #[error("{path}: unknown replay format (expected .csv, .jsonl, .ndjson or .parquet)")]
+    UnknownFormat {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file cannot be opened.
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Reading failed part-way.
+    #[error("{source_name}: read failed: {message}")]
+    Read {
+        /// The file or embedded name.
+        source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A required column is absent.
+    #[error("{source_name}: no `{column}` column (expected ts,symbol,price,size)")]
+    MissingColumn {
+        /// The file or embedded name.
+        source_name: String,
+        /// The missing column.
+        column: &'static str,
+    },
+    /// A column has a type that cannot hold its field.
+    #[error("{source_name}: column `{column}` has unsupported type {dtype}")]
+    ColumnType {
+        /// The file or embedded name.
+        source_name: String,
+        /// The column.
+        column: &'static str,
+        /// Its type.
+        dtype: String,
+    },
+    /// Parquet is only read from files.
+    #[error("{source_name}: embedded Parquet is not supported")]
+    EmbeddedParquet {
+        /// The embedded name.
+        source_name: String,
+    },
+}
+
+impl ReplaySource {
+    /// A source for the file at `path`, with the format from its extension.
+    pub fn from_path(path: impl Into<PathBuf>) -> Result<Self, ReplayError> {
+        let path = path.into();
+        let format =
+            ReplayFormat::from_path(&path).ok_or_else(|| ReplayError::UnknownFormat {
+                path: path.clone(),
+            })?;
+        Ok(ReplaySource {
+            input: ReplayInput::File(path),
+            format,
+            repeat: false,
+        })
+    }
+
+    /// The bundled sample (IBM and AIG trades of 2013-10-07), looping.
+    pub fn embedded_sample() -> Self {
+        ReplaySource {
+            input: ReplayInput::Embedded {
+                name: EMBEDDED_SAMPLE_NAME,
+                bytes: EMBEDDED_SAMPLE,
+            },
+            format: ReplayFormat::Csv,
+            repeat: true,
+        }
+    }
+
+    /// The path or `embedded:<name>`.
+    pub fn display_name(&self) -> String {
+        match &self.input {
+            ReplayInput::File(path) => path.display().to_string(),
+            ReplayInput::Embedded { name, .. } => format!("embedded:{name}"),
+        }
+    }
+
+    /// How `/v1/feeds` describes this source.
+    pub fn description(&self) -> FeedDescription {
+        FeedDescription {
+            kind: "replay".to_string(),
+            source: self.display_name(),
+            format: self.format.name().to_string(),
+        }
+    }
+
+    /// Checks that the source can be opened; returns its size in bytes. Called at startup so
+    /// that a missing file stops the service with a clear error before it serves.
+    pub fn check(&self) -> Result<u64, ReplayError> {
+        match &self.input {
+            ReplayInput::File(path) => {
+                let open_error = |source| ReplayError::Open {
+                    path: path.clone(),
+                    source,
+                };
+                let file = std::fs::File::open(path).map_err(open_error)?;
+                let metadata = file.metadata().map_err(open_error)?;
+                if metadata.is_dir() {
+                    return Err(open_error(std::io::Error::other("is a directory")));
+                }
+                Ok(metadata.len())
+            }
+            ReplayInput::Embedded { name, bytes } => {
+                if self.format == ReplayFormat::Parquet {
+                    return Err(ReplayError::EmbeddedParquet {
+                        source_name: (*name).to_string(),
+                    });
+                }
+                Ok(bytes.len() as u64)
+            }
+        }
+    }
+}
+
+/// An item of a replay stream: a batch of trades, or the error that ended the replay.
+pub type ReplayItem = Result<Vec<Trade>, ReplayError>;
+
+/// The stream of `source`'s trades, tagged with `feed`, in file order. Counters and progress go
+/// to `status`. The stream ends after the last row (or, when repeating, never); a fatal error is
+/// its last item.
+pub fn replay_stream(
+    source: ReplaySource,
+    feed: FeedId,
+    status: Arc<FeedStatus>,
+) -> impl Stream<Item = ReplayItem> + Send + 'static {
+    async_stream::stream! {
+        let (sender, mut batches) = mpsc::channel(READ_AHEAD_BATCHES);
+        let reader = tokio::task::spawn_blocking(move || read_source(&source, feed, status, sender));
+        while let Some(item) = batches.recv().await {
+            yield item;
+        }
+        if let Err(join_error) = reader.await {
+            yield Err(ReplayError::Read {
+                source_name: "replay reader".to_string(),
+                message: format!("reader thread failed: {join_error}"),
+            });
+        }
+    }
+}
+
+/// Reads every pass of `source` on the current (blocking) thread.
+fn read_source(
+    source: &ReplaySource,
+    feed: FeedId,
+    status: Arc<FeedStatus>,
+    sender: mpsc::Sender<ReplayItem>,
+) {
+    let mut sink = BatchSink::new(feed, status, sender, source.display_name());
+    loop {
+        sink.begin_pass();
+        let result = match source.format {
+            ReplayFormat::Csv => csv::read(source, &mut sink),
+            ReplayFormat::JsonLines => jsonl::read(source, &mut sink),
+            ReplayFormat::Parquet => parquet::read(source, &mut sink),
+        };
+        match result {
+            Ok(()) => {}
+            Err(Stop::Disconnected) => return,
+            Err(Stop::Failed(error)) => {
+                // The trades read before the failure still count; then the error ends the stream.
+                if sink.flush().is_ok() {
+                    let _ = sink.send(Err(error));
+                }
+                return;
+            }
+        }
+        if sink.flush().is_err() {
+            return;
+        }
+        let Some(period) = sink.end_pass() else {
+            return;
+        };
+        if !source.repeat {
+            return;
+        }
+        sink.offset += period;
+    }
+}
+
+/// Why a reader stops early.
+#[derive(Debug)]
+pub enum Stop {
+    /// The stream was dropped: nobody wants more trades.
+    Disconnected,
+    /// The file failed.
+    Failed(ReplayError),
+}
+
+impl From<ReplayError> for Stop {
+    fn from(error: ReplayError) -> Self {
+        Stop::Failed(error)
+    }
+}
+
+/// Where a malformed row was found.
+#[derive(Debug, Clone, Copy)]
+pub enum RowLocation {
+    /// A line of a text file (1-based).
+    Line(u64),
+    /// A row of a Parquet file (1-based).
+    Row(u64),
+}
+
+impl std::fmt::Display for RowLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowLocation::Line(n) => write!(f, "line {n}"),
+            RowLocation::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+/// Malformed rows logged one by one before switching to one line per this many.
+const MALFORMED_LOGGED_INDIVIDUALLY: u64 = 20;
+const MALFORMED_LOG_EVERY: u64 = 1000;
+
+/// Collects parsed rows into batches, interns symbols, counts rows and malformed rows, and sends
+/// full batches to the stream.
+pub struct BatchSink {
+    feed: FeedId,
+    status: Arc<FeedStatus>,
+    sender: mpsc::Sender<ReplayItem>,
+    source_name: String,
+    batch: Vec<Trade>,
+    symbols: HashMap<String, Symbol>,
+    /// Added to every event time (looping passes).
+    offset: Timestamp,
+    rows_unreported: u64,
+    pass_min_ts: Timestamp,
+    pass_max_ts: Timestamp,
+    pass_trades: u64,
+}
+
+impl BatchSink {
+    fn new(
+        feed: FeedId,
+        status: Arc<FeedStatus>,
+        sender: mpsc::Sender<ReplayItem>,
+        source_name: String,
+    ) -> Self {
+        BatchSink {
+            feed,
+            status,
+            sender,
+            source_name,
+            batch: Vec::with_capacity(BATCH_SIZE),
+            symbols: HashMap::new(),
+            offset: 0,
+            rows_unreported: 0,
+            pass_min_ts: Timestamp::MAX,
+            pass_max_ts: Timestamp::MIN,
+            pass_trades: 0,
+        }
+    }
+
+    /// The name of the source, for errors.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// Sets the size of one pass (bytes or rows) for progress.
+    pub fn set_progress_total(&self, total: u64) {
+        self.status.progress_total.store(total, Ordering::Relaxed);
+    }
+
+    /// Records how far the pass has read (bytes or rows).
+    pub fn set_progress(&self, done: u64) {
+        self.status.progress_done.store(done, Ordering::Relaxed);
+    }
+
+    fn begin_pass(&mut self) {
+        self.pass_min_ts = Timestamp::MAX;
+        self.pass_max_ts = Timestamp::MIN;
+        self.pass_trades = 0;
+        self.set_progress(0);
+    }
+
+    /// Ends a pass; returns how far to shift the next pass (whole days covering the pass's
+    /// span), `None` if the pass had no trades (nothing to repeat).
+    fn end_pass(&mut self) -> Option<Timestamp> {
+        const DAY: Timestamp = 86_400 * 1_000_000_000;
+        self.status.passes.fetch_add(1, Ordering::Relaxed);
+        if self.pass_trades == 0 {
+            return None;
+        }
+        let span = self.pass_max_ts - self.pass_min_ts;
+        Some((span / DAY + 1) * DAY)
+    }
+
+    /// Takes one row: a trade to batch, or a malformed row to count and log.
+    pub fn row(
+        &mut self,
+        location: RowLocation,
+        parsed: Result<RawTrade<'_>, RowError>,
+    ) -> Result<(), Stop> {
+        self.rows_unreported += 1;
+        match parsed {
+            Ok(raw) => self.push(raw),
+            Err(error) => {
+                self.status.malformed.inc();
+                let malformed = self.status.malformed.get();
+                if malformed <= MALFORMED_LOGGED_INDIVIDUALLY
+                    || malformed % MALFORMED_LOG_EVERY == 0
+                {
+                    tracing::warn!(
+                        source = %self.source_name,
+                        %location,
+                        malformed_so_far = malformed,
+                        "skipping malformed row: {error}"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn push(&mut self, raw: RawTrade<'_>) -> Result<(), Stop> {
+        let symbol = match self.symbols.get(raw.symbol.as_ref()) {
+            Some(symbol) => symbol.clone(),
+            None => {
+                let symbol = Symbol::new(raw.symbol.trim());
+                self.symbols.insert(raw.symbol.into_owned(), symbol.clone());
+                symbol
+            }
+        };
+        let ts = raw.ts.saturating_add(self.offset);
+        self.pass_min_ts = self.pass_min_ts.min(raw.ts);
+        self.pass_max_ts = self.pass_max_ts.max(raw.ts);
+        self.pass_trades += 1;
+        self.batch.push(Trade {
+            symbol,
+            price: raw.price,
+            size: raw.size,
+            exchange_ts: ts,
+            // A recording of normalized trades keeps no separate receive time.
+            receive_ts: ts,
+            feed: self.feed,
+            trade_id: raw.trade_id,
+            side: None,
+        });
+        if self.batch.len() >= BATCH_SIZE {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch so far.
+    pub fn flush(&mut self) -> Result<(), Stop> {
+        self.status.rows.inc_by(std::mem::take(&mut self.rows_unreported));
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_SIZE));
+        self.send(Ok(batch))
+    }
+
+    fn send(&self, item: ReplayItem) -> Result<(), Stop> {
+        self.sender
+            .blocking_send(item)
+            .map_err(|_| Stop::Disconnected)
+    }
+
+    /// A read error for this source.
+    pub fn read_error(&self, message: impl std::fmt::Display) -> Stop {
+        Stop::Failed(ReplayError::Read {
+            source_name: self.source_name.clone(),
+            message: message.to_string(),
+        })
+    }
+}
+
+/// Opens a text source (file or embedded bytes) as a buffered reader.
+fn open_text(source: &ReplaySource) -> Result<Box<dyn std::io::Read + Send>, ReplayError> {
+    match &source.input {
+        ReplayInput::File(path) => {
+            let file = std::fs::File::open(path).map_err(|error| ReplayError::Open {
+                path: path.clone(),
+                source: error,
+            })?;
+            Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
+        }
+        ReplayInput::Embedded { bytes, .. } => Ok(Box::new(*bytes)),
+    }
+}

@@ -1,0 +1,171 @@
+//! Parquet replay files, read with polars: columns `ts` (Int64 epoch milliseconds, a Datetime of
+//! any unit, or RFC 3339 strings), `symbol` (String), `price` and `size` (any numeric type or
+//! decimal strings), optional `id`/`trade_id` (integer). A row with a null in a required column is
+//! malformed: counted, logged with its row number, skipped.
+//!
+//! The file is decoded whole on the reader's blocking thread, then handed on in batches.
+
+use polars::prelude::*;
+
+use super::fields::{RawTrade, RowError, millis_to_nanos, parse_number, parse_timestamp};
+use super::{BatchSink, ReplayError, ReplayInput, ReplaySource, RowLocation, Stop};
+
+/// A `ts` column in one of the accepted types, as nanoseconds per row.
+enum TimeColumn {
+    Millis(Int64Chunked),
+    Scaled { values: Int64Chunked, to_nanos: i64 },
+    Text(StringChunked),
+}
+
+impl TimeColumn {
+    fn get(&self, row: usize) -> Result<i64, RowError> {
+        match self {
+            TimeColumn::Millis(values) => millis_to_nanos(values.get(row).ok_or(RowError::Missing("ts"))?),
+            TimeColumn::Scaled { values, to_nanos } => {
+                let value = values.get(row).ok_or(RowError::Missing("ts"))?;
+                value
+                    .checked_mul(*to_nanos)
+                    .ok_or_else(|| RowError::Timestamp(value.to_string()))
+            }
+            TimeColumn::Text(values) => {
+                parse_timestamp(values.get(row).ok_or(RowError::Missing("ts"))?)
+            }
+        }
+    }
+}
+
+/// A numeric column, as f64 or as decimal strings.
+enum NumberColumn {
+    Float(Float64Chunked),
+    Text(StringChunked),
+}
+
+impl NumberColumn {
+    fn get(&self, field: &'static str, row: usize) -> Result<f64, RowError> {
+        match self {
+            NumberColumn::Float(values) => values.get(row).ok_or(RowError::Missing(field)),
+            NumberColumn::Text(values) => {
+                parse_number(field, values.get(row).ok_or(RowError::Missing(field))?)
+            }
+        }
+    }
+}
+
+fn column<'a>(
+    frame: &'a DataFrame,
+    names: &[&'static str],
+    source_name: &str,
+) -> Result<Option<&'a Column>, ReplayError> {
+    let _ = source_name;
+    Ok(names.iter().find_map(|name| frame.column(name).ok()))
+}
+
+fn required<'a>(
+    frame: &'a DataFrame,
+    name: &'static str,
+    source_name: &str,
+) -> Result<&'a Column, ReplayError> {
+    column(frame, &[name], source_name)?.ok_or_else(|| ReplayError::MissingColumn {
+        source_name: source_name.to_string(),
+        column: name,
+    })
+}
+
+fn type_error(source_name: &str, column: &'static str, dtype: &DataType) -> ReplayError {
+    ReplayError::ColumnType {
+        source_name: source_name.to_string(),
+        column,
+        dtype: dtype.to_string(),
+    }
+}
+
+fn time_column(column: &Column, source_name: &str) -> Result<TimeColumn, ReplayError> {
+    let dtype = column.dtype();
+    let error = |_| type_error(source_name, "ts", dtype);
+    match dtype {
+        DataType::Datetime(unit, _) => {
+            let to_nanos = match unit {
+                TimeUnit::Nanoseconds => 1,
+                TimeUnit::Microseconds => 1_000,
+                TimeUnit::Milliseconds => 1_000_000,
+            };
+            let values = column.datetime().map_err(error)?.physical().clone();
+            Ok(TimeColumn::Scaled { values, to_nanos })
+        }
+        DataType::String => Ok(TimeColumn::Text(column.str().map_err(error)?.clone())),
+        dtype if dtype.is_integer() => {
+            let cast = column.cast(&DataType::Int64).map_err(error)?;
+            Ok(TimeColumn::Millis(cast.i64().map_err(error)?.clone()))
+        }
+        _ => Err(type_error(source_name, "ts", dtype)),
+    }
+}
+
+fn number_column(
+    column: &Column,
+    name: &'static str,
+    source_name: &str,
+) -> Result<NumberColumn, ReplayError> {
+    let dtype = column.dtype();
+    let error = |_| type_error(source_name, name, dtype);
+    match dtype {
+        DataType::String => Ok(NumberColumn::Text(column.str().map_err(error)?.clone())),
+        dtype if dtype.is_primitive_numeric() => {
+            let cast = column.cast(&DataType::Float64).map_err(error)?;
+            Ok(NumberColumn::Float(cast.f64().map_err(error)?.clone()))
+        }
+        _ => Err(type_error(source_name, name, dtype)),
+    }
+}
+
+/// Reads one pass of a Parquet source into `sink`.
+pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
+    let source_name = sink.source_name().to_string();
+    let ReplayInput::File(path) = &source.input else {
+        return Err(Stop::Failed(ReplayError::EmbeddedParquet { source_name }));
+    };
+    let file = std::fs::File::open(path).map_err(|error| ReplayError::Open {
+        path: path.clone(),
+        source: error,
+    })?;
+    let frame = ParquetReader::new(file)
+        .finish()
+        .map_err(|error| sink.read_error(error))?;
+    let rows = frame.height();
+    sink.set_progress_total(rows as u64);
+    let ts = time_column(required(&frame, "ts", &source_name)?, &source_name)?;
+    let symbol_column = required(&frame, "symbol", &source_name)?;
+    let symbols = symbol_column
+        .str()
+        .map_err(|_| type_error(&source_name, "symbol", symbol_column.dtype()))?
+        .clone();
+    let price = number_column(required(&frame, "price", &source_name)?, "price", &source_name)?;
+    let size = number_column(required(&frame, "size", &source_name)?, "size", &source_name)?;
+    let ids = match column(&frame, &["id", "trade_id"], &source_name)? {
+        Some(ids) if ids.dtype().is_integer() => Some(
+            ids.cast(&DataType::UInt64)
+                .map_err(|_| type_error(&source_name, "id", ids.dtype()))?
+                .u64()
+                .map_err(|_| type_error(&source_name, "id", ids.dtype()))?
+                .clone(),
+        ),
+        Some(ids) => return Err(Stop::Failed(type_error(&source_name, "id", ids.dtype()))),
+        None => None,
+    };
+    for row in 0..rows {
+        let parsed = (|| {
+            let ts = ts.get(row)?;
+            let symbol = symbols.get(row).ok_or(RowError::Missing("symbol"))?;
+            let price = price.get("price", row)?;
+            let size = size.get("size", row)?;
+            let trade_id = ids.as_ref().and_then(|ids| ids.get(row));
+            RawTrade::new(ts, symbol.into(), price, size, trade_id)
+        })();
+        sink.row(RowLocation::Row(row as u64 + 1), parsed)?;
+        if row % 4096 == 0 {
+            sink.set_progress(row as u64);
+        }
+    }
+    sink.set_progress(rows as u64);
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! The one place that wires the service: it creates every channel and spawns every task.
+//!
+//! ```text
+//! replay sources ──(bounded, 8 batches each)──► merge by event time ──► pace
+//!      ──(bounded, CORE_CHANNEL_CAPACITY events: backpressure)──► analytics task (Engine)
+//!      ──► snapshots (ArcSwap per symbol) ──► HTTP API (axum)
+//! ```
+//!
+//! [`App::build`] validates the sources and binds the listener (port 0 allowed, so tests can run
+//! many instances); [`App::run_until_stopped`] spawns the tasks, serves until the shutdown future
+//! completes, then cancels every task through one token and waits for them (bounded by
+//! [`DRAIN_DEADLINE`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::analytics::Engine;
+use crate::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::feeds::{FeedRegistry, FeedStatus};
+use crate::ingest::AnalyticsTask;
+use crate::merge::{MergedEvent, merge_by_event_time};
+use crate::metrics::Metrics;
+use crate::model::FeedId;
+use crate::replay::{ReplayItem, ReplaySource, Speed, pace, replay_stream};
+use crate::shutdown::DRAIN_DEADLINE;
+
+/// Events (each a batch of up to [`crate::replay::BATCH_SIZE`] trades) queued for the analytics
+/// task. When full, the sources wait: market data is never dropped on the way into the core.
+pub const CORE_CHANNEL_CAPACITY: usize = 64;
+
+/// A built, not yet running service.
+pub struct App {
+    listener: TcpListener,
+    settings: Settings,
+    state: AppState,
+    sources: Vec<(ReplaySource, Arc<FeedStatus>)>,
+}
+
+impl App {
+    /// Validates the settings' sources, binds the HTTP listener and registers the feeds.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        for source in &settings.sources {
+            source.check()?;
+        }
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let address = listener.local_addr()?;
+        if !address.ip().is_loopback() {
+            tracing::warn!(%address, "the HTTP API listens beyond loopback: anyone on the network can read it");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let feeds = Arc::new(FeedRegistry::new());
+        let sources = settings
+            .sources
+            .iter()
+            .map(|source| {
+                let status = feeds.register(
+                    format!("replay:{}", source.display_name()),
+                    source.description(),
+                    &metrics,
+                );
+                (source.clone(), status)
+            })
+            .collect();
+        let state = AppState {
+            snapshots: Arc::new(SnapshotStore::new()),
+            feeds,
+            metrics,
+            windows: Arc::clone(&settings.windows),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(App {
+            listener,
+            settings,
+            state,
+            sources,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The state the API reads (for in-process inspection).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs the pipeline and the API until `shutdown` completes, then stops everything.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            listener,
+            settings,
+            state,
+            sources,
+        } = self;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (events_tx, events_rx) = mpsc::channel(CORE_CHANNEL_CAPACITY);
+
+        let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness);
+        let analytics = AnalyticsTask {
+            engine,
+            events: events_rx,
+            publisher: SnapshotPublisher::new(Arc::clone(&state.snapshots)),
+            feeds: Arc::clone(&state.feeds),
+            metrics: Arc::clone(&state.metrics),
+        };
+        spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
+        spawn_reported(
+            &tasks,
+            "replay",
+            run_replay(
+                sources,
+                settings.speed,
+                settings.max_pause,
+                events_tx,
+                cancel.child_token(),
+            ),
+        );
+        tasks.close();
+
+        state.ready.store(true, Ordering::Release);
+        tracing::info!(address = %listener.local_addr()?, "serving the HTTP API");
+        let ready = Arc::clone(&state.ready);
+        let stop = cancel.clone();
+        let router = api::router(state);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                ready.store(false, Ordering::Release);
+                stop.cancel();
+            })
+            .await
+            .context("HTTP server failed")?;
+        cancel.cancel();
+        if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait()).await.is_err() {
+            tracing::warn!(deadline = ?DRAIN_DEADLINE, "tasks did not stop within the deadline");
+        }
+        Ok(())
+    }
+}
+
+/// Spawns `task` on the tracker; a panic is logged, never silent.
+fn spawn_reported(
+    tasks: &TaskTracker,
+    name: &'static str,
+    task: impl Future<Output = ()> + Send + 'static,
+) {
+    let inner = tokio::spawn(task);
+    tasks.spawn(async move {
+        if let Err(error) = inner.await {
+            if error.is_panic() {
+                tracing::error!(task = name, %error, "task panicked");
+            }
+        }
+    });
+}
+
+type BoxedReplay = Pin<Box<dyn Stream<Item = ReplayItem> + Send>>;
+
+/// Reads, merges and paces the replay sources into the analytics channel.
+#[tracing::instrument(name = "replay", skip_all)]
+async fn run_replay(
+    sources: Vec<(ReplaySource, Arc<FeedStatus>)>,
+    speed: Speed,
+    max_pause: Option<Duration>,
+    events: mpsc::Sender<MergedEvent>,
+    cancel: CancellationToken,
+) {
+    let streams: Vec<(FeedId, BoxedReplay)> = sources
+        .into_iter()
+        .map(|(source, status)| {
+            tracing::info!(source = %source.display_name(), format = source.format.name(), "replay started");
+            status.set_running();
+            let feed = status.id();
+            let stream: BoxedReplay = Box::pin(replay_stream(source, feed, status));
+            (feed, stream)
+        })
+        .collect();
+    let merged = Box::pin(merge_by_event_time(streams));
+    let mut paced = Box::pin(pace(merged, speed, max_pause));
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => return,
+            event = paced.next() => event,
+        };
+        let Some(event) = event else {
+            return;
+        };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
