@@ -1,1 +1,117 @@
-fn main(){}
+//! Trades per second through the analytics core (default six windows), on the recorded data in
+//! `data/` and on a generated stream of 100 symbols.
+//!
+//! Run with `cargo bench --bench core`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_main};
+use tickstream::analytics::{Engine, WindowSpec};
+use tickstream::config::{DEFAULT_WINDOWS, parse_windows};
+use tickstream::model::{FeedId, Symbol, Trade};
+
+fn windows() -> Arc<[WindowSpec]> {
+    parse_windows(&DEFAULT_WINDOWS.map(String::from))
+        .expect("valid defaults")
+        .into()
+}
+
+/// Loads a `ts,symbol,price,size` file from `data/`.
+fn recorded(name: &str) -> Vec<Trade> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name);
+    let text = std::fs::read_to_string(path).expect("data file");
+    let mut symbols = std::collections::HashMap::new();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let ts = f[0].parse::<i64>().expect("ts") * 1_000_000;
+            Trade {
+                symbol: symbols
+                    .entry(f[1].to_string())
+                    .or_insert_with(|| Symbol::new(f[1]))
+                    .clone(),
+                price: f[2].parse().expect("price"),
+                size: f[3].parse().expect("size"),
+                exchange_ts: ts,
+                receive_ts: ts,
+                feed: FeedId(0),
+                trade_id: None,
+                side: None,
+            }
+        })
+        .collect()
+}
+
+/// `count` trades over `symbols` symbols, 20 µs apart, prices on a deterministic random walk.
+fn generated(symbols: usize, count: usize) -> Vec<Trade> {
+    let names: Vec<Symbol> = (0..symbols)
+        .map(|i| Symbol::new(&format!("S{i:05}")))
+        .collect();
+    let mut prices = vec![100.0f64; symbols];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..count)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let s = (state % symbols as u64) as usize;
+            let step = ((state >> 20) % 21) as f64 - 10.0;
+            prices[s] = (prices[s] + step * 0.01).max(1.0);
+            let ts = 1_700_000_000_000_000_000 + i as i64 * 20_000;
+            Trade {
+                symbol: names[s].clone(),
+                price: prices[s],
+                size: ((state >> 40) % 500 + 1) as f64,
+                exchange_ts: ts,
+                receive_ts: ts,
+                feed: FeedId(0),
+                trade_id: None,
+                side: None,
+            }
+        })
+        .collect()
+}
+
+fn run(c: &mut Criterion, name: &str, trades: &[Trade]) {
+    let mut group = c.benchmark_group("core");
+    group.throughput(Throughput::Elements(trades.len() as u64));
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || Engine::new(windows(), 1_000_000_000),
+            |mut engine| {
+                for trade in trades {
+                    black_box(engine.apply(trade));
+                }
+                engine
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn core(c: &mut Criterion) {
+    run(
+        c,
+        "equities_ibm_aig",
+        &recorded("ibm_aig_20131007_trades.csv"),
+    );
+    run(
+        c,
+        "binance_btcusdt",
+        &recorded("btcusdt_20240808_trades.csv"),
+    );
+    run(c, "generated_100_symbols", &generated(100, 1_000_000));
+}
+
+/// The criterion entry points (generated, so undocumented).
+#[allow(missing_docs)]
+mod harness {
+    criterion::criterion_group!(benches, super::core);
+}
+
+criterion_main!(harness::benches);

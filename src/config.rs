@@ -28,7 +28,12 @@ pub const EMBEDDED_MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// tickstream: real-time stock-ticker analytics over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "tickstream", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "tickstream",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -295,7 +300,10 @@ pub fn parse_windows(labels: &[String]) -> Result<Vec<WindowSpec>, ConfigError> 
         let label = label.trim();
         let length = duration_nanos("windows", parse_duration("windows", label)?)?;
         if length <= 0 {
-            return Err(invalid("windows", format!("{label:?} is not a positive duration")));
+            return Err(invalid(
+                "windows",
+                format!("{label:?} is not a positive duration"),
+            ));
         }
         if let Some(same) = windows.iter().find(|w| w.length == length) {
             return Err(invalid(
@@ -347,7 +355,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let error = Settings::from_toml("listne = \"x\"").expect_err("typo");
-        assert!(error.to_string().contains("unknown field `listne`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown field `listne`"),
+            "{error}"
+        );
         assert!(Settings::from_toml("windows = [\"1m\", \"60s\"]").is_err());
         assert!(Settings::from_toml("windows = []").is_err());
         assert!(Settings::from_toml("windows = [\"soon\"]").is_err());

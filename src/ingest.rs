@@ -77,7 +77,9 @@ impl AnalyticsTask {
         let changed = self.engine.take_changed();
         self.publisher.publish(changed, self.engine.now());
         for (index, tally) in self.engine.take_tallies().into_iter().enumerate() {
-            let Some(feed) = u16::try_from(index).ok().and_then(|i| self.feeds.get(FeedId(i)))
+            let Some(feed) = u16::try_from(index)
+                .ok()
+                .and_then(|i| self.feeds.get(FeedId(i)))
             else {
                 continue;
             };

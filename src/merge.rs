@@ -71,6 +71,12 @@ where
                     }
                 }
             }
+            for lane in lanes.iter_mut() {
+                if !lane.open && lane.buffer.is_empty() && !lane.end_reported {
+                    lane.end_reported = true;
+                    yield MergedEvent::SourceEnded { feed: lane.feed, error: lane.error.take() };
+                }
+            }
             let watermark = lanes
                 .iter()
                 .filter(|lane| lane.open)
@@ -135,7 +141,10 @@ mod tests {
         }
     }
 
-    fn source(feed: u16, batches: Vec<Vec<i64>>) -> (FeedId, impl Stream<Item = ReplayItem> + Unpin) {
+    fn source(
+        feed: u16,
+        batches: Vec<Vec<i64>>,
+    ) -> (FeedId, impl Stream<Item = ReplayItem> + Unpin) {
         let items: Vec<ReplayItem> = batches
             .into_iter()
             .map(|batch| Ok(batch.into_iter().map(|ms| trade(feed, ms)).collect()))
@@ -165,7 +174,16 @@ mod tests {
         }
         assert_eq!(
             order,
-            [(1, 0), (2, 1), (3, 1), (4, 0), (4, 1), (5, 1), (6, 0), (9, 0)]
+            [
+                (1, 0),
+                (2, 1),
+                (3, 1),
+                (4, 0),
+                (4, 1),
+                (5, 1),
+                (6, 0),
+                (9, 0)
+            ]
         );
         assert_eq!(ended, [(1, 6), (0, 8)]);
     }

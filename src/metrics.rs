@@ -84,20 +84,56 @@ impl Metrics {
             stream_clock_ms: Gauge::default(),
         };
         let counters = [
-            ("trades_processed", "Trades applied by the analytics core", &metrics.trades_processed),
-            ("trades_late", "Trades dropped because they were older than the stream clock by more than the allowed lateness", &metrics.trades_late),
-            ("trades_duplicate", "Trades dropped because their feed had delivered the same trade id before", &metrics.trades_duplicate),
-            ("core_batches", "Batches of events processed by the analytics core", &metrics.core_batches),
+            (
+                "trades_processed",
+                "Trades applied by the analytics core",
+                &metrics.trades_processed,
+            ),
+            (
+                "trades_late",
+                "Trades dropped because they were older than the stream clock by more than the allowed lateness",
+                &metrics.trades_late,
+            ),
+            (
+                "trades_duplicate",
+                "Trades dropped because their feed had delivered the same trade id before",
+                &metrics.trades_duplicate,
+            ),
+            (
+                "core_batches",
+                "Batches of events processed by the analytics core",
+                &metrics.core_batches,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
         }
         let families = [
-            ("feed_rows", "Rows or frames read, per feed", &metrics.feed_rows),
-            ("feed_trades", "Trades applied, per feed", &metrics.feed_trades),
-            ("feed_malformed", "Malformed rows or frames, per feed", &metrics.feed_malformed),
-            ("feed_late", "Late trades dropped, per feed", &metrics.feed_late),
-            ("feed_duplicates", "Duplicate trades dropped, per feed", &metrics.feed_duplicates),
+            (
+                "feed_rows",
+                "Rows or frames read, per feed",
+                &metrics.feed_rows,
+            ),
+            (
+                "feed_trades",
+                "Trades applied, per feed",
+                &metrics.feed_trades,
+            ),
+            (
+                "feed_malformed",
+                "Malformed rows or frames, per feed",
+                &metrics.feed_malformed,
+            ),
+            (
+                "feed_late",
+                "Late trades dropped, per feed",
+                &metrics.feed_late,
+            ),
+            (
+                "feed_duplicates",
+                "Duplicate trades dropped, per feed",
+                &metrics.feed_duplicates,
+            ),
         ];
         for (name, help, family) in families {
             registry.register(name, help, family.clone());
@@ -140,7 +176,13 @@ mod tests {
             .get_or_create(&FeedLabels { feed: "a".into() })
             .inc();
         let text = metrics.encode().expect("encodes");
-        assert!(text.contains("tickstream_trades_processed_total 3"), "{text}");
-        assert!(text.contains("tickstream_feed_rows_total{feed=\"a\"} 1"), "{text}");
+        assert!(
+            text.contains("tickstream_trades_processed_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickstream_feed_rows_total{feed=\"a\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -148,9 +148,15 @@ mod tests {
     #[test]
     fn trade_values_are_checked() {
         assert!(check_trade_values(1.0, 0.0).is_ok());
-        assert_eq!(check_trade_values(0.0, 1.0), Err(TradeValueError::Price(0.0)));
+        assert_eq!(
+            check_trade_values(0.0, 1.0),
+            Err(TradeValueError::Price(0.0))
+        );
         assert!(check_trade_values(f64::NAN, 1.0).is_err());
-        assert_eq!(check_trade_values(1.0, -1.0), Err(TradeValueError::Size(-1.0)));
+        assert_eq!(
+            check_trade_values(1.0, -1.0),
+            Err(TradeValueError::Size(-1.0))
+        );
         assert!(check_trade_values(1.0, f64::INFINITY).is_err());
     }
 }

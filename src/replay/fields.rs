@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn timestamps_in_both_forms() {
-        assert_eq!(parse_timestamp("1381132800688"), Ok(1_381_132_800_688_000_000));
+        assert_eq!(
+            parse_timestamp("1381132800688"),
+            Ok(1_381_132_800_688_000_000)
+        );
         assert_eq!(
             parse_timestamp("2013-10-07T08:00:00.688Z"),
             Ok(1_381_132_800_688_000_000)

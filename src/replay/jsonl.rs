@@ -148,12 +148,18 @@ mod tests {
             (r#"{"ts":1.5,"symbol":"A","price":1,"size":1}"#, "`ts`"),
             (r#"[1,2,3]"#, "not a trade object"),
             (r#"{"ts":1,"symbol":"A","price":"abc","size":1}"#, "`price`"),
-            (r#"{"ts":1,"symbol":"A","price":1,"size":1"#, "not a trade object"),
+            (
+                r#"{"ts":1,"symbol":"A","price":1,"size":1"#,
+                "not a trade object",
+            ),
             (r#"{"ts":1,"symbol":null,"price":1,"size":1}"#, "`symbol`"),
         ];
         for (line, expected) in cases {
             let error = parse_line(line).expect_err("malformed");
-            assert!(error.to_string().contains(expected), "{error} vs {expected}");
+            assert!(
+                error.to_string().contains(expected),
+                "{error} vs {expected}"
+            );
         }
     }
 }

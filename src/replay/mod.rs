@@ -1,7 +1,7 @@
 //! Replay: recorded trades from files, as async streams of trade batches.
 //!
 //! Each [`ReplaySource`] (CSV, JSON lines or Parquet, with the columns `ts,symbol,price,size` and
-//! an optional `id`) is read on a blocking thread (file I/O and Parquet decoding must not block
+//! an optional `id`) is read on its own thread (file I/O and Parquet decoding must not block
 //! the runtime) that parses rows into batches and hands them over a bounded channel to an
 //! `async-stream` stream: a slow consumer slows the reader, never grows memory. A row that does not
 //! parse is counted as malformed and logged with its line (or row) number, and the replay goes on;
@@ -159,10 +159,8 @@ impl ReplaySource {
     /// A source for the file at `path`, with the format from its extension.
     pub fn from_path(path: impl Into<PathBuf>) -> Result<Self, ReplayError> {
         let path = path.into();
-        let format =
-            ReplayFormat::from_path(&path).ok_or_else(|| ReplayError::UnknownFormat {
-                path: path.clone(),
-            })?;
+        let format = ReplayFormat::from_path(&path)
+            .ok_or_else(|| ReplayError::UnknownFormat { path: path.clone() })?;
         Ok(ReplaySource {
             input: ReplayInput::File(path),
             format,
@@ -240,15 +238,32 @@ pub fn replay_stream(
 ) -> impl Stream<Item = ReplayItem> + Send + 'static {
     async_stream::stream! {
         let (sender, mut batches) = mpsc::channel(READ_AHEAD_BATCHES);
-        let reader = tokio::task::spawn_blocking(move || read_source(&source, feed, status, sender));
+        let name = source.display_name();
+        // A plain thread, not `spawn_blocking`: polars decides how to block by looking for a
+        // tokio runtime on its thread, and must not find one.
+        let panic_sender = sender.clone();
+        let spawned = std::thread::Builder::new()
+            .name("replay-reader".into())
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    read_source(&source, feed, status, sender)
+                }));
+                if outcome.is_err() {
+                    let _ = panic_sender.blocking_send(Err(ReplayError::Read {
+                        source_name: source.display_name(),
+                        message: "the reader panicked".to_string(),
+                    }));
+                }
+            });
+        if let Err(error) = spawned {
+            yield Err(ReplayError::Read {
+                source_name: name,
+                message: format!("cannot start a reader thread: {error}"),
+            });
+            return;
+        }
         while let Some(item) = batches.recv().await {
             yield item;
-        }
-        if let Err(join_error) = reader.await {
-            yield Err(ReplayError::Read {
-                source_name: "replay reader".to_string(),
-                message: format!("reader thread failed: {join_error}"),
-            });
         }
     }
 }
@@ -461,7 +476,9 @@ impl BatchSink {
 
     /// Sends the batch so far.
     pub fn flush(&mut self) -> Result<(), Stop> {
-        self.status.rows.inc_by(std::mem::take(&mut self.rows_unreported));
+        self.status
+            .rows
+            .inc_by(std::mem::take(&mut self.rows_unreported));
         if self.batch.is_empty() {
             return Ok(());
         }

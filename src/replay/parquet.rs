@@ -20,7 +20,9 @@ enum TimeColumn {
 impl TimeColumn {
     fn get(&self, row: usize) -> Result<i64, RowError> {
         match self {
-            TimeColumn::Millis(values) => millis_to_nanos(values.get(row).ok_or(RowError::Missing("ts"))?),
+            TimeColumn::Millis(values) => {
+                millis_to_nanos(values.get(row).ok_or(RowError::Missing("ts"))?)
+            }
             TimeColumn::Scaled { values, to_nanos } => {
                 let value = values.get(row).ok_or(RowError::Missing("ts"))?;
                 value
@@ -139,8 +141,16 @@ pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
         .str()
         .map_err(|_| type_error(&source_name, "symbol", symbol_column.dtype()))?
         .clone();
-    let price = number_column(required(&frame, "price", &source_name)?, "price", &source_name)?;
-    let size = number_column(required(&frame, "size", &source_name)?, "size", &source_name)?;
+    let price = number_column(
+        required(&frame, "price", &source_name)?,
+        "price",
+        &source_name,
+    )?;
+    let size = number_column(
+        required(&frame, "size", &source_name)?,
+        "size",
+        &source_name,
+    )?;
     let ids = match column(&frame, &["id", "trade_id"], &source_name)? {
         Some(ids) if ids.dtype().is_integer() => Some(
             ids.cast(&DataType::UInt64)

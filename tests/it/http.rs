@@ -1,0 +1,322 @@
+//! The real service over real HTTP: started on a random loopback port, replaying a recorded file
+//! at full speed, queried on every endpoint, including the error cases.
+
+use serde_json::Value;
+use tickstream::analytics::{WindowSpec, WindowStats};
+use tickstream::config::ServeArgs;
+
+use crate::support::*;
+
+fn replay_args(names: &[&str]) -> ServeArgs {
+    ServeArgs {
+        replay: names.iter().map(|name| data_path(name)).collect(),
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    }
+}
+
+/// A window from the JSON body, as [`WindowStats`].
+fn window_from_json(value: &Value) -> WindowStats {
+    serde_json::from_value::<WindowStatsJson>(value.clone())
+        .expect("window shape")
+        .into()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowStatsJson {
+    count: u64,
+    volume: f64,
+    notional: f64,
+    vwap: Option<f64>,
+    open: Option<f64>,
+    high: Option<f64>,
+    low: Option<f64>,
+    close: Option<f64>,
+    mean: Option<f64>,
+    stddev: Option<f64>,
+    change: Option<f64>,
+    change_pct: Option<f64>,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+}
+
+impl From<WindowStatsJson> for WindowStats {
+    fn from(w: WindowStatsJson) -> Self {
+        WindowStats {
+            count: w.count,
+            volume: w.volume,
+            notional: w.notional,
+            vwap: w.vwap,
+            open: w.open,
+            high: w.high,
+            low: w.low,
+            close: w.close,
+            mean: w.mean,
+            stddev: w.stddev,
+            change: w.change,
+            change_pct: w.change_pct,
+            first_ms: w.first_ms,
+            last_ms: w.last_ms,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_equities_are_served_exactly() {
+    let app = TestApp::spawn(replay_args(&[EQUITIES])).await;
+    let feeds = app.wait_for_feeds().await;
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["state"], "finished");
+    assert_eq!(feed["kind"], "replay");
+    assert_eq!(feed["format"], "csv");
+    assert_eq!(feed["rows_read"], 49_644);
+    assert_eq!(feed["trades"], 49_644);
+    assert_eq!(feed["malformed"], 0);
+    assert_eq!(feed["late"], 0);
+    assert_eq!(feed["duplicates"], 0);
+    assert_eq!(feed["progress"]["fraction"], 1.0);
+
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, 200);
+
+    let trades = load_trades(EQUITIES);
+    let frame = trades_frame(&trades);
+    let last_ms = trades
+        .iter()
+        .map(|t| t.exchange_ts / 1_000_000)
+        .max()
+        .expect("trades");
+
+    let (status, symbols) = app.get("/v1/symbols").await;
+    assert_eq!(status, 200);
+    assert_eq!(symbols["as_of_ms"], last_ms);
+    assert_eq!(symbols["count"], 2);
+    for entry in symbols["symbols"].as_array().expect("symbols") {
+        let name = entry["symbol"].as_str().expect("name");
+        let theirs: Vec<_> = trades
+            .iter()
+            .filter(|t| t.symbol.as_str() == name)
+            .collect();
+        let last = theirs.last().expect("traded");
+        assert_eq!(entry["trade_count"], theirs.len());
+        assert_eq!(entry["last_price"], last.price);
+        assert_eq!(entry["last_ms"], last.exchange_ts / 1_000_000);
+    }
+
+    let windows = default_windows();
+    for symbol in ["IBM", "AIG"] {
+        let (status, body) = app.get(&format!("/v1/symbols/{symbol}/stats")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["symbol"], symbol);
+        assert_eq!(body["as_of_ms"], last_ms);
+        let served = body["windows"].as_object().expect("windows");
+        assert_eq!(served.len(), 6);
+        for window in windows.iter() {
+            let expected = window_at(&frame, window, last_ms)
+                .remove(symbol)
+                .unwrap_or_else(WindowStats::empty);
+            let actual = window_from_json(&served[&window.label]);
+            assert_window_matches(
+                &actual,
+                &expected,
+                &format!("HTTP {symbol} {}", window.label),
+            );
+        }
+    }
+    // Windows come in configured order.
+    let raw = app
+        .client
+        .get(app.url("/v1/symbols/IBM/stats"))
+        .send()
+        .await
+        .expect("get");
+    let raw = raw.text().await.expect("text");
+    let positions: Vec<usize> = ["\"1s\"", "\"10s\"", "\"1m\"", "\"5m\"", "\"15m\"", "\"1h\""]
+        .iter()
+        .map(|key| raw.find(key).expect("window key"))
+        .collect();
+    assert!(positions.windows(2).all(|p| p[0] < p[1]), "{raw}");
+    // IBM's last trade came 34 minutes before AIG's: its 15m window is empty, with nulls.
+    let (_, ibm) = app.get("/v1/symbols/IBM/stats?window=15m").await;
+    let quarter = &ibm["windows"]["15m"];
+    assert_eq!(ibm["windows"].as_object().map(|w| w.len()), Some(1));
+    assert_eq!(quarter["count"], 0);
+    assert_eq!(quarter["volume"], 0.0);
+    for field in [
+        "vwap",
+        "open",
+        "high",
+        "low",
+        "close",
+        "mean",
+        "stddev",
+        "change",
+        "change_pct",
+        "first_ms",
+        "last_ms",
+    ] {
+        assert!(quarter[field].is_null(), "{field}: {quarter}");
+    }
+
+    check_ranking(&app, &frame, &windows[5], last_ms).await;
+    check_metrics(&app).await;
+    check_errors(&app).await;
+    app.stop().await;
+}
+
+async fn check_ranking(
+    app: &TestApp,
+    frame: &polars::prelude::DataFrame,
+    window: &WindowSpec,
+    now_ms: i64,
+) {
+    let expected = window_at(frame, window, now_ms);
+    let mut by_volume: Vec<(&String, f64)> = expected.iter().map(|(s, w)| (s, w.volume)).collect();
+    by_volume.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (status, body) = app
+        .get(&format!(
+            "/v1/stats?window={}&sort=volume&order=desc&limit=1",
+            window.label
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["window"], window.label.as_str());
+    assert_eq!(body["total"], 2);
+    let rows = body["symbols"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["symbol"], by_volume[0].0.as_str());
+    assert_eq!(rows[0]["count"], expected[by_volume[0].0].count);
+
+    let (_, ascending) = app
+        .get(&format!(
+            "/v1/stats?window={}&sort=change_pct&order=asc",
+            window.label
+        ))
+        .await;
+    let changes: Vec<f64> = ascending["symbols"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row["change_pct"].as_f64().expect("number"))
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert!(changes[0] <= changes[1], "{changes:?}");
+
+    // Default: the first configured window, by symbol.
+    let (_, default) = app.get("/v1/stats").await;
+    assert_eq!(default["window"], "1s");
+    assert_eq!(default["sort"], "symbol");
+    assert_eq!(default["symbols"][0]["symbol"], "AIG");
+}
+
+async fn check_metrics(app: &TestApp) {
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    for expected in [
+        "tickstream_trades_processed_total 49644",
+        "tickstream_trades_late_total 0",
+        "tickstream_feed_malformed_total{feed=",
+        "tickstream_http_requests_total{method=\"GET\",route=\"/v1/symbols/{symbol}/stats\",status=\"200\"}",
+    ] {
+        assert!(text.contains(expected), "metrics lack {expected}:\n{text}");
+    }
+}
+
+async fn check_errors(app: &TestApp) {
+    let cases = [
+        ("/v1/symbols/NOPE/stats", 404, "unknown_symbol"),
+        ("/v1/symbols/IBM/stats?window=2m", 400, "bad_parameter"),
+        ("/v1/symbols/IBM/stats?windw=1m", 400, "bad_parameter"),
+        ("/v1/stats?window=7s", 400, "bad_parameter"),
+        ("/v1/stats?sort=price", 400, "bad_parameter"),
+        ("/v1/stats?order=up", 400, "bad_parameter"),
+        ("/v1/stats?limit=0", 400, "bad_parameter"),
+        ("/v1/stats?limit=10001", 400, "bad_parameter"),
+        ("/v1/stats?limit=-5", 400, "bad_parameter"),
+        ("/v1/stats?limit=ten", 400, "bad_parameter"),
+        ("/v2/anything", 404, "not_found"),
+    ];
+    for (path, status, code) in cases {
+        let (actual, body) = app.get(path).await;
+        assert_eq!(actual, status, "{path}: {body}");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{path}"
+        );
+    }
+    let response = app
+        .client
+        .post(app.url("/v1/symbols"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_merge_into_one_consolidated_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(data_path(EQUITIES)).expect("data");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let (mut ibm, mut aig) = (vec![header], vec![header]);
+    for line in lines {
+        if line.contains(",IBM,") {
+            ibm.push(line)
+        } else {
+            aig.push(line)
+        }
+    }
+    let ibm_path = dir.path().join("ibm.csv");
+    let aig_path = dir.path().join("aig.csv");
+    std::fs::write(&ibm_path, ibm.join("\n")).expect("write");
+    std::fs::write(&aig_path, aig.join("\n")).expect("write");
+    let args = ServeArgs {
+        replay: vec![ibm_path, aig_path],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    };
+    let split = TestApp::spawn(args).await;
+    let feeds = split.wait_for_feeds().await;
+    let counts: Vec<(u64, u64)> = feeds["feeds"]
+        .as_array()
+        .expect("feeds")
+        .iter()
+        .map(|f| {
+            (
+                f["trades"].as_u64().expect("n"),
+                f["late"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [(24_293, 0), (25_351, 0)],
+        "merged in event time: nothing late"
+    );
+    let whole = TestApp::spawn(replay_args(&[EQUITIES])).await;
+    whole.wait_for_feeds().await;
+    for path in [
+        "/v1/symbols/IBM/stats",
+        "/v1/symbols/AIG/stats",
+        "/v1/symbols",
+    ] {
+        assert_eq!(split.get(path).await, whole.get(path).await, "{path}");
+    }
+    split.stop().await;
+    whole.stop().await;
+}

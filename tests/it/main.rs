@@ -1,0 +1,11 @@
+//! Integration tests: one binary, grouped by concern.
+//!
+//! - `support`: data loading, the polars oracle, a real service on a random loopback port.
+//! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
+//! - `http`: the running service over real HTTP, every endpoint and its errors.
+//! - `replay`: the file formats, malformed, late and duplicate rows, missing files, exit codes.
+
+mod http;
+mod replay;
+mod support;
+mod windows_vs_polars;

@@ -1,0 +1,168 @@
+//! Replay sources: the three formats give the same trades, bad rows are counted and skipped,
+//! late and duplicate trades are counted, and a missing file stops the binary with an error.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use polars::prelude::*;
+use tickstream::config::ServeArgs;
+use tickstream::feeds::FeedRegistry;
+use tickstream::metrics::Metrics;
+use tickstream::model::Trade;
+use tickstream::replay::{ReplaySource, replay_stream};
+use tokio_stream::StreamExt;
+
+use crate::support::*;
+
+/// Reads a source through the product's reader; returns trades and the feed's view.
+async fn read_all(path: &Path) -> (Vec<Trade>, tickstream::feeds::FeedView) {
+    let metrics = Metrics::new();
+    let registry = FeedRegistry::new();
+    let source = ReplaySource::from_path(path).expect("known format");
+    let status = registry.register("test".into(), source.description(), &metrics);
+    let mut stream = Box::pin(replay_stream(source, status.id(), status.clone()));
+    let mut trades = Vec::new();
+    while let Some(item) = stream.next().await {
+        trades.extend(item.expect("readable"));
+    }
+    (trades, status.view())
+}
+
+fn same_trades(actual: &[Trade], expected: &[Trade]) {
+    assert_eq!(actual.len(), expected.len());
+    for (a, e) in actual.iter().zip(expected) {
+        assert_eq!(
+            (a.symbol.as_str(), a.exchange_ts, a.price, a.size),
+            (e.symbol.as_str(), e.exchange_ts, e.price, e.size)
+        );
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("in range")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_jsonl_and_parquet_give_the_same_trades() {
+    let expected = load_trades(EQUITIES);
+    let (csv, view) = read_all(&data_path(EQUITIES)).await;
+    same_trades(&csv, &expected);
+    assert_eq!((view.rows_read, view.malformed), (49_644, 0));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // JSON lines: alternate number and string forms, RFC 3339 and epoch ms.
+    let jsonl = dir.path().join("trades.jsonl");
+    let mut file = std::fs::File::create(&jsonl).expect("create");
+    for (i, t) in expected.iter().enumerate() {
+        let ms = t.exchange_ts / 1_000_000;
+        let line = if i % 2 == 0 {
+            serde_json::json!({"ts": ms, "symbol": t.symbol.as_str(), "price": t.price, "size": t.size})
+        } else {
+            serde_json::json!({"ts": rfc3339(ms), "symbol": t.symbol.as_str(), "price": t.price.to_string(), "size": t.size.to_string(), "venue": "x"})
+        };
+        writeln!(file, "{line}").expect("write");
+    }
+    drop(file);
+    let (from_jsonl, view) = read_all(&jsonl).await;
+    same_trades(&from_jsonl, &expected);
+    assert_eq!(view.malformed, 0);
+
+    // Parquet with a Datetime(ms) column, and with plain Int64 epoch milliseconds.
+    for as_datetime in [true, false] {
+        let mut frame = trades_frame(&expected);
+        let ts = if as_datetime {
+            col("ts_ms")
+                .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
+                .alias("ts")
+        } else {
+            col("ts_ms").alias("ts")
+        };
+        frame = frame
+            .lazy()
+            .select([ts, col("symbol"), col("price"), col("size")])
+            .collect()
+            .expect("frame");
+        let path = dir.path().join(format!("trades-{as_datetime}.parquet"));
+        let file = std::fs::File::create(&path).expect("create");
+        ParquetWriter::new(file)
+            .finish(&mut frame)
+            .expect("write parquet");
+        let (from_parquet, view) = read_all(&path).await;
+        same_trades(&from_parquet, &expected);
+        assert_eq!((view.rows_read, view.malformed), (49_644, 0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_late_and_duplicate_rows_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dirty.csv");
+    std::fs::write(
+        &path,
+        "ts,symbol,price,size,id\n\
+         1000,A,10.0,1,1\n\
+         1001,A,not-a-price,1,2\n\
+         1002,A,11.0\n\
+         1003,,11.0,1,3\n\
+         1004,A,-1,1,4\n\
+         2013-10-07T08:00:00Z,A,12.0,1,5\n\
+         1381132801000,A,13.0,2,6\n\
+         1381132801000,A,13.0,2,6\n\
+         1381132798999,A,14.0,1,7\n\
+         1381132800500,A,15.0,1,8\n\
+         \u{ff}\u{fe},A,1,1,9\n",
+    )
+    .expect("write");
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![path],
+        speed: Some("max".into()),
+        lateness: Some("1s".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let feeds = app.wait_for_feeds().await;
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["state"], "finished");
+    assert_eq!(feed["rows_read"], 11);
+    assert_eq!(feed["malformed"], 5, "{feed}");
+    assert_eq!(feed["duplicates"], 1, "{feed}");
+    assert_eq!(feed["late"], 1, "the trade 2 s behind the clock: {feed}");
+    assert_eq!(feed["trades"], 4, "{feed}");
+    let (_, stats) = app.get("/v1/symbols/A/stats?window=1m").await;
+    let window = &stats["windows"]["1m"];
+    // 12.0 at ...800000, 13.0 ×2 at ...801000, and 15.0 reordered at ...800500.
+    assert_eq!(window["count"], 3);
+    assert_eq!(window["volume"], 4.0);
+    assert_eq!(window["open"], 12.0);
+    assert_eq!(window["close"], 13.0);
+    assert_eq!(window["high"], 15.0);
+    assert_eq!(stats["last_price"], 13.0);
+    app.stop().await;
+}
+
+#[test]
+fn a_missing_or_unknown_file_is_a_clear_error_and_a_failing_exit() {
+    let binary = env!("CARGO_BIN_EXE_tickstream");
+    let cases = [
+        (vec!["--replay", "/nonexistent/trades.csv"], "cannot open"),
+        (
+            vec!["serve", "--replay", "trades.txt"],
+            "unknown replay format",
+        ),
+        (vec!["--windows", "1m,soon"], "invalid windows"),
+        (vec!["--speed", "fast"], "invalid speed"),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(binary)
+            .args(&args)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,353 @@
+//! Shared test support: loading the recorded data independently of the product's readers, the
+//! polars batch oracle, and spawning the real service on a random loopback port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use polars::prelude::*;
+use tickstream::analytics::{WindowSpec, WindowStats};
+use tickstream::config::ServeArgs;
+use tickstream::model::{FeedId, Symbol, Trade};
+use tickstream::{App, Settings};
+
+/// Path of a file in `data/`.
+pub fn data_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+/// The IBM and AIG trades of 2013-10-07.
+pub const EQUITIES: &str = "ibm_aig_20131007_trades.csv";
+/// Binance BTCUSDT trades of 2024-08-08 (up to 735 in one millisecond).
+pub const BTCUSDT: &str = "btcusdt_20240808_trades.csv";
+
+/// Loads a `ts,symbol,price,size` CSV with a plain split (not the product's reader).
+pub fn load_trades(name: &str) -> Vec<Trade> {
+    let text = std::fs::read_to_string(data_path(name)).expect("data file readable");
+    let mut symbols: HashMap<String, Symbol> = HashMap::new();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let ms: i64 = fields[0].parse().expect("ts");
+            let symbol = symbols
+                .entry(fields[1].to_string())
+                .or_insert_with(|| Symbol::new(fields[1]))
+                .clone();
+            Trade {
+                symbol,
+                price: fields[2].parse().expect("price"),
+                size: fields[3].parse().expect("size"),
+                exchange_ts: ms * 1_000_000,
+                receive_ts: ms * 1_000_000,
+                feed: FeedId(0),
+                trade_id: None,
+                side: None,
+            }
+        })
+        .collect()
+}
+
+/// The default windows as specs.
+pub fn default_windows() -> Arc<[WindowSpec]> {
+    tickstream::config::parse_windows(&tickstream::config::DEFAULT_WINDOWS.map(String::from))
+        .expect("valid defaults")
+        .into()
+}
+
+/// The trades as a polars frame: `ts_ms` (i64), `symbol`, `price`, `size`.
+pub fn trades_frame(trades: &[Trade]) -> DataFrame {
+    df!(
+        "ts_ms" => trades.iter().map(|t| t.exchange_ts / 1_000_000).collect::<Vec<i64>>(),
+        "symbol" => trades.iter().map(|t| t.symbol.as_str().to_string()).collect::<Vec<String>>(),
+        "price" => trades.iter().map(|t| t.price).collect::<Vec<f64>>(),
+        "size" => trades.iter().map(|t| t.size).collect::<Vec<f64>>(),
+    )
+    .expect("frame")
+}
+
+/// The aggregations DESIGN.md defines, as polars expressions.
+fn aggregations() -> Vec<Expr> {
+    vec![
+        len().cast(DataType::Int64).alias("count"),
+        col("size").sum().alias("volume"),
+        (col("price") * col("size")).sum().alias("notional"),
+        col("price").first().alias("open"),
+        col("price").max().alias("high"),
+        col("price").min().alias("low"),
+        col("price").last().alias("close"),
+        col("price").mean().alias("mean"),
+        col("price").std(1).alias("stddev"),
+        col("ts_ms").first().alias("first_ms"),
+        col("ts_ms").last().alias("last_ms"),
+    ]
+}
+
+/// Reads the aggregated frame into `(symbol, key) → stats`, `key` taken from `key_column`.
+fn collect_stats(
+    frame: &DataFrame,
+    key_column: Option<&str>,
+) -> HashMap<(String, i64), WindowStats> {
+    let f64s = |name: &str| -> Vec<Option<f64>> {
+        frame
+            .column(name)
+            .expect(name)
+            .cast(&DataType::Float64)
+            .expect("cast")
+            .f64()
+            .expect("f64")
+            .iter()
+            .collect()
+    };
+    let i64s = |name: &str| -> Vec<Option<i64>> {
+        frame
+            .column(name)
+            .expect(name)
+            .cast(&DataType::Int64)
+            .expect("cast")
+            .i64()
+            .expect("i64")
+            .iter()
+            .collect()
+    };
+    let symbols: Vec<String> = frame
+        .column("symbol")
+        .expect("symbol")
+        .str()
+        .expect("str")
+        .iter()
+        .map(|s| s.expect("symbol").to_string())
+        .collect();
+    let keys = key_column.map(i64s);
+    let (count, volume, notional) = (i64s("count"), f64s("volume"), f64s("notional"));
+    let (open, high, low, close) = (f64s("open"), f64s("high"), f64s("low"), f64s("close"));
+    let (mean, stddev) = (f64s("mean"), f64s("stddev"));
+    let (first_ms, last_ms) = (i64s("first_ms"), i64s("last_ms"));
+    let mut out = HashMap::new();
+    for row in 0..frame.height() {
+        let volume_row = volume[row].expect("volume");
+        let notional_row = notional[row].expect("notional");
+        let stats = WindowStats {
+            count: count[row].expect("count") as u64,
+            volume: volume_row,
+            notional: notional_row,
+            vwap: (volume_row > 0.0).then(|| notional_row / volume_row),
+            open: open[row],
+            high: high[row],
+            low: low[row],
+            close: close[row],
+            mean: mean[row],
+            stddev: stddev[row],
+            change: open[row].zip(close[row]).map(|(o, c)| c - o),
+            change_pct: open[row]
+                .zip(close[row])
+                .map(|(o, c)| (c / o - 1.0) * 100.0),
+            first_ms: first_ms[row],
+            last_ms: last_ms[row],
+        };
+        let key = keys.as_ref().map_or(0, |keys| keys[row].expect("key"));
+        out.insert((symbols[row].clone(), key), stats);
+    }
+    out
+}
+
+/// polars' batch `rolling` (by time, closed right) per symbol: for every (symbol, timestamp) of
+/// the trades, the statistics of the window ending at that timestamp.
+pub fn rolling_oracle(
+    frame: &DataFrame,
+    window: &WindowSpec,
+) -> HashMap<(String, i64), WindowStats> {
+    let period = polars::time::Duration::parse(&format!("{}ns", window.length));
+    let options = RollingGroupOptions {
+        index_column: "ts".into(),
+        period,
+        offset: -period,
+        closed_window: polars::time::ClosedWindow::Right,
+    };
+    let result = frame
+        .clone()
+        .lazy()
+        .with_column(
+            (col("ts_ms") * lit(1_000_000i64))
+                .cast(DataType::Datetime(TimeUnit::Nanoseconds, None))
+                .alias("ts"),
+        )
+        .rolling(col("ts"), [col("symbol")], options)
+        .agg(aggregations())
+        .with_column(col("ts").cast(DataType::Int64).alias("key_ns"))
+        .collect()
+        .expect("rolling");
+    collect_stats(&result, Some("key_ns"))
+        .into_iter()
+        .map(|((symbol, ns), stats)| ((symbol, ns / 1_000_000), stats))
+        .collect()
+}
+
+/// polars filter + group-by: every symbol's statistics for the window `(now − W, now]`
+/// (symbols with no trade inside are absent).
+pub fn window_at(
+    frame: &DataFrame,
+    window: &WindowSpec,
+    now_ms: i64,
+) -> HashMap<String, WindowStats> {
+    let length_ms = window.length / 1_000_000;
+    let result = frame
+        .clone()
+        .lazy()
+        .filter(
+            col("ts_ms")
+                .gt(lit(now_ms - length_ms))
+                .and(col("ts_ms").lt_eq(lit(now_ms))),
+        )
+        .group_by_stable([col("symbol")])
+        .agg(aggregations())
+        .collect()
+        .expect("filter");
+    collect_stats(&result, None)
+        .into_iter()
+        .map(|((symbol, _), stats)| (symbol, stats))
+        .collect()
+}
+
+fn close_relative(actual: f64, expected: f64, tolerance: f64) -> bool {
+    (actual - expected).abs() <= tolerance * expected.abs().max(f64::MIN_POSITIVE)
+}
+
+/// Asserts `actual` equals `expected` to DESIGN.md's tolerances: counts, prices and times
+/// exactly; sums, VWAP and mean within 1e-10 relative; stddev within 1e-9 of the price level.
+pub fn assert_window_matches(actual: &WindowStats, expected: &WindowStats, context: &str) {
+    assert_eq!(actual.count, expected.count, "count, {context}");
+    assert_eq!(actual.open, expected.open, "open, {context}");
+    assert_eq!(actual.high, expected.high, "high, {context}");
+    assert_eq!(actual.low, expected.low, "low, {context}");
+    assert_eq!(actual.close, expected.close, "close, {context}");
+    assert_eq!(actual.first_ms, expected.first_ms, "first_ms, {context}");
+    assert_eq!(actual.last_ms, expected.last_ms, "last_ms, {context}");
+    assert_eq!(actual.change, expected.change, "change, {context}");
+    assert_eq!(
+        actual.change_pct, expected.change_pct,
+        "change_pct, {context}"
+    );
+    let pairs = [
+        ("volume", Some(actual.volume), Some(expected.volume)),
+        ("notional", Some(actual.notional), Some(expected.notional)),
+        ("vwap", actual.vwap, expected.vwap),
+        ("mean", actual.mean, expected.mean),
+    ];
+    for (name, a, e) in pairs {
+        match (a, e) {
+            (Some(a), Some(e)) => assert!(
+                close_relative(a, e, 1e-10),
+                "{name}: {a} vs {e} (relative {:e}), {context}",
+                (a - e).abs() / e.abs()
+            ),
+            (a, e) => assert!(
+                a.is_none() && e.is_none() || a == e,
+                "{name}: {a:?} vs {e:?}, {context}"
+            ),
+        }
+    }
+    match (actual.stddev, expected.stddev) {
+        (Some(a), Some(e)) => {
+            let level = expected.close.unwrap_or(1.0).abs();
+            assert!(
+                (a - e).abs() <= 1e-9 * level,
+                "stddev: {a} vs {e} (abs {:e}, level {level}), {context}",
+                (a - e).abs()
+            );
+        }
+        (a, e) => assert_eq!(a, e, "stddev, {context}"),
+    }
+}
+
+/// A running service on a random loopback port.
+pub struct TestApp {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts the service with `args` (listen defaults to 127.0.0.1:0).
+    pub async fn spawn(mut args: ServeArgs) -> TestApp {
+        init_test_log();
+        if args.listen.is_none() {
+            args.listen = Some("127.0.0.1:0".into());
+        }
+        let settings = Settings::load(args).expect("valid settings");
+        let app = App::build(settings).await.expect("app builds");
+        let address = app.local_addr().expect("bound");
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// GETs `path`; returns status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, body)
+    }
+
+    /// Waits until every feed is finished or failed (a safety limit, not a performance check).
+    pub async fn wait_for_feeds(&self) -> serde_json::Value {
+        for _ in 0..6000 {
+            let (_, body) = self.get("/v1/feeds").await;
+            let feeds = body["feeds"].as_array().expect("feeds").clone();
+            if feeds
+                .iter()
+                .all(|f| f["state"] == "finished" || f["state"] == "failed")
+            {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("feeds did not finish");
+    }
+
+    /// Stops the service and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("joined").expect("clean stop");
+        }
+    }
+}
+
+/// Test logs are silent unless `TEST_LOG` is set.
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_test_writer()
+            .try_init();
+    }
+}
