@@ -105,6 +105,72 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{FeedId, Symbol, Trade};
+
+    fn batch(seconds: &[f64]) -> MergedEvent {
+        MergedEvent::Trades(
+            seconds
+                .iter()
+                .map(|&s| Trade {
+                    symbol: Symbol::new("A"),
+                    price: 1.0,
+                    size: 1.0,
+                    exchange_ts: (s * 1e9) as i64,
+                    receive_ts: 0,
+                    feed: FeedId(0),
+                    trade_id: None,
+                    side: None,
+                })
+                .collect(),
+        )
+    }
+
+    /// Paces two batches; returns (wall seconds since start, event seconds) per released trade.
+    async fn release_times(speed: Speed, max_pause: Option<Duration>) -> Vec<(f64, f64)> {
+        let start = Instant::now();
+        let events = tokio_stream::iter(vec![batch(&[0.0, 1.0, 1.0, 3.0]), batch(&[13.0])]);
+        let mut paced = Box::pin(pace(events, speed, max_pause));
+        let mut released = Vec::new();
+        while let Some(event) = paced.next().await {
+            if let MergedEvent::Trades(trades) = event {
+                let wall = (Instant::now() - start).as_secs_f64();
+                released.extend(trades.iter().map(|t| (wall, t.exchange_ts as f64 / 1e9)));
+            }
+        }
+        released
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_factor_maps_event_time_to_wall_time() {
+        let released = release_times(Speed::Factor(2.0), None).await;
+        let expected = [(0.0, 0.0), (0.5, 1.0), (0.5, 1.0), (1.5, 3.0), (6.5, 13.0)];
+        assert_eq!(released.len(), expected.len());
+        for ((wall, event), (expected_wall, expected_event)) in released.iter().zip(expected) {
+            assert_eq!(*event, expected_event);
+            assert!((wall - expected_wall).abs() < 0.002, "{released:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_gaps_are_capped_in_wall_time_only() {
+        let released = release_times(Speed::Factor(1.0), Some(Duration::from_secs(1))).await;
+        let walls: Vec<f64> = released
+            .iter()
+            .map(|r| (r.0 * 1000.0).round() / 1000.0)
+            .collect();
+        assert_eq!(walls, [0.0, 1.0, 1.0, 2.0, 3.0]);
+        let events: Vec<f64> = released.iter().map(|r| r.1).collect();
+        assert_eq!(events, [0.0, 1.0, 1.0, 3.0, 13.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_speed_does_not_wait() {
+        let released = release_times(Speed::Max, None).await;
+        assert!(
+            released.iter().all(|(wall, _)| *wall == 0.0),
+            "{released:?}"
+        );
+    }
 
     #[test]
     fn parses_speeds() {
