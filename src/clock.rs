@@ -46,8 +46,8 @@ impl StreamClock {
         self.allowed_lateness
     }
 
-    /// Classifies an event at `ts` and moves the clock forward when the event is newer.
-    pub fn observe(&mut self, ts: Timestamp) -> Admission {
+    /// Classifies an event at `ts` without moving the clock.
+    pub fn classify(&self, ts: Timestamp) -> Admission {
         match self.now {
             Some(now) if ts < now => {
                 if now - ts > self.allowed_lateness {
@@ -56,11 +56,17 @@ impl StreamClock {
                     Admission::Reordered
                 }
             }
-            _ => {
-                self.now = Some(ts);
-                Admission::InOrder
-            }
+            _ => Admission::InOrder,
         }
+    }
+
+    /// Classifies an event at `ts` and moves the clock forward when the event is newer.
+    pub fn observe(&mut self, ts: Timestamp) -> Admission {
+        let admission = self.classify(ts);
+        if admission == Admission::InOrder {
+            self.now = Some(ts);
+        }
+        admission
     }
 
     /// Moves the clock forward to `ts` without an event (a quiet market); never moves it back.

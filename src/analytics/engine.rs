@@ -250,6 +250,11 @@ impl Engine {
         if self.tallies.len() <= feed {
             self.tallies.resize(feed + 1, FeedTally::default());
         }
+        // Classify first without touching any state: a late trade leaves no trace but its count.
+        if self.clock.classify(trade.exchange_ts) == Admission::Late {
+            self.tallies[feed].late += 1;
+            return Outcome::Late;
+        }
         let symbol_index = self.symbol_index(&trade.symbol);
         if let Some(id) = trade.trade_id {
             let recent = self
@@ -262,13 +267,7 @@ impl Engine {
             }
         }
         let admission = self.clock.observe(trade.exchange_ts);
-        if admission == Admission::Late {
-            self.tallies[feed].late += 1;
-            return Outcome::Late;
-        }
-        let now = trade
-            .exchange_ts
-            .max(self.clock.now().unwrap_or(trade.exchange_ts));
+        let now = self.clock.now().unwrap_or(trade.exchange_ts);
         let state = &mut self.symbols[symbol_index];
         let was_dirty = state.dirty;
         state.evict_expired(now);

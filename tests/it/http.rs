@@ -320,3 +320,30 @@ async fn two_sources_merge_into_one_consolidated_view() {
     split.stop().await;
     whole.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_serves_a_live_replay() {
+    let app = TestApp::spawn(ServeArgs::default()).await;
+    let (status, feeds) = app.get("/v1/feeds").await;
+    assert_eq!(status, 200);
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["source"], "embedded:ibm_aig_20131007_trades.csv");
+    assert_eq!(feed["state"], "running");
+    // The first trade is released at once; wait for it to be applied (a safety limit only).
+    let mut symbols = serde_json::Value::Null;
+    for _ in 0..500 {
+        let (_, body) = app.get("/v1/symbols").await;
+        if body["count"].as_u64().unwrap_or(0) > 0 {
+            symbols = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(symbols["symbols"][0]["symbol"], "AIG", "{symbols}");
+    let as_of = symbols["as_of_ms"].as_i64().expect("clock");
+    assert!(
+        as_of >= 1_381_132_800_688,
+        "at or after the sample's first trade: {symbols}"
+    );
+    app.stop().await;
+}
