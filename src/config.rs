@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::analytics::WindowSpec;
+use crate::feeds::connector::{FeedSpec, Provider};
 use crate::replay::{ReplayError, ReplaySource, Speed};
 
 /// Default HTTP listen address: loopback only.
@@ -46,16 +47,39 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service: replay sources through the analytics core and serve the HTTP API.
+    /// Run the service: replay sources and live feeds through the analytics core and serve the
+    /// HTTP API.
     Serve(ServeArgs),
+    /// Serve a recorded file over a local WebSocket in a provider's wire format.
+    MockExchange(MockExchangeArgs),
+}
+
+/// Options of `tickstream mock-exchange`.
+#[derive(Debug, Clone, Args)]
+pub struct MockExchangeArgs {
+    /// Wire format and handshake to serve (binance).
+    #[arg(long, default_value = "binance")]
+    pub provider: String,
+    /// Recorded trades to serve (.csv, .jsonl, .parquet).
+    #[arg(long, value_name = "PATH")]
+    pub file: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub listen: String,
+    /// `max` or a factor of real time.
+    #[arg(long, default_value = "1")]
+    pub speed: String,
+    /// Start over at the end of the file.
+    #[arg(long = "loop")]
+    pub repeat: bool,
 }
 
 impl Cli {
-    /// The serve options, whether given with `serve` or without.
-    pub fn into_serve_args(self) -> ServeArgs {
+    /// The command to run: `serve` (with its options) unless another subcommand was given.
+    pub fn into_command(self) -> Command {
         match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
+            Some(command) => command,
+            None => Command::Serve(self.serve),
         }
     }
 }
@@ -73,6 +97,9 @@ pub struct ServeArgs {
     /// Replay speed: `max` (as fast as possible) or a factor (1 = real time, 60 = 60× faster).
     #[arg(long, value_name = "SPEED")]
     pub speed: Option<String>,
+    /// A live feed: `provider:SYMBOL,SYMBOL[@url]` (e.g. `binance:BTCUSDT,ETHUSDT`); repeatable.
+    #[arg(long = "feed", value_name = "SPEC")]
+    pub feed: Vec<String>,
     /// Start replays over at their end (event times move forward a whole number of days).
     #[arg(long = "replay-loop")]
     pub replay_loop: bool,
@@ -99,11 +126,22 @@ enum NumberOrText {
     Text(String),
 }
 
+/// A `[[feeds]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFeed {
+    provider: String,
+    url: Option<String>,
+    symbols: Vec<String>,
+    channels: Option<Vec<String>>,
+}
+
 /// The TOML file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    feeds: Option<Vec<FileFeed>>,
     replay: Option<Vec<PathBuf>>,
     speed: Option<NumberOrText>,
     replay_loop: Option<bool>,
@@ -149,8 +187,10 @@ pub enum ConfigError {
 pub struct Settings {
     /// HTTP listen address.
     pub listen: SocketAddr,
-    /// Sources to replay (the embedded sample when none were configured).
+    /// Sources to replay (the embedded sample when nothing was configured).
     pub sources: Vec<ReplaySource>,
+    /// Live feeds.
+    pub feeds: Vec<FeedSpec>,
     /// Replay speed.
     pub speed: Speed,
     /// Longest wall-clock pause during a paced replay.
@@ -192,9 +232,23 @@ impl Settings {
             args.replay
         };
         let replay_loop = args.replay_loop || file.replay_loop.unwrap_or(false);
-        let embedded = paths.is_empty();
+        let feeds = if args.feed.is_empty() {
+            file.feeds
+                .unwrap_or_default()
+                .into_iter()
+                .map(feed_from_file)
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            args.feed
+                .iter()
+                .map(|text| parse_feed(text))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let embedded = paths.is_empty() && feeds.is_empty();
         let sources = if embedded {
             vec![ReplaySource::embedded_sample()]
+        } else if paths.is_empty() {
+            Vec::new()
         } else {
             paths
                 .into_iter()
@@ -243,6 +297,7 @@ impl Settings {
         Ok(Settings {
             listen,
             sources,
+            feeds,
             speed,
             max_pause,
             windows: windows.into(),
@@ -271,6 +326,69 @@ fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_path_buf(),
         message: error.to_string(),
     })
+}
+
+fn provider(name: &str) -> Result<Provider, ConfigError> {
+    Provider::from_name(name).ok_or_else(|| {
+        invalid(
+            "feed",
+            format!("unknown provider {name:?} (known: binance)"),
+        )
+    })
+}
+
+fn feed_spec(
+    provider: Provider,
+    url: Option<String>,
+    symbols: Vec<String>,
+    channels: Option<Vec<String>>,
+) -> Result<FeedSpec, ConfigError> {
+    let symbols: Vec<String> = symbols
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if symbols.is_empty() {
+        return Err(invalid("feed", "a feed needs at least one symbol"));
+    }
+    let url = url.unwrap_or_else(|| provider.default_url().to_string());
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(invalid(
+            "feed",
+            format!("{url:?} is not a ws:// or wss:// URL"),
+        ));
+    }
+    Ok(FeedSpec {
+        provider,
+        url,
+        symbols,
+        channels: channels.unwrap_or_else(|| provider.default_channels()),
+    })
+}
+
+fn feed_from_file(feed: FileFeed) -> Result<FeedSpec, ConfigError> {
+    feed_spec(
+        provider(&feed.provider)?,
+        feed.url,
+        feed.symbols,
+        feed.channels,
+    )
+}
+
+/// Parses `provider:SYMBOL,SYMBOL[@url]`.
+pub fn parse_feed(text: &str) -> Result<FeedSpec, ConfigError> {
+    let (name, rest) = text.split_once(':').ok_or_else(|| {
+        invalid(
+            "feed",
+            format!("{text:?}: expected provider:SYMBOL,SYMBOL[@url]"),
+        )
+    })?;
+    let (symbols, url) = match rest.split_once('@') {
+        Some((symbols, url)) => (symbols, Some(url.to_string())),
+        None => (rest, None),
+    };
+    let symbols = symbols.split(',').map(str::to_string).collect();
+    feed_spec(provider(name)?, url, symbols, None)
 }
 
 /// Parses a duration such as `250ms`, `1s`, `10s`, `1m`, `15m`, `1h`.
@@ -350,6 +468,36 @@ mod tests {
         assert_eq!(settings.windows[1].length, 250_000_000);
         assert_eq!(settings.allowed_lateness, 0);
         assert_eq!(settings.max_pause, None);
+    }
+
+    #[test]
+    fn feeds_from_the_command_line_and_the_file() {
+        let spec = parse_feed("binance:BTCUSDT,ETHUSDT@ws://127.0.0.1:9000").expect("valid");
+        assert_eq!(spec.provider, Provider::Binance);
+        assert_eq!(spec.symbols, ["BTCUSDT", "ETHUSDT"]);
+        assert_eq!(spec.url, "ws://127.0.0.1:9000");
+        assert_eq!(
+            parse_feed("binance:BTCUSDT").expect("valid").url,
+            Provider::Binance.default_url()
+        );
+        assert!(parse_feed("nasdaq:AAPL").is_err());
+        assert!(parse_feed("binance:").is_err());
+        assert!(parse_feed("binance:X@http://x").is_err());
+        let settings = Settings::from_toml(
+            "[[feeds]]\nprovider = \"binance\"\nsymbols = [\"BTCUSDT\"]\nchannels = [\"aggTrade\"]",
+        )
+        .expect("valid");
+        assert_eq!(settings.feeds[0].channels, ["aggTrade"]);
+        assert!(
+            settings.sources.is_empty(),
+            "a configured feed replaces the embedded sample"
+        );
+        assert!(
+            Settings::from_toml(
+                "[[feeds]]\nprovider = \"binance\"\nsymbols = [\"X\"]\nkey = \"secret\""
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod feeds;
 pub mod ingest;
 pub mod merge;
 pub mod metrics;
+pub mod mock_exchange;
 pub mod model;
 pub mod replay;
 pub mod shutdown;

@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tickstream::config::Cli;
+use tickstream::config::{Cli, Command, MockExchangeArgs};
 use tickstream::{App, Settings};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let args = Cli::parse().into_serve_args();
+    let command = Cli::parse().into_command();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -22,7 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = match command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::MockExchange(args) => runtime.block_on(mock_exchange(args)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -31,7 +35,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: tickstream::config::ServeArgs) -> anyhow::Result<()> {
+async fn mock_exchange(args: MockExchangeArgs) -> anyhow::Result<()> {
+    let exchange = tickstream::startup::mock_exchange_from_args(args).await?;
+    tracing::info!(url = %exchange.url()?, "mock exchange serving");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        tickstream::shutdown::signal().await;
+        stop.cancel();
+    });
+    exchange.run(cancel).await;
+    Ok(())
+}
+
+async fn serve(args: tickstream::config::ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args)?;
     let app = App::build(settings).await?;
     app.run_until_stopped(tickstream::shutdown::signal()).await

@@ -104,6 +104,28 @@ pub struct Trade {
     pub side: Option<Side>,
 }
 
+/// The best bid and offer of a symbol at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    /// The quoted symbol.
+    pub symbol: Symbol,
+    /// Best bid price.
+    pub bid: f64,
+    /// Size at the best bid.
+    pub bid_size: f64,
+    /// Best ask (offer) price.
+    pub ask: f64,
+    /// Size at the best ask.
+    pub ask_size: f64,
+    /// Event time: the venue's, or (for venues that send none, like Binance's `bookTicker`) the
+    /// feed's latest exchange time; `None` before the feed has sent any.
+    pub exchange_ts: Option<Timestamp>,
+    /// When this process received it.
+    pub receive_ts: Timestamp,
+    /// The feed that delivered it.
+    pub feed: FeedId,
+}
+
 /// Why a price or size cannot be part of a trade.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TradeValueError {

@@ -28,13 +28,15 @@ use tokio_util::task::TaskTracker;
 use crate::analytics::Engine;
 use crate::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
 use crate::api::{self, AppState};
-use crate::config::Settings;
-use crate::feeds::{FeedRegistry, FeedStatus};
+use crate::config::{MockExchangeArgs, Settings};
+use crate::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
+use crate::feeds::{FeedDescription, FeedRegistry, FeedStatus};
 use crate::ingest::AnalyticsTask;
 use crate::merge::{MergedEvent, merge_by_event_time};
 use crate::metrics::Metrics;
+use crate::mock_exchange::{MockExchange, MockOptions};
 use crate::model::FeedId;
-use crate::replay::{ReplayItem, ReplaySource, Speed, pace, replay_stream};
+use crate::replay::{ReplayItem, ReplaySource, Speed, load_all, pace, replay_stream};
 use crate::shutdown::DRAIN_DEADLINE;
 
 /// Events (each a batch of up to [`crate::replay::BATCH_SIZE`] trades) queued for the analytics
@@ -47,11 +49,14 @@ pub struct App {
     settings: Settings,
     state: AppState,
     sources: Vec<(ReplaySource, Arc<FeedStatus>)>,
+    live: Vec<(FeedSpec, Arc<FeedStatus>)>,
 }
 
 impl App {
     /// Validates the settings' sources, binds the HTTP listener and registers the feeds.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        // TLS for wss:// feeds: rustls with the ring provider, whatever else the build links.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         for source in &settings.sources {
             source.check()?;
         }
@@ -76,6 +81,22 @@ impl App {
                 (source.clone(), status)
             })
             .collect();
+        let live = settings
+            .feeds
+            .iter()
+            .map(|spec| {
+                let status = feeds.register(
+                    format!("{}:{}", spec.provider.name(), spec.symbols.join(",")),
+                    FeedDescription {
+                        kind: spec.provider.name().to_string(),
+                        source: spec.url.clone(),
+                        format: "websocket".to_string(),
+                    },
+                    &metrics,
+                );
+                (spec.clone(), status)
+            })
+            .collect();
         let state = AppState {
             snapshots: Arc::new(SnapshotStore::new()),
             feeds,
@@ -88,6 +109,7 @@ impl App {
             settings,
             state,
             sources,
+            live,
         })
     }
 
@@ -111,6 +133,7 @@ impl App {
             settings,
             state,
             sources,
+            live,
         } = self;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -125,17 +148,26 @@ impl App {
             metrics: Arc::clone(&state.metrics),
         };
         spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
-        spawn_reported(
-            &tasks,
-            "replay",
-            run_replay(
-                sources,
-                settings.speed,
-                settings.max_pause,
-                events_tx,
-                cancel.child_token(),
-            ),
-        );
+        for (spec, status) in live {
+            spawn_reported(
+                &tasks,
+                "feed",
+                run_live(spec, status, events_tx.clone(), cancel.child_token()),
+            );
+        }
+        if !sources.is_empty() {
+            spawn_reported(
+                &tasks,
+                "replay",
+                run_replay(
+                    sources,
+                    settings.speed,
+                    settings.max_pause,
+                    events_tx,
+                    cancel.child_token(),
+                ),
+            );
+        }
         tasks.close();
 
         state.ready.store(true, Ordering::Release);
@@ -176,6 +208,60 @@ fn spawn_reported(
             }
         }
     });
+}
+
+/// Forwards one live feed's batches into the analytics channel.
+#[tracing::instrument(name = "feed", skip_all, fields(feed = %status.name()))]
+async fn run_live(
+    spec: FeedSpec,
+    status: Arc<FeedStatus>,
+    events: mpsc::Sender<MergedEvent>,
+    cancel: CancellationToken,
+) {
+    status.set_running();
+    let feed = status.id();
+    let mut batches = Box::pin(live_stream(
+        spec,
+        ConnectorSettings::default(),
+        feed,
+        status,
+    ));
+    loop {
+        let batch = tokio::select! {
+            _ = cancel.cancelled() => return,
+            batch = batches.next() => batch,
+        };
+        let Some(batch) = batch else {
+            return;
+        };
+        if !batch.trades.is_empty()
+            && events
+                .send(MergedEvent::Trades(batch.trades))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Builds a mock exchange from the `mock-exchange` subcommand's options.
+pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<MockExchange> {
+    let provider = Provider::from_name(&args.provider)
+        .with_context(|| format!("unknown provider {:?}", args.provider))?;
+    let speed: Speed = args.speed.parse()?;
+    let listen: SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("invalid listen address {:?}", args.listen))?;
+    let trades = load_all(ReplaySource::from_path(&args.file)?).await?;
+    let options = MockOptions {
+        provider,
+        speed,
+        repeat: args.repeat,
+        ..MockOptions::default()
+    };
+    Ok(MockExchange::bind(listen, &trades, options).await?)
 }
 
 type BoxedReplay = Pin<Box<dyn Stream<Item = ReplayItem> + Send>>;

@@ -70,6 +70,10 @@ struct RecentIds {
 }
 
 impl RecentIds {
+    fn contains(&self, id: u64) -> bool {
+        self.seen.contains(&id)
+    }
+
     /// Records `id`; returns false when it was already there.
     fn insert(&mut self, id: u64, capacity: usize) -> bool {
         if !self.seen.insert(id) {
@@ -250,21 +254,34 @@ impl Engine {
         if self.tallies.len() <= feed {
             self.tallies.resize(feed + 1, FeedTally::default());
         }
-        // Classify first without touching any state: a late trade leaves no trace but its count.
+        // A trade id this feed already delivered for this symbol is a duplicate (e.g. resent
+        // after a reconnect), however old it is.
+        let known = self.index.get(&trade.symbol).copied();
+        if let (Some(id), Some(index)) = (trade.trade_id, known) {
+            if self
+                .recent_ids
+                .get(&(trade.feed, index))
+                .is_some_and(|recent| recent.contains(id))
+            {
+                self.tallies[feed].duplicate += 1;
+                return Outcome::Duplicate;
+            }
+        }
+        // Then lateness, still without touching any state: a late trade leaves no trace but its
+        // count.
         if self.clock.classify(trade.exchange_ts) == Admission::Late {
             self.tallies[feed].late += 1;
             return Outcome::Late;
         }
-        let symbol_index = self.symbol_index(&trade.symbol);
+        let symbol_index = match known {
+            Some(index) => index,
+            None => self.symbol_index(&trade.symbol),
+        };
         if let Some(id) = trade.trade_id {
-            let recent = self
-                .recent_ids
+            self.recent_ids
                 .entry((trade.feed, symbol_index))
-                .or_default();
-            if !recent.insert(id, self.dedup_capacity) {
-                self.tallies[feed].duplicate += 1;
-                return Outcome::Duplicate;
-            }
+                .or_default()
+                .insert(id, self.dedup_capacity);
         }
         let admission = self.clock.observe(trade.exchange_ts);
         let now = self.clock.now().unwrap_or(trade.exchange_ts);

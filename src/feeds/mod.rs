@@ -5,6 +5,11 @@
 //! [`FeedStatus`]: its state and counters, updated by the source and by the analytics core, read by
 //! `GET /v1/feeds` and `GET /metrics`.
 
+pub mod binance;
+pub mod connector;
+pub mod event;
+pub mod reconnect;
+
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -26,6 +31,16 @@ pub enum FeedState {
     Finished,
     /// Stopped by an error it cannot recover from (see `error`).
     Failed,
+    /// A live feed opening its connection.
+    Connecting,
+    /// Connected, waiting for the venue to acknowledge the subscription.
+    Subscribing,
+    /// Connected and subscribed.
+    Live,
+    /// Waiting before the next connection attempt.
+    Backoff,
+    /// Too many consecutive failures: waiting longer before trying again.
+    CircuitOpen,
 }
 
 impl FeedState {
@@ -34,6 +49,11 @@ impl FeedState {
             0 => FeedState::Starting,
             1 => FeedState::Running,
             2 => FeedState::Finished,
+            4 => FeedState::Connecting,
+            5 => FeedState::Subscribing,
+            6 => FeedState::Live,
+            7 => FeedState::Backoff,
+            8 => FeedState::CircuitOpen,
             _ => FeedState::Failed,
         }
     }
@@ -44,6 +64,11 @@ impl FeedState {
             FeedState::Running => 1,
             FeedState::Finished => 2,
             FeedState::Failed => 3,
+            FeedState::Connecting => 4,
+            FeedState::Subscribing => 5,
+            FeedState::Live => 6,
+            FeedState::Backoff => 7,
+            FeedState::CircuitOpen => 8,
         }
     }
 }
@@ -83,6 +108,17 @@ pub struct FeedStatus {
     pub progress_total: AtomicU64,
     /// Completed passes over the file (a looping replay starts a new pass at the end).
     pub passes: AtomicU64,
+    /// Live feeds: reconnections after the first connection.
+    pub reconnects: AtomicU64,
+    /// Live feeds: frames received.
+    pub frames: AtomicU64,
+    /// Live feeds: quotes received.
+    pub quotes: AtomicU64,
+    /// Live feeds: gaps in the venue's trade ids or sequence numbers.
+    pub gaps: AtomicU64,
+    connected_ms: AtomicI64,
+    last_frame_ms: AtomicI64,
+    lag_ms: AtomicI64,
     started_ms: AtomicI64,
     ended_ms: AtomicI64,
 }
@@ -101,6 +137,26 @@ impl FeedStatus {
     /// The feed's state.
     pub fn state(&self) -> FeedState {
         FeedState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Sets a live feed's connection state.
+    pub fn set_state(&self, state: FeedState) {
+        if state == FeedState::Live {
+            self.connected_ms
+                .store(to_millis(wall_clock_now()), Ordering::Relaxed);
+        }
+        self.state.store(state.as_u8(), Ordering::Release);
+    }
+
+    /// Records a frame received at `receive_ms` (wall clock).
+    pub fn saw_frame(&self, receive_ms: i64) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.last_frame_ms.store(receive_ms, Ordering::Relaxed);
+    }
+
+    /// Records the latest exchange-to-receive lag, milliseconds.
+    pub fn set_lag_ms(&self, lag_ms: i64) {
+        self.lag_ms.store(lag_ms, Ordering::Relaxed);
     }
 
     /// Marks the feed running.
@@ -160,6 +216,14 @@ impl FeedStatus {
             },
             started_ms: millis(&self.started_ms),
             ended_ms: millis(&self.ended_ms),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            frames: self.frames.load(Ordering::Relaxed),
+            quotes: self.quotes.load(Ordering::Relaxed),
+            gaps: self.gaps.load(Ordering::Relaxed),
+            connected_since_ms: millis(&self.connected_ms),
+            last_frame_age_ms: millis(&self.last_frame_ms)
+                .map(|last| (to_millis(wall_clock_now()) - last).max(0)),
+            lag_ms: millis(&self.lag_ms).filter(|_| self.frames.load(Ordering::Relaxed) > 0),
         }
     }
 }
@@ -210,6 +274,20 @@ pub struct FeedView {
     pub started_ms: Option<i64>,
     /// When it finished or failed.
     pub ended_ms: Option<i64>,
+    /// Live feeds: reconnections.
+    pub reconnects: u64,
+    /// Live feeds: frames received.
+    pub frames: u64,
+    /// Live feeds: quotes received.
+    pub quotes: u64,
+    /// Live feeds: sequence or trade-id gaps.
+    pub gaps: u64,
+    /// Live feeds: when the current connection went live (wall clock, epoch ms).
+    pub connected_since_ms: Option<i64>,
+    /// Live feeds: milliseconds since the last frame.
+    pub last_frame_age_ms: Option<i64>,
+    /// Live feeds: receive time − exchange time of the latest trade, milliseconds.
+    pub lag_ms: Option<i64>,
 }
 
 /// Every feed of the service, by [`FeedId`].
@@ -248,6 +326,13 @@ impl FeedRegistry {
             progress_done: AtomicU64::new(0),
             progress_total: AtomicU64::new(0),
             passes: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            quotes: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            connected_ms: AtomicI64::new(0),
+            last_frame_ms: AtomicI64::new(0),
+            lag_ms: AtomicI64::new(0),
             started_ms: AtomicI64::new(0),
             ended_ms: AtomicI64::new(0),
         });

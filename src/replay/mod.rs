@@ -268,6 +268,24 @@ pub fn replay_stream(
     }
 }
 
+/// Reads a whole (non-repeating) source into memory: for the mock exchange and tools.
+pub async fn load_all(source: ReplaySource) -> Result<Vec<Trade>, ReplayError> {
+    let metrics = crate::metrics::Metrics::new();
+    let registry = crate::feeds::FeedRegistry::new();
+    let source = ReplaySource {
+        repeat: false,
+        ..source
+    };
+    source.check()?;
+    let status = registry.register(source.display_name(), source.description(), &metrics);
+    let mut stream = Box::pin(replay_stream(source, status.id(), status));
+    let mut trades = Vec::new();
+    while let Some(item) = tokio_stream::StreamExt::next(&mut stream).await {
+        trades.extend(item?);
+    }
+    Ok(trades)
+}
+
 /// Reads every pass of `source` on the current (blocking) thread.
 fn read_source(
     source: &ReplaySource,

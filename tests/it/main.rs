@@ -3,9 +3,11 @@
 //! - `support`: data loading, the polars oracle, a real service on a random loopback port.
 //! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
 //! - `http`: the running service over real HTTP, every endpoint and its errors.
+//! - `live`: the mock exchange and the real connector over loopback WebSockets.
 //! - `replay`: the file formats, malformed, late and duplicate rows, missing files, exit codes.
 
 mod http;
+mod live;
 mod replay;
 mod support;
 mod windows_vs_polars;

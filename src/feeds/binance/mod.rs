@@ -1,0 +1,363 @@
+//! Binance spot market streams: `trade`, `aggTrade` and `bookTicker` over the combined-stream
+//! endpoint (docs: <https://github.com/binance/binance-spot-api-docs/blob/master/web-socket-streams.md>).
+//!
+//! The connector connects to `<base>/stream` and subscribes with
+//! `{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}`, acknowledged by
+//! `{"result":null,"id":1}`. Every data frame is wrapped:
+//!
+//! ```text
+//! {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,
+//!  "p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}
+//! {"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000",
+//!  "B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}
+//! {"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}
+//! ```
+//!
+//! Prices and sizes are decimal strings; `T` (trade time, ms) is the event time; `m` = the buyer
+//! is the maker, so the taker sold. `bookTicker` carries no time at all: its quotes are stamped
+//! with the feed's latest exchange time. Pings are WebSocket ping frames (every 20 s; a pong within
+//! a minute), answered by the transport.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::feeds::event::{FeedEvent, FrameError, ParseContext, decimal};
+use crate::model::{NANOS_PER_MILLI, Quote, Side, Trade};
+
+/// The public market-data endpoint.
+pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443";
+
+/// The stream channels tickstream understands.
+pub const CHANNELS: [&str; 3] = ["trade", "aggTrade", "bookTicker"];
+
+/// The combined-stream URL for a base URL (`wss://stream.binance.com:9443` → `…/stream`).
+pub fn stream_url(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if base.ends_with("/stream") {
+        base.to_string()
+    } else {
+        format!("{base}/stream")
+    }
+}
+
+/// The SUBSCRIBE request for `symbols` × `channels` (stream names are lower case).
+pub fn subscribe_request(symbols: &[String], channels: &[String], id: u64) -> String {
+    let params: Vec<String> = symbols
+        .iter()
+        .flat_map(|symbol| {
+            channels
+                .iter()
+                .map(move |channel| format!("{}@{channel}", symbol.to_ascii_lowercase()))
+        })
+        .collect();
+    serde_json::json!({ "method": "SUBSCRIBE", "params": params, "id": id }).to_string()
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow)]
+    stream: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    id: Option<serde::de::IgnoredAny>,
+    code: Option<i64>,
+    #[serde(borrow)]
+    msg: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct EventType<'a> {
+    #[serde(rename = "e", borrow)]
+    event: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct TradePayload<'a> {
+    #[serde(rename = "s", borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(rename = "t")]
+    trade_id: u64,
+    #[serde(rename = "p", borrow)]
+    price: Cow<'a, str>,
+    #[serde(rename = "q", borrow)]
+    quantity: Cow<'a, str>,
+    #[serde(rename = "T")]
+    trade_time: i64,
+    #[serde(rename = "m")]
+    buyer_is_maker: bool,
+}
+
+#[derive(Deserialize)]
+struct AggTradePayload<'a> {
+    #[serde(rename = "s", borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(rename = "a")]
+    aggregate_id: u64,
+    #[serde(rename = "p", borrow)]
+    price: Cow<'a, str>,
+    #[serde(rename = "q", borrow)]
+    quantity: Cow<'a, str>,
+    #[serde(rename = "T")]
+    trade_time: i64,
+    #[serde(rename = "m")]
+    buyer_is_maker: bool,
+}
+
+#[derive(Deserialize)]
+struct BookTickerPayload<'a> {
+    #[serde(rename = "s", borrow)]
+    symbol: Cow<'a, str>,
+    #[serde(rename = "b", borrow)]
+    bid: Cow<'a, str>,
+    #[serde(rename = "B", borrow)]
+    bid_size: Cow<'a, str>,
+    #[serde(rename = "a", borrow)]
+    ask: Cow<'a, str>,
+    #[serde(rename = "A", borrow)]
+    ask_size: Cow<'a, str>,
+}
+
+fn malformed(error: serde_json::Error) -> FrameError {
+    FrameError::Malformed(error.to_string())
+}
+
+fn millis(field: &'static str, ms: i64) -> Result<i64, FrameError> {
+    ms.checked_mul(NANOS_PER_MILLI)
+        .ok_or_else(|| FrameError::BadValue {
+            field,
+            value: ms.to_string(),
+        })
+}
+
+fn trade(
+    ctx: &mut ParseContext,
+    symbol: &str,
+    price: &str,
+    quantity: &str,
+    trade_time: i64,
+    trade_id: u64,
+    buyer_is_maker: bool,
+) -> Result<FeedEvent, FrameError> {
+    let price = decimal("p", price)?;
+    let size = decimal("q", quantity)?;
+    crate::model::check_trade_values(price, size).map_err(|error| FrameError::BadValue {
+        field: "p/q",
+        value: error.to_string(),
+    })?;
+    let exchange_ts = millis("T", trade_time)?;
+    ctx.saw_exchange_time(exchange_ts);
+    Ok(FeedEvent::Trade(Trade {
+        symbol: ctx.symbol(symbol),
+        price,
+        size,
+        exchange_ts,
+        receive_ts: ctx.receive_ts,
+        feed: ctx.feed,
+        trade_id: Some(trade_id),
+        side: Some(if buyer_is_maker {
+            Side::Sell
+        } else {
+            Side::Buy
+        }),
+    }))
+}
+
+/// Parses one text frame into `out`.
+pub fn parse(
+    text: &str,
+    ctx: &mut ParseContext,
+    out: &mut Vec<FeedEvent>,
+) -> Result<(), FrameError> {
+    let frame: Frame<'_> = serde_json::from_str(text).map_err(malformed)?;
+    if let Some(code) = frame.code {
+        out.push(FeedEvent::ProviderError {
+            code: Some(code),
+            message: frame.msg.map(Cow::into_owned).unwrap_or_default(),
+        });
+        return Ok(());
+    }
+    let Some(data) = frame.data else {
+        if frame.id.is_some() {
+            out.push(FeedEvent::Ack);
+            return Ok(());
+        }
+        return Err(FrameError::MissingField("data"));
+    };
+    let stream = frame.stream.unwrap_or_default();
+    let channel = stream.rsplit_once('@').map_or(stream.as_ref(), |(_, c)| c);
+    let data = data.get();
+    match channel {
+        "trade" => {
+            let p: TradePayload<'_> = serde_json::from_str(data).map_err(malformed)?;
+            out.push(trade(
+                ctx,
+                &p.symbol,
+                &p.price,
+                &p.quantity,
+                p.trade_time,
+                p.trade_id,
+                p.buyer_is_maker,
+            )?);
+        }
+        "aggTrade" => {
+            let p: AggTradePayload<'_> = serde_json::from_str(data).map_err(malformed)?;
+            out.push(trade(
+                ctx,
+                &p.symbol,
+                &p.price,
+                &p.quantity,
+                p.trade_time,
+                p.aggregate_id,
+                p.buyer_is_maker,
+            )?);
+        }
+        "bookTicker" => {
+            let p: BookTickerPayload<'_> = serde_json::from_str(data).map_err(malformed)?;
+            out.push(FeedEvent::Quote(Quote {
+                symbol: ctx.symbol(&p.symbol),
+                bid: decimal("b", &p.bid)?,
+                bid_size: decimal("B", &p.bid_size)?,
+                ask: decimal("a", &p.ask)?,
+                ask_size: decimal("A", &p.ask_size)?,
+                exchange_ts: ctx.last_exchange_ts,
+                receive_ts: ctx.receive_ts,
+                feed: ctx.feed,
+            }));
+        }
+        _ => {
+            let kind: EventType<'_> = serde_json::from_str(data).map_err(malformed)?;
+            if kind.event.as_deref() == Some("serverShutdown") {
+                out.push(FeedEvent::ServerShutdown);
+            }
+            // Other streams (depth, kline, …) are not ours to interpret: skipped, not errors.
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FeedId;
+
+    fn parse_one(text: &str) -> Result<Vec<FeedEvent>, FrameError> {
+        let mut ctx = ParseContext::new(FeedId(3));
+        ctx.receive_ts = 42;
+        let mut out = Vec::new();
+        parse(text, &mut ctx, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn real_trade_frame() {
+        let events = parse_one(r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#).expect("parses");
+        let [FeedEvent::Trade(trade)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(trade.symbol.as_str(), "BTCUSDT");
+        assert_eq!(trade.price, 61837.63);
+        assert_eq!(trade.size, 0.02);
+        assert_eq!(trade.exchange_ts, 1_723_161_255_342_000_000);
+        assert_eq!(trade.receive_ts, 42);
+        assert_eq!(trade.trade_id, Some(3_735_683_259));
+        assert_eq!(trade.side, Some(Side::Sell));
+        assert_eq!(trade.feed, FeedId(3));
+    }
+
+    #[test]
+    fn agg_trade_and_book_ticker() {
+        let mut ctx = ParseContext::new(FeedId(0));
+        let mut out = Vec::new();
+        parse(r#"{"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}"#, &mut ctx, &mut out).expect("parses");
+        parse(r#"{"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1633998523963,"s":"NKNUSDT","a":15683430,"p":"0.35280000","q":"58.00000000","f":19862790,"l":19862790,"T":1633998523963,"m":false,"M":true}}"#, &mut ctx, &mut out).expect("parses");
+        parse(r#"{"stream":"btcusdt@bookTicker","data":{"u":50093239219,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.60520000"}}"#, &mut ctx, &mut out).expect("parses");
+        let FeedEvent::Quote(before) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(before.exchange_ts, None, "no exchange time seen yet");
+        assert_eq!(
+            (before.bid, before.ask, before.ask_size),
+            (61837.63, 61837.64, 1.54698)
+        );
+        let FeedEvent::Trade(agg) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (agg.trade_id, agg.side),
+            (Some(15_683_430), Some(Side::Buy))
+        );
+        let FeedEvent::Quote(after) = &out[2] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            after.exchange_ts,
+            Some(1_633_998_523_963_000_000),
+            "stamped with the feed's latest exchange time"
+        );
+    }
+
+    #[test]
+    fn control_frames() {
+        assert_eq!(
+            parse_one(r#"{"result":null,"id":1}"#),
+            Ok(vec![FeedEvent::Ack])
+        );
+        assert_eq!(
+            parse_one(r#"{"code":2,"msg":"Invalid request: unknown variant","id":5}"#),
+            Ok(vec![FeedEvent::ProviderError {
+                code: Some(2),
+                message: "Invalid request: unknown variant".into()
+            }])
+        );
+        assert_eq!(
+            parse_one(
+                r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}"#
+            ),
+            Ok(vec![FeedEvent::ServerShutdown])
+        );
+        assert_eq!(
+            parse_one(
+                r#"{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":[["1","2"]],"a":[]}}"#
+            ),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_not_panics() {
+        let cases = [
+            "",
+            "not json",
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"61837.63","q":"0.02","T":1,"m":tr"#,
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"abc","q":"0.02","T":1,"m":true}}"#,
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"1","q":"0.02","m":true}}"#,
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":"x","p":"1","q":"1","T":1,"m":true}}"#,
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"-1","q":"1","T":1,"m":true}}"#,
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","t":1,"p":"1","q":"1","T":9223372036854775807,"m":true}}"#,
+            r#"{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":1.5,"B":"1","a":"2","A":"1"}}"#,
+            r#"{"stream":"btcusdt@trade"}"#,
+            r#"[1,2,3]"#,
+        ];
+        for case in cases {
+            assert!(parse_one(case).is_err(), "{case:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn subscription() {
+        let request = subscribe_request(
+            &["BTCUSDT".into(), "ETHUSDT".into()],
+            &["trade".into(), "bookTicker".into()],
+            1,
+        );
+        assert_eq!(
+            request,
+            r#"{"id":1,"method":"SUBSCRIBE","params":["btcusdt@trade","btcusdt@bookTicker","ethusdt@trade","ethusdt@bookTicker"]}"#
+        );
+        assert_eq!(
+            stream_url("wss://stream.binance.com:9443/"),
+            "wss://stream.binance.com:9443/stream"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! A live feed connection as an async stream: connect, subscribe, read frames, parse them, and
+//! reconnect with backoff when anything goes wrong.
+//!
+//! The stream yields one [`FeedBatch`] per frame that carried trades or quotes. It never ends on
+//! its own: a dead feed is retried on its own schedule ([`Backoff`]) while the rest of the
+//! service goes on; dropping the stream stops it. The consumer's pace is the connection's pace:
+//! nothing is read from the socket until the previous batch has been taken, so a slow core slows
+//! the reads instead of growing a queue.
+//!
+//! Discipline, per connection:
+//! - frames larger than the configured limit are refused by the WebSocket layer (the connection
+//!   is dropped and retried);
+//! - WebSocket pings are answered by the transport (tungstenite queues the pong and flushes it
+//!   on the next read);
+//! - silence longer than the provider's limit (any frame counts as life: data, heartbeats,
+//!   pings, pongs) forces a reconnect;
+//! - a frame that does not parse is counted and logged (rate-limited, with an excerpt), and the
+//!   connection goes on;
+//! - after a reconnect everything is subscribed again; trades already seen are dropped by the
+//!   core (trade ids), and gaps in the venue's trade ids are counted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_stream::Stream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
+use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
+use crate::feeds::{FeedState, FeedStatus, binance};
+use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
+
+/// The market-data providers tickstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Binance spot combined streams.
+    Binance,
+}
+
+impl Provider {
+    /// The provider's name in configuration and `/v1/feeds`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Binance => "binance",
+        }
+    }
+
+    /// Parses a provider name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "binance" => Some(Provider::Binance),
+            _ => None,
+        }
+    }
+
+    /// The provider's public endpoint.
+    pub fn default_url(self) -> &'static str {
+        match self {
+            Provider::Binance => binance::DEFAULT_URL,
+        }
+    }
+
+    /// Channels subscribed when none are configured.
+    pub fn default_channels(self) -> Vec<String> {
+        match self {
+            Provider::Binance => vec!["trade".into(), "bookTicker".into()],
+        }
+    }
+
+    /// Silence after which a connection is considered dead.
+    pub fn stale_after(self) -> Duration {
+        match self {
+            // Binance pings every 20 s even when a stream is quiet.
+            Provider::Binance => Duration::from_secs(45),
+        }
+    }
+
+    fn connect_url(self, base: &str) -> String {
+        match self {
+            Provider::Binance => binance::stream_url(base),
+        }
+    }
+
+    fn handshake(self, spec: &FeedSpec) -> Vec<String> {
+        match self {
+            Provider::Binance => vec![binance::subscribe_request(&spec.symbols, &spec.channels, 1)],
+        }
+    }
+
+    fn parse(
+        self,
+        text: &str,
+        ctx: &mut ParseContext,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<(), FrameError> {
+        match self {
+            Provider::Binance => binance::parse(text, ctx, out),
+        }
+    }
+}
+
+/// One configured live feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedSpec {
+    /// Which provider.
+    pub provider: Provider,
+    /// Base URL (`wss://…`, or `ws://127.0.0.1:…` for the mock exchange).
+    pub url: String,
+    /// Symbols as the venue spells them.
+    pub symbols: Vec<String>,
+    /// Channels to subscribe.
+    pub channels: Vec<String>,
+}
+
+/// Connection limits and timing shared by all connectors.
+#[derive(Debug, Clone)]
+pub struct ConnectorSettings {
+    /// Reconnect policy.
+    pub reconnect: ReconnectPolicy,
+    /// Override of the provider's stale-feed limit.
+    pub stale_after: Option<Duration>,
+    /// Largest accepted message (and frame), bytes.
+    pub max_message_bytes: usize,
+    /// How long to wait for the connection to open.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectorSettings {
+    fn default() -> Self {
+        ConnectorSettings {
+            reconnect: ReconnectPolicy::default(),
+            stale_after: None,
+            max_message_bytes: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one frame delivered.
+#[derive(Debug, Default)]
+pub struct FeedBatch {
+    /// Trades, in the venue's order.
+    pub trades: Vec<Trade>,
+    /// Quotes.
+    pub quotes: Vec<Quote>,
+}
+
+/// Parse errors logged one by one before switching to one line per this many.
+const PARSE_ERRORS_LOGGED: u64 = 20;
+const PARSE_ERROR_LOG_EVERY: u64 = 1000;
+/// Characters of a bad frame shown in the log.
+const EXCERPT_CHARS: usize = 200;
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Ended {
+    Cancelled,
+    Failed(String),
+}
+
+/// The live stream of `spec`'s trades and quotes, tagged with `feed`; state and counters go to
+/// `status`.
+pub fn live_stream(
+    spec: FeedSpec,
+    settings: ConnectorSettings,
+    feed: FeedId,
+    status: Arc<FeedStatus>,
+) -> impl Stream<Item = FeedBatch> + Send + 'static {
+    async_stream::stream! {
+        let mut backoff = Backoff::new(settings.reconnect.clone());
+        let mut ctx = ParseContext::new(feed);
+        let mut last_trade_ids: HashMap<Symbol, u64> = HashMap::new();
+        let stale_after = settings.stale_after.unwrap_or(spec.provider.stale_after());
+        let url = spec.provider.connect_url(&spec.url);
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(settings.max_message_bytes))
+            .max_frame_size(Some(settings.max_message_bytes));
+        let mut connections = 0u64;
+        loop {
+            status.set_state(FeedState::Connecting);
+            let started = Instant::now();
+            let connected = tokio::time::timeout(
+                settings.connect_timeout,
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
+            )
+            .await;
+            let ended = match connected {
+                Err(_) => Ended::Failed("connect timed out".into()),
+                Ok(Err(error)) => Ended::Failed(format!("connect failed: {error}")),
+                Ok(Ok((mut socket, _response))) => {
+                    connections += 1;
+                    if connections > 1 {
+                        status.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    status.set_state(FeedState::Subscribing);
+                    let mut ended = None;
+                    for request in spec.provider.handshake(&spec) {
+                        if let Err(error) = socket.send(Message::text(request)).await {
+                            ended = Some(Ended::Failed(format!("subscribe failed: {error}")));
+                            break;
+                        }
+                    }
+                    let mut events = Vec::new();
+                    while ended.is_none() {
+                        let next = tokio::time::timeout(stale_after, socket.next()).await;
+                        let message = match next {
+                            Err(_) => {
+                                ended = Some(Ended::Failed(format!("no frame for {stale_after:?}: stale feed")));
+                                break;
+                            }
+                            Ok(None) => {
+                                ended = Some(Ended::Failed("connection closed".into()));
+                                break;
+                            }
+                            Ok(Some(Err(error))) => {
+                                ended = Some(Ended::Failed(format!("read failed: {error}")));
+                                break;
+                            }
+                            Ok(Some(Ok(message))) => message,
+                        };
+                        let receive_ts = wall_clock_now();
+                        status.saw_frame(to_millis(receive_ts));
+                        let text = match &message {
+                            Message::Text(text) => text.as_str(),
+                            Message::Close(frame) => {
+                                ended = Some(Ended::Failed(format!("closed by the venue: {frame:?}")));
+                                break;
+                            }
+                            // Pings (answered by the transport), pongs and binary frames: life only.
+                            _ => continue,
+                        };
+                        ctx.receive_ts = receive_ts;
+                        events.clear();
+                        if let Err(error) = spec.provider.parse(text, &mut ctx, &mut events) {
+                            status.malformed.inc();
+                            let count = status.malformed.get();
+                            if count <= PARSE_ERRORS_LOGGED || count % PARSE_ERROR_LOG_EVERY == 0 {
+                                let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
+                                tracing::warn!(feed = status.name(), parse_errors = count, %error, frame = %excerpt, "skipping a frame that does not parse");
+                            }
+                            continue;
+                        }
+                        let mut batch = FeedBatch::default();
+                        for event in events.drain(..) {
+                            match event {
+                                FeedEvent::Trade(trade) => {
+                                    if let Some(id) = trade.trade_id {
+                                        let last = last_trade_ids.insert(trade.symbol.clone(), id);
+                                        if last.is_some_and(|last| id > last + 1) {
+                                            status.gaps.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                    status.set_lag_ms((trade.receive_ts - trade.exchange_ts) / 1_000_000);
+                                    batch.trades.push(trade);
+                                }
+                                FeedEvent::Quote(quote) => {
+                                    status.quotes.fetch_add(1, Ordering::Relaxed);
+                                    batch.quotes.push(quote);
+                                }
+                                FeedEvent::Ack => status.set_state(FeedState::Live),
+                                FeedEvent::Heartbeat => {}
+                                FeedEvent::ServerShutdown => {
+                                    ended = Some(Ended::Failed("the venue announced a shutdown".into()));
+                                }
+                                FeedEvent::ProviderError { code, message } => {
+                                    tracing::warn!(feed = status.name(), ?code, %message, "the venue reported an error");
+                                }
+                            }
+                        }
+                        if !batch.trades.is_empty() || !batch.quotes.is_empty() {
+                            if status.state() == FeedState::Subscribing {
+                                status.set_state(FeedState::Live);
+                            }
+                            status.rows.inc_by(batch.trades.len() as u64);
+                            yield batch;
+                        }
+                    }
+                    let _ = socket.close(None).await;
+                    ended.unwrap_or(Ended::Cancelled)
+                }
+            };
+            let reason = match ended {
+                Ended::Cancelled => return,
+                Ended::Failed(reason) => reason,
+            };
+            let retry = backoff.next(started.elapsed());
+            let state = match retry {
+                Retry::Backoff(_) => FeedState::Backoff,
+                Retry::CircuitOpen(_) => FeedState::CircuitOpen,
+            };
+            status.set_state(state);
+            tracing::warn!(feed = status.name(), %reason, delay = ?retry.delay(), failures = backoff.failures(), "feed disconnected; retrying");
+            tokio::time::sleep(retry.delay()).await;
+        }
+    }
+}

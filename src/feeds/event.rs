@@ -1,0 +1,93 @@
+//! What a provider's frame means once parsed: the vocabulary shared by every connector's parser.
+
+use std::collections::HashMap;
+
+use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
+
+/// One meaningful item of a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedEvent {
+    /// A trade.
+    Trade(Trade),
+    /// A best bid/offer update.
+    Quote(Quote),
+    /// A keepalive from the venue (counts as life for stale-feed detection).
+    Heartbeat,
+    /// The venue acknowledged a subscription (or another request).
+    Ack,
+    /// The venue announced it is about to close the connection: reconnect now.
+    ServerShutdown,
+    /// The venue reported an error.
+    ProviderError {
+        /// The venue's code, when it has one.
+        code: Option<i64>,
+        /// The venue's message.
+        message: String,
+    },
+}
+
+/// Why a frame could not be parsed. The frame is counted and skipped; the feed goes on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FrameError {
+    /// Not JSON, or not the JSON shape the provider documents.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A field that must be there is absent.
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    /// A field holds something it cannot hold.
+    #[error("bad `{field}` value {value:?}")]
+    BadValue {
+        /// The field.
+        field: &'static str,
+        /// What it held.
+        value: String,
+    },
+}
+
+/// What parsing needs besides the frame: who receives it, when, and the symbols seen so far.
+#[derive(Debug)]
+pub struct ParseContext {
+    /// The feed the frame arrived on.
+    pub feed: FeedId,
+    /// When the frame arrived.
+    pub receive_ts: Timestamp,
+    /// The feed's latest exchange time, for events the venue sends without one.
+    pub last_exchange_ts: Option<Timestamp>,
+    symbols: HashMap<String, Symbol>,
+}
+
+impl ParseContext {
+    /// A context for `feed`.
+    pub fn new(feed: FeedId) -> Self {
+        ParseContext {
+            feed,
+            receive_ts: 0,
+            last_exchange_ts: None,
+            symbols: HashMap::new(),
+        }
+    }
+
+    /// The interned symbol for `text` (allocates only the first time a symbol is seen).
+    pub fn symbol(&mut self, text: &str) -> Symbol {
+        if let Some(symbol) = self.symbols.get(text) {
+            return symbol.clone();
+        }
+        let symbol = Symbol::new(text);
+        self.symbols.insert(text.to_string(), symbol.clone());
+        symbol
+    }
+
+    /// Records an exchange time seen on the feed.
+    pub fn saw_exchange_time(&mut self, ts: Timestamp) {
+        self.last_exchange_ts = Some(self.last_exchange_ts.map_or(ts, |last| last.max(ts)));
+    }
+}
+
+/// Parses a decimal string field into `f64` (correctly rounded).
+pub fn decimal(field: &'static str, text: &str) -> Result<f64, FrameError> {
+    text.parse::<f64>().map_err(|_| FrameError::BadValue {
+        field,
+        value: text.to_string(),
+    })
+}

@@ -1,0 +1,202 @@
+//! The live path over real loopback WebSockets: the mock exchange serving recorded trades in
+//! Binance's format, the real connector, the service's HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickstream::config::ServeArgs;
+use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
+use tickstream::feeds::reconnect::ReconnectPolicy;
+use tickstream::feeds::{FeedDescription, FeedRegistry, FeedState};
+use tickstream::metrics::Metrics;
+use tickstream::mock_exchange::{MockExchange, MockOptions};
+use tickstream::model::Trade;
+use tickstream::replay::Speed;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+/// Starts a mock exchange; returns its address and the token that stops it.
+async fn start_mock(
+    address: SocketAddr,
+    trades: &[Trade],
+    options: MockOptions,
+) -> (SocketAddr, CancellationToken) {
+    let exchange = MockExchange::bind(address, trades, options)
+        .await
+        .expect("binds");
+    let address = exchange.local_addr().expect("bound");
+    let cancel = CancellationToken::new();
+    tokio::spawn(exchange.run(cancel.clone()));
+    (address, cancel)
+}
+
+fn feed_args(address: SocketAddr) -> ServeArgs {
+    ServeArgs {
+        feed: vec![format!("binance:BTCUSDT@ws://{address}")],
+        ..ServeArgs::default()
+    }
+}
+
+/// Polls `/v1/feeds` until `done` holds for the first feed (a safety limit, not a timing check).
+async fn wait_for_feed(
+    app: &TestApp,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..3000 {
+        let (_, body) = app.get("/v1/feeds").await;
+        if done(&body["feeds"][0]) {
+            return body["feeds"][0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("feed never reached the expected state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_path_reaches_the_same_statistics_as_a_replay() {
+    let trades = load_trades(BTCUSDT);
+    let (mock, stop_mock) = start_mock(
+        "127.0.0.1:0".parse().expect("addr"),
+        &trades,
+        MockOptions::default(),
+    )
+    .await;
+    let live = TestApp::spawn(feed_args(mock)).await;
+    let feed = wait_for_feed(&live, |f| f["trades"] == trades.len()).await;
+    assert_eq!(feed["state"], "live");
+    assert_eq!(feed["kind"], "binance");
+    assert_eq!(feed["format"], "websocket");
+    assert_eq!(feed["malformed"], 0);
+    assert_eq!(feed["gaps"], 0);
+    assert_eq!(feed["duplicates"], 0);
+    assert_eq!(feed["reconnects"], 0);
+    assert!(
+        feed["frames"].as_u64().expect("frames") > trades.len() as u64,
+        "trades and the ack"
+    );
+
+    let replay = TestApp::spawn(ServeArgs {
+        replay: vec![data_path(BTCUSDT)],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    replay.wait_for_feeds().await;
+    for path in ["/v1/symbols/BTCUSDT/stats", "/v1/symbols"] {
+        assert_eq!(live.get(path).await, replay.get(path).await, "{path}");
+    }
+    live.stop().await;
+    replay.stop().await;
+    stop_mock.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_exchange_is_reconnected_without_counting_a_trade_twice() {
+    let trades = load_trades(BTCUSDT);
+    // Slow enough to be killed mid-stream: ~350 s of trades at 200× take ~1.7 s.
+    let slow = MockOptions {
+        speed: Speed::Factor(200.0),
+        ..MockOptions::default()
+    };
+    let (mock, stop_first) = start_mock("127.0.0.1:0".parse().expect("addr"), &trades, slow).await;
+    let app = TestApp::spawn(feed_args(mock)).await;
+    let before = wait_for_feed(&app, |f| f["trades"].as_u64().unwrap_or(0) > 100).await;
+    stop_first.cancel();
+    let down = wait_for_feed(&app, |f| {
+        f["state"] == "backoff" || f["state"] == "connecting"
+    })
+    .await;
+    let received_before_restart = down["trades"].as_u64().expect("trades");
+    assert!(
+        received_before_restart < trades.len() as u64,
+        "killed mid-stream: {before}"
+    );
+
+    // The same address again, now at full speed: the recording from its start.
+    let (_, stop_second) = start_mock(mock, &trades, MockOptions::default()).await;
+    let feed = wait_for_feed(&app, |f| f["trades"] == trades.len()).await;
+    assert_eq!(feed["state"], "live");
+    assert_eq!(feed["reconnects"], 1);
+    // Every trade received is applied once or dropped once as a duplicate; nothing is late.
+    let received = feed["rows_read"].as_u64().expect("rows");
+    let duplicates = feed["duplicates"].as_u64().expect("duplicates");
+    assert_eq!(feed["late"], 0, "{feed}");
+    assert_eq!(received, trades.len() as u64 + duplicates, "{feed}");
+    assert!(duplicates >= received_before_restart.min(100), "{feed}");
+    let (_, stats) = app.get("/v1/symbols/BTCUSDT/stats").await;
+    assert_eq!(stats["trade_count"], trades.len());
+    app.stop().await;
+    stop_second.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_exchange_triggers_the_stale_feed_reconnect() {
+    // Subscribed to a symbol it has no trades for, and never pinging: silence after the ack.
+    let silent = MockOptions {
+        ping_every: Duration::from_secs(3600),
+        ..MockOptions::default()
+    };
+    let (mock, stop_mock) = start_mock("127.0.0.1:0".parse().expect("addr"), &[], silent).await;
+    let metrics = Metrics::new();
+    let registry = FeedRegistry::new();
+    let description = FeedDescription {
+        kind: "binance".into(),
+        source: "mock".into(),
+        format: "websocket".into(),
+    };
+    let status = registry.register("stale".into(), description, &metrics);
+    let spec = FeedSpec {
+        provider: Provider::Binance,
+        url: format!("ws://{mock}"),
+        symbols: vec!["BTCUSDT".into()],
+        channels: vec!["trade".into()],
+    };
+    let settings = ConnectorSettings {
+        stale_after: Some(Duration::from_millis(200)),
+        reconnect: ReconnectPolicy {
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(20),
+            ..ReconnectPolicy::default()
+        },
+        ..ConnectorSettings::default()
+    };
+    let stream = live_stream(spec, settings, status.id(), Arc::clone(&status));
+    // The stream yields nothing (no trades); drive it until it has reconnected twice.
+    let driver = tokio::spawn(async move {
+        let mut stream = Box::pin(stream);
+        while stream.next().await.is_some() {}
+    });
+    for _ in 0..500 {
+        if status.reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let view = status.view();
+    assert!(view.reconnects >= 2, "{view:?}");
+    assert_eq!(view.trades, 0);
+    assert!(matches!(
+        status.state(),
+        FeedState::Subscribing | FeedState::Live | FeedState::Backoff | FeedState::Connecting
+    ));
+    driver.abort();
+    stop_mock.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_exchange_is_retried_and_the_service_stays_up() {
+    // A port nothing listens on: bind one, then free it.
+    let address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let app = TestApp::spawn(feed_args(address)).await;
+    let feed = wait_for_feed(&app, |f| f["state"] == "backoff").await;
+    assert_eq!(feed["trades"], 0);
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
