@@ -68,6 +68,11 @@ impl AnalyticsTask {
                     self.engine.apply(trade);
                 }
             }
+            MergedEvent::Quotes(quotes) => {
+                for quote in &quotes {
+                    self.engine.apply_quote(quote);
+                }
+            }
             MergedEvent::SourceEnded { feed, error } => ended.push((feed, error)),
         }
         self.metrics.core_batches.inc();

@@ -22,6 +22,8 @@ use crate::replay::ReplayItem;
 pub enum MergedEvent {
     /// Trades in event-time order.
     Trades(Vec<Trade>),
+    /// Best bid/offer updates.
+    Quotes(Vec<crate::model::Quote>),
     /// A source ended after the trades before this event: cleanly (`None`) or with an error.
     SourceEnded {
         /// The feed that ended.
@@ -170,6 +172,7 @@ mod tests {
                     assert!(error.is_none());
                     ended.push((feed.0, order.len()));
                 }
+                MergedEvent::Quotes(_) => panic!("replays carry no quotes"),
             }
         }
         assert_eq!(

@@ -234,13 +234,22 @@ async fn run_live(
         let Some(batch) = batch else {
             return;
         };
-        if !batch.trades.is_empty()
-            && events
-                .send(MergedEvent::Trades(batch.trades))
-                .await
-                .is_err()
-        {
-            return;
+        let events_of_frame = [
+            MergedEvent::Quotes(batch.quotes),
+            MergedEvent::Trades(batch.trades),
+        ];
+        for event in events_of_frame {
+            let empty = match &event {
+                MergedEvent::Quotes(quotes) => quotes.is_empty(),
+                MergedEvent::Trades(trades) => trades.is_empty(),
+                MergedEvent::SourceEnded { .. } => false,
+            };
+            if empty {
+                continue;
+            }
+            if events.send(event).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::analytics::WindowSpec;
 use crate::analytics::window::{Entry, RollingWindow, WindowStats};
 use crate::clock::{Admission, StreamClock};
-use crate::model::{FeedId, Symbol, Timestamp, Trade};
+use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
 
 /// How many recent trade ids per feed and symbol are remembered to detect duplicates.
 pub const DEFAULT_DEDUP_CAPACITY: usize = 4096;
@@ -52,10 +52,12 @@ pub struct SymbolSnapshot {
     pub symbol: Symbol,
     /// Stream time the statistics are exact for, nanoseconds.
     pub as_of: Timestamp,
-    /// Price of the latest trade (by event time).
-    pub last_price: f64,
+    /// Price of the latest trade (by event time); `None` before the first trade.
+    pub last_price: Option<f64>,
     /// Event time of the latest trade.
-    pub last_ts: Timestamp,
+    pub last_ts: Option<Timestamp>,
+    /// The latest best bid and offer, if the symbol is quoted.
+    pub quote: Option<Quote>,
     /// Trades applied for this symbol since start.
     pub trade_count: u64,
     /// One entry per configured window, in configuration order.
@@ -100,6 +102,7 @@ struct SymbolState {
     last_price: f64,
     last_ts: Timestamp,
     trade_count: u64,
+    quote: Option<Quote>,
     /// Earliest live entry of this symbol in the engine's expiry schedule (`i64::MAX`: none).
     scheduled: Timestamp,
     dirty: bool,
@@ -118,6 +121,7 @@ impl SymbolState {
             last_price: f64::NAN,
             last_ts: Timestamp::MIN,
             trade_count: 0,
+            quote: None,
             scheduled: Timestamp::MAX,
             dirty: false,
         }
@@ -191,8 +195,9 @@ impl SymbolState {
         SymbolSnapshot {
             symbol: self.symbol.clone(),
             as_of,
-            last_price: self.last_price,
-            last_ts: self.last_ts,
+            last_price: (self.trade_count > 0).then_some(self.last_price),
+            last_ts: (self.trade_count > 0).then_some(self.last_ts),
+            quote: self.quote.clone(),
             trade_count: self.trade_count,
             windows: self.windows.iter().map(|w| w.stats(&self.trades)).collect(),
         }
@@ -300,6 +305,18 @@ impl Engine {
         Outcome::Applied
     }
 
+    /// Records the latest best bid and offer of a symbol. Quotes do not move the stream clock
+    /// and do not enter the windows.
+    pub fn apply_quote(&mut self, quote: &Quote) {
+        let index = self.symbol_index(&quote.symbol);
+        let state = &mut self.symbols[index];
+        state.quote = Some(quote.clone());
+        if !state.dirty {
+            state.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
     /// Moves the stream clock forward without a trade (a quiet market) and drains what expired.
     pub fn advance_clock(&mut self, ts: Timestamp) {
         if self.clock.advance_to(ts) {
@@ -309,16 +326,14 @@ impl Engine {
 
     /// The current snapshot of `symbol`, if it has traded.
     pub fn snapshot(&self, symbol: &str) -> Option<SymbolSnapshot> {
-        let now = self.clock.now()?;
+        let now = self.clock.now().unwrap_or(0);
         let index = *self.index.get(symbol)?;
         Some(self.symbols[index].snapshot(now))
     }
 
     /// Snapshots of every symbol that changed since the last call.
     pub fn take_changed(&mut self) -> Vec<SymbolSnapshot> {
-        let Some(now) = self.clock.now() else {
-            return Vec::new();
-        };
+        let now = self.clock.now().unwrap_or(0);
         let mut changed = Vec::with_capacity(self.dirty.len());
         for index in self.dirty.drain(..) {
             let state = &mut self.symbols[index];
@@ -435,7 +450,7 @@ mod tests {
         engine.advance_clock(10_600 * MS);
         let a = engine.snapshot("A").expect("A traded");
         assert_eq!(a.windows[1].count, 0);
-        assert_eq!(a.last_price, 10.0);
+        assert_eq!(a.last_price, Some(10.0));
         let b = engine.snapshot("B").expect("B traded");
         assert_eq!(
             b.windows[1].count, 1,
@@ -456,7 +471,7 @@ mod tests {
             "the reordered trade is the earliest"
         );
         assert_eq!(a.windows[0].close, Some(10.0));
-        assert_eq!(a.last_price, 10.0);
+        assert_eq!(a.last_price, Some(10.0));
         assert_eq!(a.windows[0].first_ms, Some(4500));
         let tallies = engine.take_tallies();
         assert_eq!(

@@ -135,8 +135,9 @@ mod tests {
         SymbolSnapshot {
             symbol: Symbol::new(symbol),
             as_of,
-            last_price: 1.0,
-            last_ts: as_of,
+            last_price: Some(1.0),
+            last_ts: Some(as_of),
+            quote: None,
             trade_count: 1,
             windows: Vec::new(),
         }

@@ -11,6 +11,9 @@ pub enum ApiError {
     /// No such symbol (404 `unknown_symbol`).
     #[error("unknown symbol {0:?}")]
     UnknownSymbol(String),
+    /// The symbol has no quote yet (404 `no_quote`).
+    #[error("no quote for {0:?} yet")]
+    NoQuote(String),
     /// A query parameter is invalid (400 `bad_parameter`).
     #[error("{0}")]
     BadParameter(String),
@@ -32,7 +35,9 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::UnknownSymbol(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnknownSymbol(_) | ApiError::NotFound(_) | ApiError::NoQuote(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -44,6 +49,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::UnknownSymbol(_) => "unknown_symbol",
+            ApiError::NoQuote(_) => "no_quote",
             ApiError::BadParameter(_) => "bad_parameter",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/feeds", get(system::feeds))
         .route("/v1/symbols", get(stats::symbols))
         .route("/v1/symbols/{symbol}/stats", get(stats::symbol_stats))
+        .route("/v1/symbols/{symbol}/quote", get(stats::symbol_quote))
         .route("/v1/stats", get(stats::all_stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

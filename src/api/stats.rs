@@ -27,10 +27,10 @@ pub const MAX_LIMIT: usize = 10_000;
 pub struct SymbolSummary {
     /// The symbol.
     pub symbol: Symbol,
-    /// Latest price.
-    pub last_price: f64,
+    /// Latest price (null before the first trade).
+    pub last_price: Option<f64>,
     /// Event time of the latest trade, epoch ms.
-    pub last_ms: i64,
+    pub last_ms: Option<i64>,
     /// Trades since start.
     pub trade_count: u64,
 }
@@ -58,7 +58,7 @@ pub async fn symbols(State(state): State<AppState>) -> Json<SymbolList> {
         .map(|snapshot| SymbolSummary {
             symbol: snapshot.symbol.clone(),
             last_price: snapshot.last_price,
-            last_ms: to_millis(snapshot.last_ts),
+            last_ms: snapshot.last_ts.map(to_millis),
             trade_count: snapshot.trade_count,
         })
         .collect();
@@ -98,10 +98,10 @@ pub struct SymbolStats {
     pub symbol: Symbol,
     /// Stream time the statistics are exact for, epoch ms.
     pub as_of_ms: i64,
-    /// Latest price.
-    pub last_price: f64,
+    /// Latest price (null before the first trade).
+    pub last_price: Option<f64>,
     /// Event time of the latest trade, epoch ms.
-    pub last_ms: i64,
+    pub last_ms: Option<i64>,
     /// Trades since start.
     pub trade_count: u64,
     /// Statistics per window.
@@ -150,11 +150,75 @@ pub async fn symbol_stats(
         symbol: snapshot.symbol.clone(),
         as_of_ms: to_millis(as_of),
         last_price: snapshot.last_price,
-        last_ms: to_millis(snapshot.last_ts),
+        last_ms: snapshot.last_ts.map(to_millis),
         trade_count: snapshot.trade_count,
         windows: WindowMap(windows),
     }))
 }
+
+/// The body of `GET /v1/symbols/{symbol}/quote`.
+#[derive(Debug, Serialize)]
+pub struct QuoteView {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// Best bid.
+    pub bid: f64,
+    /// Size at the best bid.
+    pub bid_size: f64,
+    /// Best ask.
+    pub ask: f64,
+    /// Size at the best ask.
+    pub ask_size: f64,
+    /// (bid + ask) / 2.
+    pub mid: f64,
+    /// ask − bid.
+    pub spread: f64,
+    /// spread / mid in basis points.
+    pub spread_bps: f64,
+    /// Event time of the quote (the venue's, or its feed's latest exchange time), epoch ms.
+    pub ts_ms: Option<i64>,
+    /// When it was received, epoch ms.
+    pub receive_ms: i64,
+}
+
+/// `GET /v1/symbols/{symbol}/quote`: the latest best bid and offer.
+pub async fn symbol_quote(
+    State(state): State<AppState>,
+    ApiPath(symbol): ApiPath<String>,
+    ApiQuery(_): ApiQuery<NoQuery>,
+) -> Result<Json<QuoteView>, ApiError> {
+    let (snapshot, _) = state
+        .snapshots
+        .get(&symbol)
+        .ok_or_else(|| ApiError::UnknownSymbol(symbol.clone()))?;
+    let quote = snapshot
+        .quote
+        .as_ref()
+        .ok_or_else(|| ApiError::NoQuote(symbol.clone()))?;
+    let mid = (quote.bid + quote.ask) / 2.0;
+    let spread = quote.ask - quote.bid;
+    Ok(Json(QuoteView {
+        symbol: quote.symbol.clone(),
+        bid: quote.bid,
+        bid_size: quote.bid_size,
+        ask: quote.ask,
+        ask_size: quote.ask_size,
+        mid,
+        spread,
+        spread_bps: if mid > 0.0 {
+            spread / mid * 10_000.0
+        } else {
+            0.0
+        },
+        ts_ms: quote.exchange_ts.map(to_millis),
+        receive_ms: to_millis(quote.receive_ts),
+    }))
+}
+
+/// An endpoint without query parameters (unknown keys are a 400).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
 
 /// Fields `/v1/stats` can sort by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -244,7 +308,7 @@ pub struct RankedStats {
     /// The symbol.
     pub symbol: Symbol,
     /// Latest price.
-    pub last_price: f64,
+    pub last_price: Option<f64>,
     /// The window's statistics.
     #[serde(flatten)]
     pub stats: WindowStats,

@@ -200,3 +200,74 @@ async fn an_unreachable_exchange_is_retried_and_the_service_stays_up() {
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+/// A minimal Binance-speaking peer: acknowledges the subscription, sends `frames`, then idles.
+async fn scripted_peer(frames: Vec<&'static str>) -> SocketAddr {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut socket = tokio_tungstenite::accept_async(stream)
+            .await
+            .expect("handshake");
+        let Some(Ok(Message::Text(request))) = socket.next().await else {
+            return;
+        };
+        assert!(request.as_str().contains("\"SUBSCRIBE\""), "{request}");
+        socket
+            .send(Message::text(r#"{"result":null,"id":1}"#))
+            .await
+            .expect("ack");
+        for frame in frames {
+            socket.send(Message::text(frame)).await.expect("send");
+        }
+        while let Some(Ok(_)) = socket.next().await {}
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_are_served_and_bad_frames_are_counted_and_skipped() {
+    // Real frames from the Binance recording in the shared data, and two broken ones.
+    let peer = scripted_peer(vec![
+        r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#,
+        r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683260,"p":"61837.63000000","q":"#,
+        r#"{"stream":"btcusdt@bookTicker","data":{"u":50093239219,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.60520000"}}"#,
+        "\u{1F4A5} not json",
+    ])
+    .await;
+    let app = TestApp::spawn(feed_args(peer)).await;
+    let feed = wait_for_feed(&app, |f| f["quotes"] == 1 && f["malformed"] == 2).await;
+    assert_eq!(feed["trades"], 1);
+    assert_eq!(feed["state"], "live");
+    let (status, quote) = app.get("/v1/symbols/BTCUSDT/quote").await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(quote["bid"], 61837.63);
+    assert_eq!(quote["ask"], 61837.64);
+    assert_eq!(quote["bid_size"], 3.78826);
+    assert_eq!(quote["ask_size"], 1.6052);
+    assert_eq!(
+        quote["ts_ms"], 1_723_161_255_342i64,
+        "stamped with the feed's latest trade time"
+    );
+    let mid = quote["mid"].as_f64().expect("mid");
+    let spread = quote["spread"].as_f64().expect("spread");
+    assert!(
+        (mid - 61837.635).abs() < 1e-9 && (spread - 0.01).abs() < 1e-9,
+        "{quote}"
+    );
+    let (status, body) = app.get("/v1/symbols/ETHUSDT/quote").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_symbol"))
+    );
+    let (status, _) = app.get("/v1/symbols/BTCUSDT/quote?x=1").await;
+    assert_eq!(status, 400);
+    app.stop().await;
+}
