@@ -1,8 +1,9 @@
 //! Configuration: the command line and the TOML file (raw), validated once into [`Settings`].
 //!
 //! Every option can be given on the command line or in the file given by `--config`; the command
-//! line wins. Unknown keys in the file are errors. With no replay source, the service runs on the
-//! bundled sample, looping at 10× with pauses capped at one second.
+//! line wins. Unknown keys in the file are errors. With no replay source and no feed, the service
+//! runs its demo: the bundled sample served by an in-process mock exchange in Binance's format,
+//! looping at 10× with pauses capped at one second, read by the real Binance connector.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,9 +70,12 @@ pub struct MockExchangeArgs {
     /// `max` or a factor of real time.
     #[arg(long, default_value = "1")]
     pub speed: String,
-    /// Start over at the end of the file.
+    /// Start over at the end of the file (event times move forward by whole days, trade ids on).
     #[arg(long = "loop")]
     pub repeat: bool,
+    /// Longest wall-clock wait between two trades (e.g. `1s`); longer gaps are shortened.
+    #[arg(long, value_name = "DURATION")]
+    pub max_pause: Option<String>,
 }
 
 impl Cli {
@@ -90,8 +94,8 @@ pub struct ServeArgs {
     /// TOML file with any of the options below (command-line options win).
     #[arg(long, value_name = "FILE", env = "TICKSTREAM_CONFIG")]
     pub config: Option<PathBuf>,
-    /// A recorded file to replay (.csv, .jsonl/.ndjson, .parquet); repeatable. Without any, the
-    /// bundled sample is replayed in a loop.
+    /// A recorded file to replay (.csv, .jsonl/.ndjson, .parquet); repeatable. With no replay
+    /// and no feed, the demo runs: the bundled sample served by an in-process mock exchange.
     #[arg(long = "replay", value_name = "PATH")]
     pub replay: Vec<PathBuf>,
     /// Replay speed: `max` (as fast as possible) or a factor (1 = real time, 60 = 60× faster).
@@ -187,10 +191,13 @@ pub enum ConfigError {
 pub struct Settings {
     /// HTTP listen address.
     pub listen: SocketAddr,
-    /// Sources to replay (the embedded sample when nothing was configured).
+    /// Sources to replay.
     pub sources: Vec<ReplaySource>,
     /// Live feeds.
     pub feeds: Vec<FeedSpec>,
+    /// Nothing configured: run the built-in demo (the bundled sample served by an in-process
+    /// mock exchange, read by a real connector).
+    pub demo: bool,
     /// Replay speed.
     pub speed: Speed,
     /// Longest wall-clock pause during a paced replay.
@@ -245,9 +252,7 @@ impl Settings {
                 .collect::<Result<Vec<_>, _>>()?
         };
         let embedded = paths.is_empty() && feeds.is_empty();
-        let sources = if embedded {
-            vec![ReplaySource::embedded_sample()]
-        } else if paths.is_empty() {
+        let sources = if paths.is_empty() {
             Vec::new()
         } else {
             paths
@@ -298,6 +303,7 @@ impl Settings {
             listen,
             sources,
             feeds,
+            demo: embedded,
             speed,
             max_pause,
             windows: windows.into(),
@@ -445,7 +451,7 @@ mod tests {
     fn defaults_run_the_embedded_sample() {
         let settings = Settings::from_toml("").expect("valid");
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(settings.sources, vec![ReplaySource::embedded_sample()]);
+        assert!(settings.demo && settings.sources.is_empty() && settings.feeds.is_empty());
         assert_eq!(settings.speed, Speed::Factor(EMBEDDED_SPEED));
         let labels: Vec<_> = settings.windows.iter().map(|w| w.label.as_str()).collect();
         assert_eq!(labels, DEFAULT_WINDOWS);

@@ -50,6 +50,7 @@ pub struct App {
     state: AppState,
     sources: Vec<(ReplaySource, Arc<FeedStatus>)>,
     live: Vec<(FeedSpec, Arc<FeedStatus>)>,
+    demo_exchange: Option<MockExchange>,
 }
 
 impl App {
@@ -69,6 +70,15 @@ impl App {
         }
         let metrics = Arc::new(Metrics::new());
         let feeds = Arc::new(FeedRegistry::new());
+        let mut feed_specs = settings.feeds.clone();
+        let demo_exchange = if settings.demo {
+            let (exchange, spec) = demo_exchange(&settings).await?;
+            tracing::info!(url = %spec.url, "demo: the bundled sample is served by an in-process mock exchange");
+            feed_specs.push(spec);
+            Some(exchange)
+        } else {
+            None
+        };
         let sources = settings
             .sources
             .iter()
@@ -81,8 +91,7 @@ impl App {
                 (source.clone(), status)
             })
             .collect();
-        let live = settings
-            .feeds
+        let live = feed_specs
             .iter()
             .map(|spec| {
                 let status = feeds.register(
@@ -110,6 +119,7 @@ impl App {
             state,
             sources,
             live,
+            demo_exchange,
         })
     }
 
@@ -134,6 +144,7 @@ impl App {
             state,
             sources,
             live,
+            demo_exchange,
         } = self;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -148,6 +159,9 @@ impl App {
             metrics: Arc::clone(&state.metrics),
         };
         spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
+        if let Some(exchange) = demo_exchange {
+            spawn_reported(&tasks, "mock-exchange", exchange.run(cancel.child_token()));
+        }
         for (spec, status) in live {
             spawn_reported(
                 &tasks,
@@ -254,6 +268,32 @@ async fn run_live(
     }
 }
 
+/// The demo: the bundled sample in a mock exchange on a free loopback port, and the feed that
+/// reads it through the real Binance connector.
+async fn demo_exchange(settings: &Settings) -> anyhow::Result<(MockExchange, FeedSpec)> {
+    let trades = load_all(ReplaySource::embedded_sample()).await?;
+    let mut symbols: Vec<String> = trades.iter().map(|t| t.symbol.to_string()).collect();
+    symbols.sort();
+    symbols.dedup();
+    let options = MockOptions {
+        provider: Provider::Binance,
+        speed: settings.speed,
+        repeat: true,
+        max_pause: settings.max_pause,
+        ..MockOptions::default()
+    };
+    let exchange = MockExchange::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &trades, options)
+        .await
+        .context("cannot start the demo's mock exchange")?;
+    let spec = FeedSpec {
+        provider: Provider::Binance,
+        url: exchange.url()?,
+        symbols,
+        channels: vec!["trade".to_string()],
+    };
+    Ok((exchange, spec))
+}
+
 /// Builds a mock exchange from the `mock-exchange` subcommand's options.
 pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<MockExchange> {
     let provider = Provider::from_name(&args.provider)
@@ -264,10 +304,16 @@ pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<M
         .parse()
         .with_context(|| format!("invalid listen address {:?}", args.listen))?;
     let trades = load_all(ReplaySource::from_path(&args.file)?).await?;
+    let max_pause = args
+        .max_pause
+        .as_deref()
+        .map(|text| crate::config::parse_duration("max_pause", text))
+        .transpose()?;
     let options = MockOptions {
         provider,
         speed,
         repeat: args.repeat,
+        max_pause,
         ..MockOptions::default()
     };
     Ok(MockExchange::bind(listen, &trades, options).await?)

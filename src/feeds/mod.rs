@@ -208,12 +208,12 @@ impl FeedStatus {
             malformed: self.malformed.get(),
             late: self.late.get(),
             duplicates: self.duplicates.get(),
-            progress: ReplayProgress {
+            progress: (self.description.kind == "replay").then(|| ReplayProgress {
                 done,
                 total,
                 fraction,
                 passes: self.passes.load(Ordering::Relaxed),
-            },
+            }),
             started_ms: millis(&self.started_ms),
             ended_ms: millis(&self.ended_ms),
             reconnects: self.reconnects.load(Ordering::Relaxed),
@@ -268,8 +268,8 @@ pub struct FeedView {
     pub late: u64,
     /// Duplicate trades dropped.
     pub duplicates: u64,
-    /// Replay progress.
-    pub progress: ReplayProgress,
+    /// Replay progress (replays only).
+    pub progress: Option<ReplayProgress>,
     /// When it started, wall clock epoch milliseconds.
     pub started_ms: Option<i64>,
     /// When it finished or failed.

@@ -36,8 +36,12 @@ pub struct MockOptions {
     pub speed: Speed,
     /// Interval of WebSocket pings to clients.
     pub ping_every: Duration,
-    /// Start over at the end of the recording.
+    /// Start over at the end of the recording; each pass moves event times forward by whole
+    /// days (covering the recording's span) and trade ids past the previous pass's, like the
+    /// next session of a live venue.
     pub repeat: bool,
+    /// Longest wall-clock wait between two trades; longer gaps are shortened in wall time only.
+    pub max_pause: Option<Duration>,
     /// How long a client has to subscribe.
     pub subscribe_timeout: Duration,
 }
@@ -49,6 +53,7 @@ impl Default for MockOptions {
             speed: Speed::Max,
             ping_every: Duration::from_secs(20),
             repeat: false,
+            max_pause: None,
             subscribe_timeout: Duration::from_secs(10),
         }
     }
@@ -75,42 +80,64 @@ pub struct MockExchange {
     options: MockOptions,
 }
 
-/// One trade, pre-rendered in the provider's format.
+/// One recorded trade with its stream name and trade id, rendered per pass.
 #[derive(Debug)]
 struct RecordedFrame {
     stream: String,
-    event_ts: i64,
-    text: String,
+    trade_id: u64,
+    trade: Trade,
 }
 
-/// Renders trades as Binance combined-stream `trade` frames, numbering trade ids per symbol when
-/// the recording has none.
+/// The recording as Binance `trade` streams, numbering trade ids per symbol when it has none.
 fn binance_frames(trades: &[Trade]) -> Vec<RecordedFrame> {
     let mut next_ids: HashMap<&str, u64> = HashMap::new();
     trades
         .iter()
         .map(|trade| {
             let counter = next_ids.entry(trade.symbol.as_str()).or_insert(1);
-            let id = trade.trade_id.unwrap_or(*counter);
-            *counter = id + 1;
-            let stream = format!("{}@trade", trade.symbol.as_str().to_ascii_lowercase());
-            let ms = trade.exchange_ts.div_euclid(1_000_000);
-            let text = serde_json::json!({
-                "stream": stream,
-                "data": {
-                    "e": "trade", "E": ms, "s": trade.symbol.as_str(), "t": id,
-                    "p": trade.price.to_string(), "q": trade.size.to_string(), "T": ms,
-                    "m": trade.side == Some(crate::model::Side::Sell), "M": true,
-                }
-            })
-            .to_string();
+            let trade_id = trade.trade_id.unwrap_or(*counter);
+            *counter = trade_id + 1;
             RecordedFrame {
-                stream,
-                event_ts: trade.exchange_ts,
-                text,
+                stream: format!("{}@trade", trade.symbol.as_str().to_ascii_lowercase()),
+                trade_id,
+                trade: trade.clone(),
             }
         })
         .collect()
+}
+
+/// A Binance combined-stream `trade` frame for `frame`, shifted by `time_offset` ns and
+/// `id_offset`.
+fn binance_trade_text(frame: &RecordedFrame, time_offset: i64, id_offset: u64) -> String {
+    let trade = &frame.trade;
+    let ms = (trade.exchange_ts + time_offset).div_euclid(1_000_000);
+    serde_json::json!({
+        "stream": frame.stream,
+        "data": {
+            "e": "trade", "E": ms, "s": trade.symbol.as_str(), "t": frame.trade_id + id_offset,
+            "p": trade.price.to_string(), "q": trade.size.to_string(), "T": ms,
+            "m": trade.side == Some(crate::model::Side::Sell), "M": true,
+        }
+    })
+    .to_string()
+}
+
+/// How far each repeated pass moves: whole days covering the recording's span, and past the
+/// largest trade id.
+fn pass_shift(frames: &[RecordedFrame]) -> (i64, u64) {
+    const DAY: i64 = 86_400 * 1_000_000_000;
+    let first = frames
+        .iter()
+        .map(|f| f.trade.exchange_ts)
+        .min()
+        .unwrap_or(0);
+    let last = frames
+        .iter()
+        .map(|f| f.trade.exchange_ts)
+        .max()
+        .unwrap_or(0);
+    let max_id = frames.iter().map(|f| f.trade_id).max().unwrap_or(0);
+    (((last - first) / DAY + 1) * DAY, max_id)
 }
 
 #[derive(Deserialize)]
@@ -220,14 +247,29 @@ async fn serve(
     });
     let mut ping = tokio::time::interval(options.ping_every);
     ping.tick().await;
+    let (day_shift, id_shift) = pass_shift(&frames);
     let result = async {
+        let mut pass = 0u64;
         loop {
-            let start = Instant::now();
-            let first_ts = frames.first().map_or(0, |f| f.event_ts);
+            let time_offset = day_shift.saturating_mul(i64::try_from(pass).unwrap_or(i64::MAX));
+            let id_offset = id_shift.saturating_mul(pass);
+            // (event time, wall time) the pacing is anchored at.
+            let mut anchor: Option<(i64, Instant)> = None;
+            let mut sent = 0usize;
             for frame in frames.iter().filter(|f| subscribed.contains(&f.stream)) {
+                sent += 1;
                 if let Speed::Factor(factor) = options.speed {
-                    let offset = (frame.event_ts - first_ts).max(0) as f64 / 1e9 / factor;
-                    let due = start + Duration::from_secs_f64(offset);
+                    let ts = frame.trade.exchange_ts;
+                    let (anchor_ts, anchor_wall) = *anchor.get_or_insert((ts, Instant::now()));
+                    let offset = (ts - anchor_ts).max(0) as f64 / 1e9 / factor;
+                    let mut due = anchor_wall + Duration::from_secs_f64(offset);
+                    if let Some(limit) = options.max_pause {
+                        let now = Instant::now();
+                        if due > now + limit {
+                            due = now + limit;
+                            anchor = Some((ts, due));
+                        }
+                    }
                     loop {
                         tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
@@ -239,11 +281,14 @@ async fn serve(
                 if cancel.is_cancelled() || reader.is_finished() {
                     return Ok(());
                 }
-                sink.send(Message::text(frame.text.clone())).await?;
+                let text = binance_trade_text(frame, time_offset, id_offset);
+                sink.send(Message::text(text)).await?;
             }
-            if !options.repeat {
+            // Nothing subscribed has trades: idle instead of spinning through empty passes.
+            if !options.repeat || sent == 0 {
                 break;
             }
+            pass += 1;
         }
         loop {
             tokio::select! {

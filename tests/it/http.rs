@@ -322,13 +322,8 @@ async fn two_sources_merge_into_one_consolidated_view() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_default_serves_a_live_replay() {
+async fn the_default_run_is_the_live_path_over_an_in_process_mock_exchange() {
     let app = TestApp::spawn(ServeArgs::default()).await;
-    let (status, feeds) = app.get("/v1/feeds").await;
-    assert_eq!(status, 200);
-    let feed = &feeds["feeds"][0];
-    assert_eq!(feed["source"], "embedded:ibm_aig_20131007_trades.csv");
-    assert_eq!(feed["state"], "running");
     // The first trade is released at once; wait for it to be applied (a safety limit only).
     let mut symbols = serde_json::Value::Null;
     for _ in 0..500 {
@@ -345,5 +340,18 @@ async fn the_embedded_default_serves_a_live_replay() {
         as_of >= 1_381_132_800_688,
         "at or after the sample's first trade: {symbols}"
     );
+    let (status, feeds) = app.get("/v1/feeds").await;
+    assert_eq!(status, 200);
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["name"], "binance:AIG,IBM");
+    assert_eq!(feed["kind"], "binance");
+    assert!(
+        feed["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ws://127.0.0.1:")),
+        "{feed}"
+    );
+    assert_eq!(feed["state"], "live");
+    assert_eq!(feed["malformed"], 0);
     app.stop().await;
 }

@@ -271,3 +271,28 @@ async fn quotes_are_served_and_bad_frames_are_counted_and_skipped() {
     assert_eq!(status, 400);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeating_exchange_moves_time_and_trade_ids_forward_each_pass() {
+    let trades: Vec<Trade> = load_trades(BTCUSDT).into_iter().take(50).collect();
+    let looping = MockOptions {
+        repeat: true,
+        ..MockOptions::default()
+    };
+    let (mock, stop_mock) =
+        start_mock("127.0.0.1:0".parse().expect("addr"), &trades, looping).await;
+    let app = TestApp::spawn(feed_args(mock)).await;
+    let feed = wait_for_feed(&app, |f| f["trades"].as_u64().unwrap_or(0) >= 500).await;
+    assert_eq!(feed["late"], 0, "{feed}");
+    assert_eq!(feed["duplicates"], 0, "{feed}");
+    assert_eq!(feed["gaps"], 0, "ids continue across passes: {feed}");
+    let (_, symbols) = app.get("/v1/symbols").await;
+    let day_ms = 86_400_000i64;
+    let first_ms = trades[0].exchange_ts / 1_000_000;
+    assert!(
+        symbols["as_of_ms"].as_i64().expect("clock") >= first_ms + 9 * day_ms,
+        "{symbols}"
+    );
+    app.stop().await;
+    stop_mock.cancel();
+}
