@@ -10,7 +10,8 @@
 //! | events | [`model`] | normalized [`model::Trade`], [`model::Symbol`], timestamps |
 //! | time | [`clock`] | the stream clock and the lateness policy |
 //! | sources | [`replay`] | recorded trades from CSV, JSON lines and Parquet, paced |
-//! | sources | [`feeds`] | the registry of every source's state and counters (live WebSocket connectors join here) |
+//! | sources | [`feeds`] | live WebSocket connectors (one folder per provider), reconnect policy, and the registry of every source's state and counters |
+//! | sources | [`mock_exchange`] | serves recordings over a local WebSocket in a provider's format |
 //! | merge | [`merge`] | several sources into one stream, in event time |
 //! | core | [`analytics`] | synchronous rolling windows per symbol, snapshots for readers |
 //! | core task | [`ingest`] | the async loop that drives the core and publishes |

@@ -1,7 +1,11 @@
 //! Feeds: the sources of trades, and the registry of their health.
 //!
-//! Every source of trades (a replay file now; WebSocket connectors for the market-data providers
-//! in later work, each in its own folder beside this file) registers here and gets a
+//! - [`connector`]: one live WebSocket connection as an async stream, with reconnects.
+//! - [`reconnect`]: backoff with full jitter and the circuit breaker.
+//! - [`event`]: what a parsed frame means, shared by every provider.
+//! - one folder per provider ([`binance`]) with its wire format: URL, subscription, parser.
+//!
+//! Every source of trades (replay files and live feeds) registers here and gets a
 //! [`FeedStatus`]: its state and counters, updated by the source and by the analytics core, read by
 //! `GET /v1/feeds` and `GET /metrics`.
 
