@@ -111,12 +111,12 @@ pub struct Quote {
     pub symbol: Symbol,
     /// Best bid price.
     pub bid: f64,
-    /// Size at the best bid.
-    pub bid_size: f64,
+    /// Size at the best bid, when the venue sends it.
+    pub bid_size: Option<f64>,
     /// Best ask (offer) price.
     pub ask: f64,
-    /// Size at the best ask.
-    pub ask_size: f64,
+    /// Size at the best ask, when the venue sends it.
+    pub ask_size: Option<f64>,
     /// Event time: the venue's, or (for venues that send none, like Binance's `bookTicker`) the
     /// feed's latest exchange time; `None` before the feed has sent any.
     pub exchange_ts: Option<Timestamp>,

@@ -163,12 +163,12 @@ pub struct QuoteView {
     pub symbol: Symbol,
     /// Best bid.
     pub bid: f64,
-    /// Size at the best bid.
-    pub bid_size: f64,
+    /// Size at the best bid (null when the venue does not send it).
+    pub bid_size: Option<f64>,
     /// Best ask.
     pub ask: f64,
-    /// Size at the best ask.
-    pub ask_size: f64,
+    /// Size at the best ask (null when the venue does not send it).
+    pub ask_size: Option<f64>,
     /// (bid + ask) / 2.
     pub mid: f64,
     /// ask − bid.

@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
-use crate::feeds::{FeedState, FeedStatus, binance};
+use crate::feeds::{FeedState, FeedStatus, binance, coinbase};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 
 /// The market-data providers tickstream speaks.
@@ -40,6 +40,10 @@ use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 pub enum Provider {
     /// Binance spot combined streams.
     Binance,
+    /// Coinbase Advanced Trade market data.
+    Coinbase,
+    /// Coinbase Exchange (the legacy public feed).
+    CoinbaseExchange,
 }
 
 impl Provider {
@@ -47,13 +51,24 @@ impl Provider {
     pub fn name(self) -> &'static str {
         match self {
             Provider::Binance => "binance",
+            Provider::Coinbase => "coinbase",
+            Provider::CoinbaseExchange => "coinbase-exchange",
         }
     }
+
+    /// Every provider, for help texts.
+    pub const ALL: [Provider; 3] = [
+        Provider::Binance,
+        Provider::Coinbase,
+        Provider::CoinbaseExchange,
+    ];
 
     /// Parses a provider name.
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "binance" => Some(Provider::Binance),
+            "coinbase" => Some(Provider::Coinbase),
+            "coinbase-exchange" => Some(Provider::CoinbaseExchange),
             _ => None,
         }
     }
@@ -62,6 +77,8 @@ impl Provider {
     pub fn default_url(self) -> &'static str {
         match self {
             Provider::Binance => binance::DEFAULT_URL,
+            Provider::Coinbase => coinbase::ADVANCED_TRADE_URL,
+            Provider::CoinbaseExchange => coinbase::EXCHANGE_URL,
         }
     }
 
@@ -69,6 +86,8 @@ impl Provider {
     pub fn default_channels(self) -> Vec<String> {
         match self {
             Provider::Binance => vec!["trade".into(), "bookTicker".into()],
+            Provider::Coinbase => vec!["market_trades".into(), "ticker".into()],
+            Provider::CoinbaseExchange => vec!["matches".into(), "ticker".into()],
         }
     }
 
@@ -77,18 +96,30 @@ impl Provider {
         match self {
             // Binance pings every 20 s even when a stream is quiet.
             Provider::Binance => Duration::from_secs(45),
+            // Both Coinbase APIs send a heartbeat every second once subscribed.
+            Provider::Coinbase | Provider::CoinbaseExchange => Duration::from_secs(10),
         }
     }
 
     fn connect_url(self, base: &str) -> String {
         match self {
             Provider::Binance => binance::stream_url(base),
+            Provider::Coinbase | Provider::CoinbaseExchange => base.to_string(),
         }
     }
 
     fn handshake(self, spec: &FeedSpec) -> Vec<String> {
         match self {
             Provider::Binance => vec![binance::subscribe_request(&spec.symbols, &spec.channels, 1)],
+            Provider::Coinbase => {
+                coinbase::advanced_trade_subscriptions(&spec.symbols, &spec.channels)
+            }
+            Provider::CoinbaseExchange => {
+                vec![coinbase::exchange_subscription(
+                    &spec.symbols,
+                    &spec.channels,
+                )]
+            }
         }
     }
 
@@ -100,6 +131,8 @@ impl Provider {
     ) -> Result<(), FrameError> {
         match self {
             Provider::Binance => binance::parse(text, ctx, out),
+            Provider::Coinbase => coinbase::parse_advanced_trade(text, ctx, out),
+            Provider::CoinbaseExchange => coinbase::parse_exchange(text, ctx, out),
         }
     }
 }

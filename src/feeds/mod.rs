@@ -10,6 +10,7 @@
 //! `GET /v1/feeds` and `GET /metrics`.
 
 pub mod binance;
+pub mod coinbase;
 pub mod connector;
 pub mod event;
 pub mod reconnect;

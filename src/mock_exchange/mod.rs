@@ -2,29 +2,40 @@
 //! format, with that provider's handshake, so the real connector runs against it unchanged and
 //! the whole live path works offline.
 //!
-//! Binance: a client connects to `/stream`, sends
-//! `{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}` and gets `{"result":null,"id":1}`;
-//! then every recorded trade of a subscribed symbol arrives as a combined-stream `trade` frame,
-//! paced by the configured speed, with WebSocket pings at the configured interval. Each
-//! connection is served the recording from its start (trade ids are stable: the file's own, or
-//! numbered per symbol from 1), so a reconnecting client sees trades it already has again — the
-//! case the connector's duplicate detection exists for. After the last trade the connection stays
-//! open with pings only (or starts over with `repeat`).
+//! Formats and handshakes:
+//! - `binance`: the client connects to `/stream` and sends
+//!   `{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}`, acknowledged with
+//!   `{"result":null,"id":1}`; trades are combined-stream `trade` frames; keepalive is a WebSocket
+//!   ping every 20 s.
+//! - `coinbase-exchange`: `{"type":"subscribe","product_ids":[…],"channels":["matches",…]}`,
+//!   acknowledged with `subscriptions`; trades are `match` messages with a per-product `sequence`;
+//!   a `heartbeat` per product every second.
+//! - `coinbase` (Advanced Trade): one `{"type":"subscribe","product_ids":[…],"channel":…}` per
+//!   channel, each acknowledged on the `subscriptions` channel; trades are `market_trades`
+//!   messages; `heartbeats` every second; `sequence_num` counts the connection's messages.
+//!
+//! Subscriptions are accepted at any time. Each connection is served the recording from its start
+//! (trade ids are stable: the file's own, or numbered per symbol from 1), so a reconnecting
+//! client sees trades it already has again — the case the connector's duplicate detection exists
+//! for. After the last trade the connection stays open with keepalives only, or starts over with
+//! `repeat`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::feeds::connector::Provider;
-use crate::model::Trade;
+use crate::model::{Side, Trade};
 use crate::replay::Speed;
 
 /// How the mock exchange serves.
@@ -34,8 +45,9 @@ pub struct MockOptions {
     pub provider: Provider,
     /// Pace of the recorded trades.
     pub speed: Speed,
-    /// Interval of WebSocket pings to clients.
-    pub ping_every: Duration,
+    /// Keepalive interval (Binance: WebSocket pings; Coinbase: heartbeat messages); `None`
+    /// for the provider's own (20 s, 1 s).
+    pub keepalive_every: Option<Duration>,
     /// Start over at the end of the recording; each pass moves event times forward by whole
     /// days (covering the recording's span) and trade ids past the previous pass's, like the
     /// next session of a live venue.
@@ -51,7 +63,7 @@ impl Default for MockOptions {
         MockOptions {
             provider: Provider::Binance,
             speed: Speed::Max,
-            ping_every: Duration::from_secs(20),
+            keepalive_every: None,
             repeat: false,
             max_pause: None,
             subscribe_timeout: Duration::from_secs(10),
@@ -80,16 +92,15 @@ pub struct MockExchange {
     options: MockOptions,
 }
 
-/// One recorded trade with its stream name and trade id, rendered per pass.
+/// One recorded trade with its trade id, rendered per pass in the provider's format.
 #[derive(Debug)]
 struct RecordedFrame {
-    stream: String,
     trade_id: u64,
     trade: Trade,
 }
 
-/// The recording as Binance `trade` streams, numbering trade ids per symbol when it has none.
-fn binance_frames(trades: &[Trade]) -> Vec<RecordedFrame> {
+/// The recording with trade ids, numbered per symbol when it has none.
+fn recorded_frames(trades: &[Trade]) -> Vec<RecordedFrame> {
     let mut next_ids: HashMap<&str, u64> = HashMap::new();
     trades
         .iter()
@@ -98,28 +109,11 @@ fn binance_frames(trades: &[Trade]) -> Vec<RecordedFrame> {
             let trade_id = trade.trade_id.unwrap_or(*counter);
             *counter = trade_id + 1;
             RecordedFrame {
-                stream: format!("{}@trade", trade.symbol.as_str().to_ascii_lowercase()),
                 trade_id,
                 trade: trade.clone(),
             }
         })
         .collect()
-}
-
-/// A Binance combined-stream `trade` frame for `frame`, shifted by `time_offset` ns and
-/// `id_offset`.
-fn binance_trade_text(frame: &RecordedFrame, time_offset: i64, id_offset: u64) -> String {
-    let trade = &frame.trade;
-    let ms = (trade.exchange_ts + time_offset).div_euclid(1_000_000);
-    serde_json::json!({
-        "stream": frame.stream,
-        "data": {
-            "e": "trade", "E": ms, "s": trade.symbol.as_str(), "t": frame.trade_id + id_offset,
-            "p": trade.price.to_string(), "q": trade.size.to_string(), "T": ms,
-            "m": trade.side == Some(crate::model::Side::Sell), "M": true,
-        }
-    })
-    .to_string()
 }
 
 /// How far each repeated pass moves: whole days covering the recording's span, and past the
@@ -140,14 +134,6 @@ fn pass_shift(frames: &[RecordedFrame]) -> (i64, u64) {
     (((last - first) / DAY + 1) * DAY, max_id)
 }
 
-#[derive(Deserialize)]
-struct Subscribe {
-    method: String,
-    #[serde(default)]
-    params: Vec<String>,
-    id: serde_json::Value,
-}
-
 impl MockExchange {
     /// Binds `address` (port 0 allowed) to serve `trades`.
     pub async fn bind(
@@ -156,9 +142,7 @@ impl MockExchange {
         options: MockOptions,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
-        let frames = match options.provider {
-            Provider::Binance => binance_frames(trades),
-        };
+        let frames = recorded_frames(trades);
         Ok(MockExchange {
             listener,
             frames: Arc::new(frames),
@@ -205,6 +189,215 @@ impl MockExchange {
     }
 }
 
+/// What one connection has asked for, and the counters its messages carry.
+#[derive(Debug, Default)]
+struct Session {
+    /// Symbols (lower case) whose trades are wanted.
+    symbols: HashSet<String>,
+    /// Advanced Trade: messages sent so far.
+    sequence_num: u64,
+    /// Coinbase Exchange: per-product message sequence.
+    sequences: HashMap<String, u64>,
+    /// Coinbase Exchange: per-product last trade id, for heartbeats.
+    last_trade_ids: HashMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+struct BinanceRequest {
+    method: String,
+    #[serde(default)]
+    params: Vec<String>,
+    id: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct CoinbaseRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    product_ids: Vec<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    channel: Option<String>,
+}
+
+fn rfc3339(ts: i64) -> String {
+    DateTime::from_timestamp_nanos(ts).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The maker's side (what Coinbase reports) from the taker's.
+fn maker_side(taker: Option<Side>) -> &'static str {
+    match taker {
+        Some(Side::Buy) => "sell",
+        _ => "buy",
+    }
+}
+
+impl Session {
+    /// Handles a client request; returns the replies.
+    fn request(&mut self, provider: Provider, text: &str) -> Result<Vec<String>, MockError> {
+        let bad = || MockError::BadRequest(text.chars().take(200).collect());
+        match provider {
+            Provider::Binance => {
+                let request: BinanceRequest = serde_json::from_str(text).map_err(|_| bad())?;
+                if request.method != "SUBSCRIBE" {
+                    return Err(MockError::BadRequest(request.method));
+                }
+                for param in &request.params {
+                    if let Some((symbol, "trade" | "aggTrade")) = param.split_once('@') {
+                        self.symbols.insert(symbol.to_ascii_lowercase());
+                    }
+                }
+                Ok(vec![
+                    json!({ "result": null, "id": request.id }).to_string(),
+                ])
+            }
+            Provider::CoinbaseExchange => {
+                let request: CoinbaseRequest = serde_json::from_str(text).map_err(|_| bad())?;
+                if request.kind != "subscribe" {
+                    return Err(MockError::BadRequest(request.kind));
+                }
+                if request.channels.iter().any(|c| c == "matches") {
+                    self.symbols
+                        .extend(request.product_ids.iter().map(|p| p.to_ascii_lowercase()));
+                }
+                let channels: Vec<_> = request
+                    .channels
+                    .iter()
+                    .map(|name| json!({ "name": name, "product_ids": request.product_ids }))
+                    .collect();
+                Ok(vec![
+                    json!({ "type": "subscriptions", "channels": channels }).to_string(),
+                ])
+            }
+            Provider::Coinbase => {
+                let request: CoinbaseRequest = serde_json::from_str(text).map_err(|_| bad())?;
+                if request.kind != "subscribe" {
+                    return Err(MockError::BadRequest(request.kind));
+                }
+                let channel = request.channel.ok_or_else(bad)?;
+                if channel == "market_trades" {
+                    self.symbols
+                        .extend(request.product_ids.iter().map(|p| p.to_ascii_lowercase()));
+                }
+                self.sequence_num += 1;
+                Ok(vec![
+                    json!({
+                        "channel": "subscriptions", "client_id": "",
+                        "timestamp": rfc3339(crate::model::wall_clock_now()),
+                        "sequence_num": self.sequence_num - 1,
+                        "events": [{ "subscriptions": { channel: request.product_ids } }],
+                    })
+                    .to_string(),
+                ])
+            }
+        }
+    }
+
+    /// Whether `frame` is subscribed.
+    fn wants(&self, frame: &RecordedFrame) -> bool {
+        self.symbols
+            .contains(&frame.trade.symbol.as_str().to_ascii_lowercase())
+    }
+
+    /// `frame` in the provider's format, shifted by `time_offset` ns and `id_offset`.
+    fn trade_text(
+        &mut self,
+        provider: Provider,
+        frame: &RecordedFrame,
+        time_offset: i64,
+        id_offset: u64,
+    ) -> String {
+        let trade = &frame.trade;
+        let ts = trade.exchange_ts.saturating_add(time_offset);
+        let id = frame.trade_id + id_offset;
+        let symbol = trade.symbol.as_str();
+        match provider {
+            Provider::Binance => {
+                let ms = ts.div_euclid(1_000_000);
+                json!({
+                    "stream": format!("{}@trade", symbol.to_ascii_lowercase()),
+                    "data": {
+                        "e": "trade", "E": ms, "s": symbol, "t": id,
+                        "p": trade.price.to_string(), "q": trade.size.to_string(), "T": ms,
+                        "m": trade.side == Some(Side::Sell), "M": true,
+                    }
+                })
+                .to_string()
+            }
+            Provider::CoinbaseExchange => {
+                let sequence = self.sequences.entry(symbol.to_string()).or_insert(1_000);
+                *sequence += 1;
+                self.last_trade_ids.insert(symbol.to_string(), id);
+                json!({
+                    "type": "match", "trade_id": id,
+                    "maker_order_id": format!("maker-{id}"), "taker_order_id": format!("taker-{id}"),
+                    "side": maker_side(trade.side), "size": trade.size.to_string(),
+                    "price": trade.price.to_string(), "product_id": symbol,
+                    "sequence": *sequence, "time": rfc3339(ts),
+                })
+                .to_string()
+            }
+            Provider::Coinbase => {
+                self.sequence_num += 1;
+                json!({
+                    "channel": "market_trades", "client_id": "", "timestamp": rfc3339(ts),
+                    "sequence_num": self.sequence_num - 1,
+                    "events": [{ "type": "update", "trades": [{
+                        "trade_id": id.to_string(), "product_id": symbol,
+                        "price": trade.price.to_string(), "size": trade.size.to_string(),
+                        "side": maker_side(trade.side).to_ascii_uppercase(), "time": rfc3339(ts),
+                    }]}],
+                })
+                .to_string()
+            }
+        }
+    }
+
+    /// The keepalive messages due now.
+    fn keepalives(&mut self, provider: Provider) -> Vec<Message> {
+        let now = rfc3339(crate::model::wall_clock_now());
+        match provider {
+            Provider::Binance => vec![Message::Ping(Vec::new().into())],
+            Provider::CoinbaseExchange => {
+                let mut products: Vec<&String> = self.symbols.iter().collect();
+                products.sort();
+                products
+                    .into_iter()
+                    .map(|product| {
+                        let last = self
+                            .last_trade_ids
+                            .get(&product.to_ascii_uppercase())
+                            .copied()
+                            .unwrap_or(0);
+                        Message::text(
+                            json!({ "type": "heartbeat", "sequence": 0, "last_trade_id": last,
+                                    "product_id": product.to_ascii_uppercase(), "time": now })
+                            .to_string(),
+                        )
+                    })
+                    .collect()
+            }
+            Provider::Coinbase => {
+                self.sequence_num += 1;
+                vec![Message::text(
+                    json!({ "channel": "heartbeats", "client_id": "", "timestamp": now,
+                            "sequence_num": self.sequence_num - 1,
+                            "events": [{ "current_time": now, "heartbeat_counter": self.sequence_num }] })
+                    .to_string(),
+                )]
+            }
+        }
+    }
+}
+
+fn default_keepalive(provider: Provider) -> Duration {
+    match provider {
+        Provider::Binance => Duration::from_secs(20),
+        Provider::Coinbase | Provider::CoinbaseExchange => Duration::from_secs(1),
+    }
+}
+
 async fn serve(
     stream: TcpStream,
     frames: Arc<Vec<RecordedFrame>>,
@@ -212,98 +405,80 @@ async fn serve(
     cancel: CancellationToken,
 ) -> Result<(), MockError> {
     let _ = stream.set_nodelay(true);
-    let socket = tokio_tungstenite::accept_async(stream).await?;
-    let (mut sink, mut source) = socket.split();
-    let subscribed: HashSet<String> = loop {
-        let message = tokio::time::timeout(options.subscribe_timeout, source.next())
-            .await
-            .map_err(|_| MockError::SubscribeTimeout(options.subscribe_timeout))?;
-        let Some(message) = message else {
-            return Ok(());
-        };
-        let Message::Text(text) = message? else {
-            continue;
-        };
-        let request: Subscribe = serde_json::from_str(text.as_str())
-            .map_err(|_| MockError::BadRequest(text.as_str().chars().take(200).collect()))?;
-        if request.method != "SUBSCRIBE" {
-            return Err(MockError::BadRequest(request.method));
-        }
-        let ack = serde_json::json!({ "result": null, "id": request.id }).to_string();
-        sink.send(Message::text(ack)).await?;
-        break request
-            .params
-            .into_iter()
-            .map(|p| p.to_ascii_lowercase())
-            .collect();
-    };
-    // Drain what the client sends (pongs, close) so the transport answers its pings.
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(message)) = source.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
-            }
-        }
-    });
-    let mut ping = tokio::time::interval(options.ping_every);
-    ping.tick().await;
+    let mut socket = tokio_tungstenite::accept_async(stream).await?;
+    let provider = options.provider;
+    let mut session = Session::default();
+    let subscribe_deadline = Instant::now() + options.subscribe_timeout;
+    let mut keepalive = tokio::time::interval(
+        options
+            .keepalive_every
+            .unwrap_or(default_keepalive(provider)),
+    );
+    keepalive.tick().await;
     let (day_shift, id_shift) = pass_shift(&frames);
-    let result = async {
-        let mut pass = 0u64;
-        loop {
-            let time_offset = day_shift.saturating_mul(i64::try_from(pass).unwrap_or(i64::MAX));
-            let id_offset = id_shift.saturating_mul(pass);
-            // (event time, wall time) the pacing is anchored at.
-            let mut anchor: Option<(i64, Instant)> = None;
-            let mut sent = 0usize;
-            for frame in frames.iter().filter(|f| subscribed.contains(&f.stream)) {
-                sent += 1;
-                if let Speed::Factor(factor) = options.speed {
-                    let ts = frame.trade.exchange_ts;
-                    let (anchor_ts, anchor_wall) = *anchor.get_or_insert((ts, Instant::now()));
-                    let offset = (ts - anchor_ts).max(0) as f64 / 1e9 / factor;
-                    let mut due = anchor_wall + Duration::from_secs_f64(offset);
-                    if let Some(limit) = options.max_pause {
-                        let now = Instant::now();
-                        if due > now + limit {
-                            due = now + limit;
-                            anchor = Some((ts, due));
-                        }
-                    }
-                    loop {
-                        tokio::select! {
-                            _ = cancel.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep_until(due) => break,
-                            _ = ping.tick() => sink.send(Message::Ping(Vec::new().into())).await?,
-                        }
-                    }
-                }
-                if cancel.is_cancelled() || reader.is_finished() {
-                    return Ok(());
-                }
-                let text = binance_trade_text(frame, time_offset, id_offset);
-                sink.send(Message::text(text)).await?;
-            }
-            // Nothing subscribed has trades: idle instead of spinning through empty passes.
-            if !options.repeat || sent == 0 {
-                break;
-            }
-            pass += 1;
+    let mut pass = 0u64;
+    let mut next = 0usize;
+    let mut sent_this_pass = 0usize;
+    // (event time, wall time) the pacing is anchored at.
+    let mut anchor: Option<(i64, Instant)> = None;
+    loop {
+        let subscribed = !session.symbols.is_empty();
+        // The next subscribed frame and when it is due; `None`: nothing to send now.
+        while subscribed && next < frames.len() && !session.wants(&frames[next]) {
+            next += 1;
         }
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                _ = ping.tick() => {
-                    if reader.is_finished() {
-                        return Ok(());
+        if next == frames.len() && options.repeat && sent_this_pass > 0 {
+            pass += 1;
+            next = 0;
+            sent_this_pass = 0;
+            continue;
+        }
+        let time_offset = day_shift.saturating_mul(i64::try_from(pass).unwrap_or(i64::MAX));
+        let due = (subscribed && next < frames.len()).then(|| match options.speed {
+            Speed::Max => Instant::now(),
+            Speed::Factor(factor) => {
+                let ts = frames[next].trade.exchange_ts.saturating_add(time_offset);
+                let (anchor_ts, anchor_wall) = *anchor.get_or_insert((ts, Instant::now()));
+                let offset = (ts - anchor_ts).max(0) as f64 / 1e9 / factor;
+                let mut due = anchor_wall + Duration::from_secs_f64(offset);
+                if let Some(limit) = options.max_pause {
+                    let now = Instant::now();
+                    if due > now + limit {
+                        due = now + limit;
+                        anchor = Some((ts, due));
                     }
-                    sink.send(Message::Ping(Vec::new().into())).await?;
                 }
+                due
+            }
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            message = socket.next() => match message {
+                None | Some(Ok(Message::Close(_))) => break,
+                Some(Err(error)) => return Err(error.into()),
+                Some(Ok(Message::Text(text))) => {
+                    for reply in session.request(provider, text.as_str())? {
+                        socket.send(Message::text(reply)).await?;
+                    }
+                }
+                Some(Ok(_)) => {}
+            },
+            _ = tokio::time::sleep_until(subscribe_deadline), if !subscribed => {
+                return Err(MockError::SubscribeTimeout(options.subscribe_timeout));
+            }
+            _ = keepalive.tick() => {
+                for message in session.keepalives(provider) {
+                    socket.send(message).await?;
+                }
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                let text = session.trade_text(provider, &frames[next], time_offset, id_shift.saturating_mul(pass));
+                socket.send(Message::text(text)).await?;
+                next += 1;
+                sent_this_pass += 1;
             }
         }
     }
-    .await;
-    let _ = sink.close().await;
-    reader.abort();
-    result
+    let _ = socket.close(None).await;
+    Ok(())
 }

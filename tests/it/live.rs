@@ -56,28 +56,8 @@ async fn wait_for_feed(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_live_path_reaches_the_same_statistics_as_a_replay() {
+async fn every_provider_s_live_path_reaches_the_same_statistics_as_a_replay() {
     let trades = load_trades(BTCUSDT);
-    let (mock, stop_mock) = start_mock(
-        "127.0.0.1:0".parse().expect("addr"),
-        &trades,
-        MockOptions::default(),
-    )
-    .await;
-    let live = TestApp::spawn(feed_args(mock)).await;
-    let feed = wait_for_feed(&live, |f| f["trades"] == trades.len()).await;
-    assert_eq!(feed["state"], "live");
-    assert_eq!(feed["kind"], "binance");
-    assert_eq!(feed["format"], "websocket");
-    assert_eq!(feed["malformed"], 0);
-    assert_eq!(feed["gaps"], 0);
-    assert_eq!(feed["duplicates"], 0);
-    assert_eq!(feed["reconnects"], 0);
-    assert!(
-        feed["frames"].as_u64().expect("frames") > trades.len() as u64,
-        "trades and the ack"
-    );
-
     let replay = TestApp::spawn(ServeArgs {
         replay: vec![data_path(BTCUSDT)],
         speed: Some("max".into()),
@@ -85,12 +65,38 @@ async fn the_live_path_reaches_the_same_statistics_as_a_replay() {
     })
     .await;
     replay.wait_for_feeds().await;
-    for path in ["/v1/symbols/BTCUSDT/stats", "/v1/symbols"] {
-        assert_eq!(live.get(path).await, replay.get(path).await, "{path}");
+    for provider in Provider::ALL {
+        let options = MockOptions {
+            provider,
+            ..MockOptions::default()
+        };
+        let (mock, stop_mock) =
+            start_mock("127.0.0.1:0".parse().expect("addr"), &trades, options).await;
+        let live = TestApp::spawn(ServeArgs {
+            feed: vec![format!("{}:BTCUSDT@ws://{mock}", provider.name())],
+            ..ServeArgs::default()
+        })
+        .await;
+        let feed = wait_for_feed(&live, |f| f["trades"] == trades.len()).await;
+        assert_eq!(feed["state"], "live", "{provider:?}: {feed}");
+        assert_eq!(feed["kind"], provider.name());
+        assert_eq!(feed["format"], "websocket");
+        assert_eq!(feed["malformed"], 0, "{provider:?}: {feed}");
+        assert_eq!(feed["gaps"], 0, "{provider:?}: {feed}");
+        assert_eq!(feed["duplicates"], 0, "{provider:?}: {feed}");
+        assert_eq!(feed["late"], 0, "{provider:?}: {feed}");
+        assert_eq!(feed["reconnects"], 0, "{provider:?}: {feed}");
+        for path in ["/v1/symbols/BTCUSDT/stats", "/v1/symbols"] {
+            assert_eq!(
+                live.get(path).await,
+                replay.get(path).await,
+                "{provider:?} {path}"
+            );
+        }
+        live.stop().await;
+        stop_mock.cancel();
     }
-    live.stop().await;
     replay.stop().await;
-    stop_mock.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +142,7 @@ async fn a_restarted_exchange_is_reconnected_without_counting_a_trade_twice() {
 async fn a_silent_exchange_triggers_the_stale_feed_reconnect() {
     // Subscribed to a symbol it has no trades for, and never pinging: silence after the ack.
     let silent = MockOptions {
-        ping_every: Duration::from_secs(3600),
+        keepalive_every: Some(Duration::from_secs(3600)),
         ..MockOptions::default()
     };
     let (mock, stop_mock) = start_mock("127.0.0.1:0".parse().expect("addr"), &[], silent).await;

@@ -218,9 +218,9 @@ pub fn parse(
             out.push(FeedEvent::Quote(Quote {
                 symbol: ctx.symbol(&p.symbol),
                 bid: decimal("b", &p.bid)?,
-                bid_size: decimal("B", &p.bid_size)?,
+                bid_size: Some(decimal("B", &p.bid_size)?),
                 ask: decimal("a", &p.ask)?,
-                ask_size: decimal("A", &p.ask_size)?,
+                ask_size: Some(decimal("A", &p.ask_size)?),
                 exchange_ts: ctx.last_exchange_ts,
                 receive_ts: ctx.receive_ts,
                 feed: ctx.feed,
@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(before.exchange_ts, None, "no exchange time seen yet");
         assert_eq!(
             (before.bid, before.ask, before.ask_size),
-            (61837.63, 61837.64, 1.54698)
+            (61837.63, 61837.64, Some(1.54698))
         );
         let FeedEvent::Trade(agg) = &out[1] else {
             panic!("{out:?}")

@@ -1,0 +1,139 @@
+//! Live-path benches: Binance frames parsed per second, and trades per second from the mock
+//! exchange through a real connector into the analytics core over loopback.
+//!
+//! Run with `cargo bench --bench feeds`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_main};
+use tickstream::analytics::Engine;
+use tickstream::config::{DEFAULT_WINDOWS, parse_windows};
+use tickstream::feeds::FeedDescription;
+use tickstream::feeds::FeedRegistry;
+use tickstream::feeds::binance;
+use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
+use tickstream::feeds::event::ParseContext;
+use tickstream::metrics::Metrics;
+use tickstream::mock_exchange::{MockExchange, MockOptions};
+use tickstream::model::{FeedId, Trade};
+use tickstream::replay::{ReplaySource, load_all};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+fn recorded(runtime: &tokio::runtime::Runtime) -> Vec<Trade> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/btcusdt_20240808_trades.csv");
+    runtime
+        .block_on(load_all(ReplaySource::from_path(path).expect("csv")))
+        .expect("readable")
+}
+
+/// The recorded trades as Binance combined-stream frames, as the venue sends them.
+fn frames(trades: &[Trade]) -> Vec<String> {
+    trades
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let ms = t.exchange_ts / 1_000_000;
+            format!(
+                r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":{ms},"s":"BTCUSDT","t":{},"p":"{:.8}","q":"{:.8}","T":{ms},"m":true,"M":true}}}}"#,
+                i + 1,
+                t.price,
+                t.size
+            )
+        })
+        .collect()
+}
+
+fn parse(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let frames = frames(&recorded(&runtime));
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function("binance_trade_frames", |b| {
+        let mut ctx = ParseContext::new(FeedId(0));
+        let mut out = Vec::with_capacity(4);
+        b.iter(|| {
+            for frame in &frames {
+                out.clear();
+                binance::parse(frame, &mut ctx, &mut out).expect("parses");
+                black_box(&out);
+            }
+        })
+    });
+    group.finish();
+}
+
+/// One run: a fresh mock exchange at full speed, a connector, an engine; until every trade is in.
+async fn mock_to_core(trades: &[Trade]) -> Duration {
+    let exchange = MockExchange::bind(([127, 0, 0, 1], 0).into(), trades, MockOptions::default())
+        .await
+        .expect("binds");
+    let url = exchange.url().expect("url");
+    let cancel = CancellationToken::new();
+    tokio::spawn(exchange.run(cancel.clone()));
+    let metrics = Metrics::new();
+    let registry = FeedRegistry::new();
+    let description = FeedDescription {
+        kind: "binance".into(),
+        source: url.clone(),
+        format: "websocket".into(),
+    };
+    let status = registry.register("bench".into(), description, &metrics);
+    let spec = FeedSpec {
+        provider: Provider::Binance,
+        url,
+        symbols: vec!["BTCUSDT".into()],
+        channels: vec!["trade".into()],
+    };
+    let windows = Arc::from(parse_windows(&DEFAULT_WINDOWS.map(String::from)).expect("windows"));
+    let mut engine = Engine::new(windows, 1_000_000_000);
+    let start = Instant::now();
+    let mut stream = Box::pin(live_stream(
+        spec,
+        ConnectorSettings::default(),
+        status.id(),
+        Arc::clone(&status),
+    ));
+    let mut applied = 0;
+    while applied < trades.len() {
+        let Some(batch) = stream.next().await else {
+            break;
+        };
+        for trade in &batch.trades {
+            engine.apply(trade);
+            applied += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    cancel.cancel();
+    elapsed
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let trades = recorded(&runtime);
+    let mut group = c.benchmark_group("live_path");
+    group.throughput(Throughput::Elements(trades.len() as u64));
+    group.sample_size(20);
+    group.bench_function("mock_binance_to_core", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                total += runtime.block_on(mock_to_core(&trades));
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// The criterion entry points (generated, so undocumented).
+#[allow(missing_docs)]
+mod harness {
+    criterion::criterion_group!(benches, super::parse, super::end_to_end);
+}
+
+criterion_main!(harness::benches);
