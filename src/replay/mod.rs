@@ -9,7 +9,7 @@
 //!
 //! - [`fields`]: parsing of one row's fields, shared by the formats.
 //! - [`csv`], [`jsonl`], [`parquet`]: the formats.
-//! - [`pace`]: replay speed (as fast as possible, real time, N×).
+//! - [`pace`](mod@pace): replay speed (as fast as possible, real time, N×).
 
 pub mod csv;
 pub mod fields;
