@@ -451,6 +451,13 @@ async fn serve(
                 due
             }
         });
+        // A frame already due is sent without a timer: timers tick in milliseconds, and one per
+        // frame would cap the mock at a thousand frames a second.
+        let frame_ready = async {
+            if let Some(due) = due.filter(|due| *due > Instant::now()) {
+                tokio::time::sleep_until(due).await;
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => break,
             message = socket.next() => match message {
@@ -471,7 +478,7 @@ async fn serve(
                     socket.send(message).await?;
                 }
             }
-            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+            _ = frame_ready, if due.is_some() => {
                 let text = session.trade_text(provider, &frames[next], time_offset, id_shift.saturating_mul(pass));
                 socket.send(Message::text(text)).await?;
                 next += 1;
