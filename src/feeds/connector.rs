@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
-use crate::feeds::{FeedState, FeedStatus, binance, coinbase};
+use crate::feeds::{FeedState, FeedStatus, binance, coinbase, kraken};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 
 /// The market-data providers tickstream speaks.
@@ -44,6 +44,8 @@ pub enum Provider {
     Coinbase,
     /// Coinbase Exchange (the legacy public feed).
     CoinbaseExchange,
+    /// Kraken spot v2.
+    Kraken,
 }
 
 impl Provider {
@@ -53,6 +55,7 @@ impl Provider {
             Provider::Binance => "binance",
             Provider::Coinbase => "coinbase",
             Provider::CoinbaseExchange => "coinbase-exchange",
+            Provider::Kraken => "kraken",
         }
     }
 
@@ -69,6 +72,7 @@ impl Provider {
             "binance" => Some(Provider::Binance),
             "coinbase" => Some(Provider::Coinbase),
             "coinbase-exchange" => Some(Provider::CoinbaseExchange),
+            "kraken" => Some(Provider::Kraken),
             _ => None,
         }
     }
@@ -79,6 +83,7 @@ impl Provider {
             Provider::Binance => binance::DEFAULT_URL,
             Provider::Coinbase => coinbase::ADVANCED_TRADE_URL,
             Provider::CoinbaseExchange => coinbase::EXCHANGE_URL,
+            Provider::Kraken => kraken::DEFAULT_URL,
         }
     }
 
@@ -88,6 +93,23 @@ impl Provider {
             Provider::Binance => vec!["trade".into(), "bookTicker".into()],
             Provider::Coinbase => vec!["market_trades".into(), "ticker".into()],
             Provider::CoinbaseExchange => vec!["matches".into(), "ticker".into()],
+            Provider::Kraken => vec!["trade".into(), "ticker".into()],
+        }
+    }
+
+    /// How often the client must send an application-level ping, if the venue wants one.
+    pub fn app_ping_every(self) -> Option<Duration> {
+        match self {
+            Provider::Kraken => Some(Duration::from_secs(10)),
+            _ => None,
+        }
+    }
+
+    /// The application-level ping with request id `id`.
+    fn app_ping(self, id: u64) -> Option<String> {
+        match self {
+            Provider::Kraken => Some(kraken::ping(id)),
+            _ => None,
         }
     }
 
@@ -98,18 +120,21 @@ impl Provider {
             Provider::Binance => Duration::from_secs(45),
             // Both Coinbase APIs send a heartbeat every second once subscribed.
             Provider::Coinbase | Provider::CoinbaseExchange => Duration::from_secs(10),
+            // Heartbeats ~1/s once subscribed, pongs to our pings every 10 s.
+            Provider::Kraken => Duration::from_secs(15),
         }
     }
 
     fn connect_url(self, base: &str) -> String {
         match self {
             Provider::Binance => binance::stream_url(base),
-            Provider::Coinbase | Provider::CoinbaseExchange => base.to_string(),
+            Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken => base.to_string(),
         }
     }
 
     fn handshake(self, spec: &FeedSpec) -> Vec<String> {
         match self {
+            Provider::Kraken => kraken::subscriptions(&spec.symbols, &spec.channels),
             Provider::Binance => vec![binance::subscribe_request(&spec.symbols, &spec.channels, 1)],
             Provider::Coinbase => {
                 coinbase::advanced_trade_subscriptions(&spec.symbols, &spec.channels)
@@ -133,6 +158,7 @@ impl Provider {
             Provider::Binance => binance::parse(text, ctx, out),
             Provider::Coinbase => coinbase::parse_advanced_trade(text, ctx, out),
             Provider::CoinbaseExchange => coinbase::parse_exchange(text, ctx, out),
+            Provider::Kraken => kraken::parse(text, ctx, out),
         }
     }
 }
@@ -239,8 +265,32 @@ pub fn live_stream(
                         }
                     }
                     let mut events = Vec::new();
+                    let mut last_frame = Instant::now();
+                    let mut app_ping = spec.provider.app_ping_every().map(|every| {
+                        tokio::time::interval_at(Instant::now() + every, every)
+                    });
+                    let mut ping_id = 0u64;
                     while ended.is_none() {
-                        let next = tokio::time::timeout(stale_after, socket.next()).await;
+                        // Silence is measured from the last frame, whatever we send meanwhile.
+                        let next = tokio::select! {
+                            next = socket.next() => Ok(next),
+                            _ = tokio::time::sleep_until(last_frame + stale_after) => Err(()),
+                            _ = async {
+                                match app_ping.as_mut() {
+                                    Some(interval) => { interval.tick().await; }
+                                    None => std::future::pending::<()>().await,
+                                }
+                            } => {
+                                ping_id += 1;
+                                if let Some(ping) = spec.provider.app_ping(ping_id) {
+                                    if let Err(error) = socket.send(Message::text(ping)).await {
+                                        ended = Some(Ended::Failed(format!("ping failed: {error}")));
+                                    }
+                                }
+                                continue;
+                            }
+                        };
+                        last_frame = Instant::now();
                         let message = match next {
                             Err(_) => {
                                 ended = Some(Ended::Failed(format!("no frame for {stale_after:?}: stale feed")));

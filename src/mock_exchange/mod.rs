@@ -14,6 +14,10 @@
 //!   channel, each acknowledged on the `subscriptions` channel; trades are `market_trades`
 //!   messages; `heartbeats` every second; `sequence_num` counts the connection's messages.
 //!
+//! - `kraken` (v2): `{"method":"subscribe","params":{"channel":"trade","symbol":[…]},"req_id":1}`
+//!   per channel, acknowledged with `success`; trades are `trade` updates; a `heartbeat` every
+//!   second; `{"method":"ping"}` is answered with `pong`.
+//!
 //! Subscriptions are accepted at any time. Each connection is served the recording from its start
 //! (trade ids are stable: the file's own, or numbered per symbol from 1), so a reconnecting
 //! client sees trades it already has again — the case the connector's duplicate detection exists
@@ -211,6 +215,20 @@ struct BinanceRequest {
 }
 
 #[derive(Deserialize)]
+struct KrakenRequest {
+    method: String,
+    params: Option<KrakenParams>,
+    req_id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct KrakenParams {
+    channel: String,
+    #[serde(default)]
+    symbol: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct CoinbaseRequest {
     #[serde(rename = "type")]
     kind: String,
@@ -251,6 +269,36 @@ impl Session {
                 Ok(vec![
                     json!({ "result": null, "id": request.id }).to_string(),
                 ])
+            }
+            Provider::Kraken => {
+                let request: KrakenRequest = serde_json::from_str(text).map_err(|_| bad())?;
+                let now = rfc3339(crate::model::wall_clock_now());
+                match (request.method.as_str(), request.params) {
+                    ("ping", _) => Ok(vec![json!({
+                        "method": "pong", "req_id": request.req_id, "time_in": now, "time_out": now,
+                    })
+                    .to_string()]),
+                    ("subscribe", Some(params)) => {
+                        if params.channel == "trade" {
+                            self.symbols
+                                .extend(params.symbol.iter().map(|s| s.to_ascii_lowercase()));
+                        }
+                        Ok(params
+                            .symbol
+                            .iter()
+                            .map(|symbol| {
+                                json!({
+                                    "method": "subscribe",
+                                    "result": { "channel": params.channel, "symbol": symbol },
+                                    "success": true, "time_in": now, "time_out": now,
+                                    "req_id": request.req_id,
+                                })
+                                .to_string()
+                            })
+                            .collect())
+                    }
+                    _ => Err(bad()),
+                }
             }
             Provider::CoinbaseExchange => {
                 let request: CoinbaseRequest = serde_json::from_str(text).map_err(|_| bad())?;
@@ -338,6 +386,15 @@ impl Session {
                 })
                 .to_string()
             }
+            Provider::Kraken => json!({
+                "channel": "trade", "type": "update",
+                "data": [{
+                    "symbol": symbol, "side": if trade.side == Some(Side::Sell) { "sell" } else { "buy" },
+                    "price": trade.price, "qty": trade.size, "ord_type": "limit",
+                    "trade_id": id, "timestamp": rfc3339(ts),
+                }],
+            })
+            .to_string(),
             Provider::Coinbase => {
                 self.sequence_num += 1;
                 json!({
@@ -359,6 +416,7 @@ impl Session {
         let now = rfc3339(crate::model::wall_clock_now());
         match provider {
             Provider::Binance => vec![Message::Ping(Vec::new().into())],
+            Provider::Kraken => vec![Message::text(r#"{"channel":"heartbeat"}"#)],
             Provider::CoinbaseExchange => {
                 let mut products: Vec<&String> = self.symbols.iter().collect();
                 products.sort();
@@ -394,7 +452,9 @@ impl Session {
 fn default_keepalive(provider: Provider) -> Duration {
     match provider {
         Provider::Binance => Duration::from_secs(20),
-        Provider::Coinbase | Provider::CoinbaseExchange => Duration::from_secs(1),
+        Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken => {
+            Duration::from_secs(1)
+        }
     }
 }
 
