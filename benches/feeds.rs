@@ -87,6 +87,7 @@ async fn mock_to_core(trades: &[Trade]) -> Duration {
         url,
         symbols: vec!["BTCUSDT".into()],
         channels: vec!["trade".into()],
+        credentials: None,
     };
     let windows = Arc::from(parse_windows(&DEFAULT_WINDOWS.map(String::from)).expect("windows"));
     let mut engine = Engine::new(windows, 1_000_000_000);

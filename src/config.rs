@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::analytics::WindowSpec;
-use crate::feeds::connector::{FeedSpec, Provider};
+use crate::feeds::connector::{Credentials, FeedSpec, Provider, Secret};
 use crate::replay::{ReplayError, ReplaySource, Speed};
 
 /// Default HTTP listen address: loopback only.
@@ -138,6 +138,8 @@ struct FileFeed {
     url: Option<String>,
     symbols: Vec<String>,
     channels: Option<Vec<String>>,
+    /// The environment variable holding the API key (the provider's default otherwise).
+    key_env: Option<String>,
 }
 
 /// The TOML file, as written.
@@ -343,11 +345,35 @@ fn provider(name: &str) -> Result<Provider, ConfigError> {
     })
 }
 
+/// Reads a feed's API key from the environment, if the provider needs one.
+fn credentials(
+    provider: Provider,
+    key_env: Option<String>,
+) -> Result<Option<Credentials>, ConfigError> {
+    let Some(variable) = key_env.or_else(|| provider.default_key_env().map(str::to_string)) else {
+        return Ok(None);
+    };
+    match std::env::var(&variable) {
+        Ok(key) if !key.trim().is_empty() => Ok(Some(Credentials {
+            key: Secret::new(key.trim().to_string()),
+            secret: None,
+        })),
+        _ => Err(invalid(
+            "feed",
+            format!(
+                "{} needs an API key: set the environment variable {variable}",
+                provider.name()
+            ),
+        )),
+    }
+}
+
 fn feed_spec(
     provider: Provider,
     url: Option<String>,
     symbols: Vec<String>,
     channels: Option<Vec<String>>,
+    key_env: Option<String>,
 ) -> Result<FeedSpec, ConfigError> {
     let symbols: Vec<String> = symbols
         .into_iter()
@@ -369,6 +395,7 @@ fn feed_spec(
         url,
         symbols,
         channels: channels.unwrap_or_else(|| provider.default_channels()),
+        credentials: credentials(provider, key_env)?,
     })
 }
 
@@ -378,6 +405,7 @@ fn feed_from_file(feed: FileFeed) -> Result<FeedSpec, ConfigError> {
         feed.url,
         feed.symbols,
         feed.channels,
+        feed.key_env,
     )
 }
 
@@ -394,7 +422,7 @@ pub fn parse_feed(text: &str) -> Result<FeedSpec, ConfigError> {
         None => (rest, None),
     };
     let symbols = symbols.split(',').map(str::to_string).collect();
-    feed_spec(provider(name)?, url, symbols, None)
+    feed_spec(provider(name)?, url, symbols, None, None)
 }
 
 /// Parses a duration such as `250ms`, `1s`, `10s`, `1m`, `15m`, `1h`.

@@ -290,6 +290,7 @@ async fn demo_exchange(settings: &Settings) -> anyhow::Result<(MockExchange, Fee
         url: exchange.url()?,
         symbols,
         channels: vec!["trade".to_string()],
+        credentials: None,
     };
     Ok((exchange, spec))
 }

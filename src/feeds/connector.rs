@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
-use crate::feeds::{FeedState, FeedStatus, binance, coinbase, kraken};
+use crate::feeds::{FeedState, FeedStatus, binance, coinbase, finnhub, kraken};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 
 /// The market-data providers tickstream speaks.
@@ -46,6 +46,8 @@ pub enum Provider {
     CoinbaseExchange,
     /// Kraken spot v2.
     Kraken,
+    /// Finnhub trades (API key required).
+    Finnhub,
 }
 
 impl Provider {
@@ -56,15 +58,32 @@ impl Provider {
             Provider::Coinbase => "coinbase",
             Provider::CoinbaseExchange => "coinbase-exchange",
             Provider::Kraken => "kraken",
+            Provider::Finnhub => "finnhub",
         }
     }
 
     /// Every provider, for help texts.
-    pub const ALL: [Provider; 3] = [
+    pub const ALL: [Provider; 5] = [
         Provider::Binance,
         Provider::Coinbase,
         Provider::CoinbaseExchange,
+        Provider::Kraken,
+        Provider::Finnhub,
     ];
+
+    /// The environment variable that holds the API key, for providers that need one.
+    pub fn default_key_env(self) -> Option<&'static str> {
+        match self {
+            Provider::Finnhub => Some(finnhub::DEFAULT_KEY_ENV),
+            _ => None,
+        }
+    }
+
+    /// Whether the venue acknowledges subscriptions (otherwise the feed is live once they are
+    /// sent).
+    fn acknowledges(self) -> bool {
+        !matches!(self, Provider::Finnhub)
+    }
 
     /// Parses a provider name.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -73,6 +92,7 @@ impl Provider {
             "coinbase" => Some(Provider::Coinbase),
             "coinbase-exchange" => Some(Provider::CoinbaseExchange),
             "kraken" => Some(Provider::Kraken),
+            "finnhub" => Some(Provider::Finnhub),
             _ => None,
         }
     }
@@ -84,6 +104,7 @@ impl Provider {
             Provider::Coinbase => coinbase::ADVANCED_TRADE_URL,
             Provider::CoinbaseExchange => coinbase::EXCHANGE_URL,
             Provider::Kraken => kraken::DEFAULT_URL,
+            Provider::Finnhub => finnhub::DEFAULT_URL,
         }
     }
 
@@ -94,6 +115,7 @@ impl Provider {
             Provider::Coinbase => vec!["market_trades".into(), "ticker".into()],
             Provider::CoinbaseExchange => vec!["matches".into(), "ticker".into()],
             Provider::Kraken => vec!["trade".into(), "ticker".into()],
+            Provider::Finnhub => vec!["trade".into()],
         }
     }
 
@@ -122,18 +144,25 @@ impl Provider {
             Provider::Coinbase | Provider::CoinbaseExchange => Duration::from_secs(10),
             // Heartbeats ~1/s once subscribed, pongs to our pings every 10 s.
             Provider::Kraken => Duration::from_secs(15),
+            // Finnhub pings about once a minute, and its sockets are known to go silent.
+            Provider::Finnhub => Duration::from_secs(90),
         }
     }
 
-    fn connect_url(self, base: &str) -> String {
+    fn connect_url(self, base: &str, credentials: Option<&Credentials>) -> String {
         match self {
             Provider::Binance => binance::stream_url(base),
+            Provider::Finnhub => match credentials {
+                Some(credentials) => finnhub::url_with_token(base, credentials.key.expose()),
+                None => base.to_string(),
+            },
             Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken => base.to_string(),
         }
     }
 
     fn handshake(self, spec: &FeedSpec) -> Vec<String> {
         match self {
+            Provider::Finnhub => finnhub::subscriptions(&spec.symbols),
             Provider::Kraken => kraken::subscriptions(&spec.symbols, &spec.channels),
             Provider::Binance => vec![binance::subscribe_request(&spec.symbols, &spec.channels, 1)],
             Provider::Coinbase => {
@@ -159,6 +188,7 @@ impl Provider {
             Provider::Coinbase => coinbase::parse_advanced_trade(text, ctx, out),
             Provider::CoinbaseExchange => coinbase::parse_exchange(text, ctx, out),
             Provider::Kraken => kraken::parse(text, ctx, out),
+            Provider::Finnhub => finnhub::parse(text, ctx, out),
         }
     }
 }
@@ -174,6 +204,39 @@ pub struct FeedSpec {
     pub symbols: Vec<String>,
     /// Channels to subscribe.
     pub channels: Vec<String>,
+    /// API credentials, read from the environment (never logged or shown).
+    pub credentials: Option<Credentials>,
+}
+
+/// A secret string: its `Debug` shows nothing, and it is only read through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A feed's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// API key or token.
+    pub key: Secret,
+    /// API secret, for providers that have one.
+    pub secret: Option<Secret>,
 }
 
 /// Connection limits and timing shared by all connectors.
@@ -235,7 +298,7 @@ pub fn live_stream(
         let mut ctx = ParseContext::new(feed);
         let mut last_trade_ids: HashMap<Symbol, u64> = HashMap::new();
         let stale_after = settings.stale_after.unwrap_or(spec.provider.stale_after());
-        let url = spec.provider.connect_url(&spec.url);
+        let url = spec.provider.connect_url(&spec.url, spec.credentials.as_ref());
         let config = WebSocketConfig::default()
             .max_message_size(Some(settings.max_message_bytes))
             .max_frame_size(Some(settings.max_message_bytes));
@@ -263,6 +326,9 @@ pub fn live_stream(
                             ended = Some(Ended::Failed(format!("subscribe failed: {error}")));
                             break;
                         }
+                    }
+                    if ended.is_none() && !spec.provider.acknowledges() {
+                        status.set_state(FeedState::Live);
                     }
                     let mut events = Vec::new();
                     let mut last_frame = Instant::now();
@@ -371,6 +437,7 @@ pub fn live_stream(
                 Ended::Cancelled => return,
                 Ended::Failed(reason) => reason,
             };
+            status.set_error(reason.clone());
             let retry = backoff.next(started.elapsed());
             let state = match retry {
                 Retry::Backoff(_) => FeedState::Backoff,

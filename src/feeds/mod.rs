@@ -3,8 +3,8 @@
 //! - [`connector`]: one live WebSocket connection as an async stream, with reconnects.
 //! - [`reconnect`]: backoff with full jitter and the circuit breaker.
 //! - [`event`]: what a parsed frame means, shared by every provider.
-//! - one folder per provider ([`binance`], [`coinbase`], [`kraken`]) with its wire format: URL,
-//!   subscription, parser.
+//! - one folder per provider ([`binance`], [`coinbase`], [`kraken`], [`finnhub`]) with its wire
+//!   format: URL, subscription, parser.
 //!
 //! Every source of trades (replay files and live feeds) registers here and gets a
 //! [`FeedStatus`]: its state and counters, updated by the source and by the analytics core, read by
@@ -14,6 +14,7 @@ pub mod binance;
 pub mod coinbase;
 pub mod connector;
 pub mod event;
+pub mod finnhub;
 pub mod kraken;
 pub mod reconnect;
 
@@ -182,6 +183,11 @@ impl FeedStatus {
             .store(FeedState::Finished.as_u8(), Ordering::Release);
     }
 
+    /// Records the latest error of a feed that goes on (a live feed's last disconnect reason).
+    pub fn set_error(&self, message: String) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+
     /// Marks the feed failed with the error's message.
     pub fn set_failed(&self, message: String) {
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
@@ -263,7 +269,7 @@ pub struct FeedView {
     pub format: String,
     /// Lifecycle state.
     pub state: FeedState,
-    /// The error that failed it.
+    /// The error that failed it, or a live feed's latest disconnect reason.
     pub error: Option<String>,
     /// Rows read.
     pub rows_read: u64,

@@ -18,6 +18,10 @@
 //!   per channel, acknowledged with `success`; trades are `trade` updates; a `heartbeat` every
 //!   second; `{"method":"ping"}` is answered with `pong`.
 //!
+//! - `finnhub`: `{"type":"subscribe","symbol":"AAPL"}` per symbol, no acknowledgement (the
+//!   `token` in the URL is accepted whatever it is); trades are `trade` batches of one print;
+//!   `{"type":"ping"}` every second.
+//!
 //! Subscriptions are accepted at any time. Each connection is served the recording from its start
 //! (trade ids are stable: the file's own, or numbered per symbol from 1), so a reconnecting
 //! client sees trades it already has again — the case the connector's duplicate detection exists
@@ -215,6 +219,13 @@ struct BinanceRequest {
 }
 
 #[derive(Deserialize)]
+struct FinnhubRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    symbol: String,
+}
+
+#[derive(Deserialize)]
 struct KrakenRequest {
     method: String,
     params: Option<KrakenParams>,
@@ -269,6 +280,19 @@ impl Session {
                 Ok(vec![
                     json!({ "result": null, "id": request.id }).to_string(),
                 ])
+            }
+            Provider::Finnhub => {
+                let request: FinnhubRequest = serde_json::from_str(text).map_err(|_| bad())?;
+                match request.kind.as_str() {
+                    "subscribe" => {
+                        self.symbols.insert(request.symbol.to_ascii_lowercase());
+                    }
+                    "unsubscribe" => {
+                        self.symbols.remove(&request.symbol.to_ascii_lowercase());
+                    }
+                    _ => return Err(bad()),
+                }
+                Ok(Vec::new())
             }
             Provider::Kraken => {
                 let request: KrakenRequest = serde_json::from_str(text).map_err(|_| bad())?;
@@ -386,6 +410,14 @@ impl Session {
                 })
                 .to_string()
             }
+            Provider::Finnhub => json!({
+                "type": "trade",
+                "data": [{
+                    "s": symbol, "p": trade.price, "v": trade.size,
+                    "t": ts.div_euclid(1_000_000), "c": ["1"],
+                }],
+            })
+            .to_string(),
             Provider::Kraken => json!({
                 "channel": "trade", "type": "update",
                 "data": [{
@@ -417,6 +449,7 @@ impl Session {
         match provider {
             Provider::Binance => vec![Message::Ping(Vec::new().into())],
             Provider::Kraken => vec![Message::text(r#"{"channel":"heartbeat"}"#)],
+            Provider::Finnhub => vec![Message::text(r#"{"type":"ping"}"#)],
             Provider::CoinbaseExchange => {
                 let mut products: Vec<&String> = self.symbols.iter().collect();
                 products.sort();
@@ -452,7 +485,7 @@ impl Session {
 fn default_keepalive(provider: Provider) -> Duration {
     match provider {
         Provider::Binance => Duration::from_secs(20),
-        Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken => {
+        Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken | Provider::Finnhub => {
             Duration::from_secs(1)
         }
     }

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tickstream::Settings;
 use tickstream::config::ServeArgs;
-use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
+use tickstream::feeds::connector::{
+    ConnectorSettings, Credentials, FeedSpec, Provider, Secret, live_stream,
+};
 use tickstream::feeds::reconnect::ReconnectPolicy;
 use tickstream::feeds::{FeedDescription, FeedRegistry, FeedState};
 use tickstream::metrics::Metrics;
@@ -45,14 +48,16 @@ async fn wait_for_feed(
     app: &TestApp,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
     for _ in 0..3000 {
         let (_, body) = app.get("/v1/feeds").await;
         if done(&body["feeds"][0]) {
             return body["feeds"][0].clone();
         }
+        last = body;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("feed never reached the expected state");
+    panic!("feed never reached the expected state: {last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,11 +77,23 @@ async fn every_provider_s_live_path_reaches_the_same_statistics_as_a_replay() {
         };
         let (mock, stop_mock) =
             start_mock("127.0.0.1:0".parse().expect("addr"), &trades, options).await;
-        let live = TestApp::spawn(ServeArgs {
-            feed: vec![format!("{}:BTCUSDT@ws://{mock}", provider.name())],
+        let mut settings = Settings::load(ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
             ..ServeArgs::default()
         })
-        .await;
+        .expect("settings");
+        settings.demo = false;
+        settings.feeds = vec![FeedSpec {
+            provider,
+            url: format!("ws://{mock}"),
+            symbols: vec!["BTCUSDT".into()],
+            channels: provider.default_channels(),
+            credentials: provider.default_key_env().map(|_| Credentials {
+                key: Secret::new("test-token-do-not-show".into()),
+                secret: None,
+            }),
+        }];
+        let live = TestApp::spawn_settings(settings).await;
         let feed = wait_for_feed(&live, |f| f["trades"] == trades.len()).await;
         assert_eq!(feed["state"], "live", "{provider:?}: {feed}");
         assert_eq!(feed["kind"], provider.name());
@@ -86,6 +103,16 @@ async fn every_provider_s_live_path_reaches_the_same_statistics_as_a_replay() {
         assert_eq!(feed["duplicates"], 0, "{provider:?}: {feed}");
         assert_eq!(feed["late"], 0, "{provider:?}: {feed}");
         assert_eq!(feed["reconnects"], 0, "{provider:?}: {feed}");
+        assert_eq!(
+            feed["source"],
+            format!("ws://{mock}"),
+            "no credentials shown"
+        );
+        assert_eq!(
+            feed["source"],
+            format!("ws://{mock}"),
+            "no credentials shown"
+        );
         for path in ["/v1/symbols/BTCUSDT/stats", "/v1/symbols"] {
             assert_eq!(
                 live.get(path).await,
@@ -159,6 +186,7 @@ async fn a_silent_exchange_triggers_the_stale_feed_reconnect() {
         url: format!("ws://{mock}"),
         symbols: vec!["BTCUSDT".into()],
         channels: vec!["trade".into()],
+        credentials: None,
     };
     let settings = ConnectorSettings {
         stale_after: Some(Duration::from_millis(200)),
@@ -202,6 +230,10 @@ async fn an_unreachable_exchange_is_retried_and_the_service_stays_up() {
     let app = TestApp::spawn(feed_args(address)).await;
     let feed = wait_for_feed(&app, |f| f["state"] == "backoff").await;
     assert_eq!(feed["trades"], 0);
+    let reason = feed["error"]
+        .as_str()
+        .expect("the disconnect reason is shown");
+    assert!(reason.contains("connect failed"), "{feed}");
     let (status, _) = app.get("/healthz").await;
     assert_eq!(status, 200);
     app.stop().await;

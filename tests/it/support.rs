@@ -277,11 +277,15 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the service with `args` (listen defaults to 127.0.0.1:0).
     pub async fn spawn(mut args: ServeArgs) -> TestApp {
-        init_test_log();
         if args.listen.is_none() {
             args.listen = Some("127.0.0.1:0".into());
         }
-        let settings = Settings::load(args).expect("valid settings");
+        Self::spawn_settings(Settings::load(args).expect("valid settings")).await
+    }
+
+    /// Starts the service with `settings` as they are.
+    pub async fn spawn_settings(settings: Settings) -> TestApp {
+        init_test_log();
         let app = App::build(settings).await.expect("app builds");
         let address = app.local_addr().expect("bound");
         let (stop, stopped) = tokio::sync::oneshot::channel();
