@@ -140,6 +140,8 @@ struct FileFeed {
     channels: Option<Vec<String>>,
     /// The environment variable holding the API key (the provider's default otherwise).
     key_env: Option<String>,
+    /// The environment variable holding the API secret (the provider's default otherwise).
+    secret_env: Option<String>,
 }
 
 /// The TOML file, as written.
@@ -349,23 +351,28 @@ fn provider(name: &str) -> Result<Provider, ConfigError> {
 fn credentials(
     provider: Provider,
     key_env: Option<String>,
+    secret_env: Option<String>,
 ) -> Result<Option<Credentials>, ConfigError> {
-    let Some(variable) = key_env.or_else(|| provider.default_key_env().map(str::to_string)) else {
-        return Ok(None);
-    };
-    match std::env::var(&variable) {
-        Ok(key) if !key.trim().is_empty() => Ok(Some(Credentials {
-            key: Secret::new(key.trim().to_string()),
-            secret: None,
-        })),
+    let read = |what: &str, variable: String| match std::env::var(&variable) {
+        Ok(value) if !value.trim().is_empty() => Ok(Secret::new(value.trim().to_string())),
         _ => Err(invalid(
             "feed",
             format!(
-                "{} needs an API key: set the environment variable {variable}",
+                "{} needs an API {what}: set the environment variable {variable}",
                 provider.name()
             ),
         )),
-    }
+    };
+    let Some(key_variable) = key_env.or_else(|| provider.default_key_env().map(str::to_string))
+    else {
+        return Ok(None);
+    };
+    let key = read("key", key_variable)?;
+    let secret = match secret_env.or_else(|| provider.default_secret_env().map(str::to_string)) {
+        Some(variable) => Some(read("secret", variable)?),
+        None => None,
+    };
+    Ok(Some(Credentials { key, secret }))
 }
 
 fn feed_spec(
@@ -374,6 +381,7 @@ fn feed_spec(
     symbols: Vec<String>,
     channels: Option<Vec<String>>,
     key_env: Option<String>,
+    secret_env: Option<String>,
 ) -> Result<FeedSpec, ConfigError> {
     let symbols: Vec<String> = symbols
         .into_iter()
@@ -395,7 +403,7 @@ fn feed_spec(
         url,
         symbols,
         channels: channels.unwrap_or_else(|| provider.default_channels()),
-        credentials: credentials(provider, key_env)?,
+        credentials: credentials(provider, key_env, secret_env)?,
     })
 }
 
@@ -406,6 +414,7 @@ fn feed_from_file(feed: FileFeed) -> Result<FeedSpec, ConfigError> {
         feed.symbols,
         feed.channels,
         feed.key_env,
+        feed.secret_env,
     )
 }
 
@@ -422,7 +431,7 @@ pub fn parse_feed(text: &str) -> Result<FeedSpec, ConfigError> {
         None => (rest, None),
     };
     let symbols = symbols.split(',').map(str::to_string).collect();
-    feed_spec(provider(name)?, url, symbols, None, None)
+    feed_spec(provider(name)?, url, symbols, None, None, None)
 }
 
 /// Parses a duration such as `250ms`, `1s`, `10s`, `1m`, `15m`, `1h`.

@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
-use crate::feeds::{FeedState, FeedStatus, binance, coinbase, finnhub, kraken};
+use crate::feeds::{FeedState, FeedStatus, alpaca, binance, coinbase, finnhub, kraken};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 
 /// The market-data providers tickstream speaks.
@@ -48,6 +48,8 @@ pub enum Provider {
     Kraken,
     /// Finnhub trades (API key required).
     Finnhub,
+    /// Alpaca market data v2, stocks (key and secret required).
+    Alpaca,
 }
 
 impl Provider {
@@ -59,24 +61,40 @@ impl Provider {
             Provider::CoinbaseExchange => "coinbase-exchange",
             Provider::Kraken => "kraken",
             Provider::Finnhub => "finnhub",
+            Provider::Alpaca => "alpaca",
         }
     }
 
     /// Every provider, for help texts.
-    pub const ALL: [Provider; 5] = [
+    pub const ALL: [Provider; 6] = [
         Provider::Binance,
         Provider::Coinbase,
         Provider::CoinbaseExchange,
         Provider::Kraken,
         Provider::Finnhub,
+        Provider::Alpaca,
     ];
 
     /// The environment variable that holds the API key, for providers that need one.
     pub fn default_key_env(self) -> Option<&'static str> {
         match self {
             Provider::Finnhub => Some(finnhub::DEFAULT_KEY_ENV),
+            Provider::Alpaca => Some(alpaca::DEFAULT_KEY_ENV),
             _ => None,
         }
+    }
+
+    /// The environment variable that holds the API secret, for providers that need one.
+    pub fn default_secret_env(self) -> Option<&'static str> {
+        match self {
+            Provider::Alpaca => Some(alpaca::DEFAULT_SECRET_ENV),
+            _ => None,
+        }
+    }
+
+    /// Whether trade ids are consecutive per symbol (so a jump is a gap).
+    fn sequential_trade_ids(self) -> bool {
+        !matches!(self, Provider::Alpaca | Provider::Finnhub)
     }
 
     /// Whether the venue acknowledges subscriptions (otherwise the feed is live once they are
@@ -93,6 +111,7 @@ impl Provider {
             "coinbase-exchange" => Some(Provider::CoinbaseExchange),
             "kraken" => Some(Provider::Kraken),
             "finnhub" => Some(Provider::Finnhub),
+            "alpaca" => Some(Provider::Alpaca),
             _ => None,
         }
     }
@@ -105,6 +124,7 @@ impl Provider {
             Provider::CoinbaseExchange => coinbase::EXCHANGE_URL,
             Provider::Kraken => kraken::DEFAULT_URL,
             Provider::Finnhub => finnhub::DEFAULT_URL,
+            Provider::Alpaca => alpaca::DEFAULT_URL,
         }
     }
 
@@ -116,6 +136,7 @@ impl Provider {
             Provider::CoinbaseExchange => vec!["matches".into(), "ticker".into()],
             Provider::Kraken => vec!["trade".into(), "ticker".into()],
             Provider::Finnhub => vec!["trade".into()],
+            Provider::Alpaca => vec!["trades".into(), "quotes".into()],
         }
     }
 
@@ -146,6 +167,8 @@ impl Provider {
             Provider::Kraken => Duration::from_secs(15),
             // Finnhub pings about once a minute, and its sockets are known to go silent.
             Provider::Finnhub => Duration::from_secs(90),
+            // Alpaca sends no heartbeat: quiet symbols outside market hours are silent for long.
+            Provider::Alpaca => Duration::from_secs(300),
         }
     }
 
@@ -156,12 +179,21 @@ impl Provider {
                 Some(credentials) => finnhub::url_with_token(base, credentials.key.expose()),
                 None => base.to_string(),
             },
-            Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken => base.to_string(),
+            Provider::Coinbase
+            | Provider::CoinbaseExchange
+            | Provider::Kraken
+            | Provider::Alpaca => base.to_string(),
         }
     }
 
     fn handshake(self, spec: &FeedSpec) -> Vec<String> {
         match self {
+            Provider::Alpaca => {
+                let (key, secret) = spec.credentials.as_ref().map_or(("", ""), |c| {
+                    (c.key.expose(), c.secret.as_ref().map_or("", Secret::expose))
+                });
+                alpaca::handshake(key, secret, &spec.symbols, &spec.channels)
+            }
             Provider::Finnhub => finnhub::subscriptions(&spec.symbols),
             Provider::Kraken => kraken::subscriptions(&spec.symbols, &spec.channels),
             Provider::Binance => vec![binance::subscribe_request(&spec.symbols, &spec.channels, 1)],
@@ -189,6 +221,7 @@ impl Provider {
             Provider::CoinbaseExchange => coinbase::parse_exchange(text, ctx, out),
             Provider::Kraken => kraken::parse(text, ctx, out),
             Provider::Finnhub => finnhub::parse(text, ctx, out),
+            Provider::Alpaca => alpaca::parse(text, ctx, out),
         }
     }
 }
@@ -336,6 +369,7 @@ pub fn live_stream(
                         tokio::time::interval_at(Instant::now() + every, every)
                     });
                     let mut ping_id = 0u64;
+                    let mut venue_error: Option<String> = None;
                     while ended.is_none() {
                         // Silence is measured from the last frame, whatever we send meanwhile.
                         let next = tokio::select! {
@@ -398,7 +432,7 @@ pub fn live_stream(
                         for event in events.drain(..) {
                             match event {
                                 FeedEvent::Trade(trade) => {
-                                    if let Some(id) = trade.trade_id {
+                                    if let Some(id) = trade.trade_id.filter(|_| spec.provider.sequential_trade_ids()) {
                                         let last = last_trade_ids.insert(trade.symbol.clone(), id);
                                         if last.is_some_and(|last| id > last + 1) {
                                             status.gaps.fetch_add(1, Ordering::Relaxed);
@@ -418,6 +452,12 @@ pub fn live_stream(
                                 }
                                 FeedEvent::ProviderError { code, message } => {
                                     tracing::warn!(feed = status.name(), ?code, %message, "the venue reported an error");
+                                    let text = match code {
+                                        Some(code) => format!("venue error {code}: {message}"),
+                                        None => format!("venue error: {message}"),
+                                    };
+                                    status.set_error(text.clone());
+                                    venue_error = Some(text);
                                 }
                             }
                         }
@@ -430,7 +470,12 @@ pub fn live_stream(
                         }
                     }
                     let _ = socket.close(None).await;
-                    ended.unwrap_or(Ended::Cancelled)
+                    match (ended, venue_error) {
+                        (Some(Ended::Failed(reason)), Some(error)) => {
+                            Ended::Failed(format!("{reason} (after {error})"))
+                        }
+                        (ended, _) => ended.unwrap_or(Ended::Cancelled),
+                    }
                 }
             };
             let reason = match ended {

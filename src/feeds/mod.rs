@@ -3,13 +3,14 @@
 //! - [`connector`]: one live WebSocket connection as an async stream, with reconnects.
 //! - [`reconnect`]: backoff with full jitter and the circuit breaker.
 //! - [`event`]: what a parsed frame means, shared by every provider.
-//! - one folder per provider ([`binance`], [`coinbase`], [`kraken`], [`finnhub`]) with its wire
-//!   format: URL, subscription, parser.
+//! - one folder per provider ([`alpaca`], [`binance`], [`coinbase`], [`finnhub`], [`kraken`])
+//!   with its wire format: URL, subscription, parser.
 //!
 //! Every source of trades (replay files and live feeds) registers here and gets a
 //! [`FeedStatus`]: its state and counters, updated by the source and by the analytics core, read by
 //! `GET /v1/feeds` and `GET /metrics`.
 
+pub mod alpaca;
 pub mod binance;
 pub mod coinbase;
 pub mod connector;

@@ -22,6 +22,11 @@
 //!   `token` in the URL is accepted whatever it is); trades are `trade` batches of one print;
 //!   `{"type":"ping"}` every second.
 //!
+//! - `alpaca`: `[{"T":"success","msg":"connected"}]` on connect; `{"action":"auth",…}` answered
+//!   with `authenticated` (or, with `reject_auth`, `[{"T":"error","code":402,"msg":"auth failed"}]`
+//!   and a close, as the venue does); `{"action":"subscribe","trades":[…]}` answered with the whole
+//!   `subscription`; trades are `[{"T":"t",…}]`; WebSocket pings every 20 s.
+//!
 //! Subscriptions are accepted at any time. Each connection is served the recording from its start
 //! (trade ids are stable: the file's own, or numbered per symbol from 1), so a reconnecting
 //! client sees trades it already has again — the case the connector's duplicate detection exists
@@ -64,6 +69,8 @@ pub struct MockOptions {
     pub max_pause: Option<Duration>,
     /// How long a client has to subscribe.
     pub subscribe_timeout: Duration,
+    /// Refuse every authentication (providers that authenticate).
+    pub reject_auth: bool,
 }
 
 impl Default for MockOptions {
@@ -75,6 +82,7 @@ impl Default for MockOptions {
             repeat: false,
             max_pause: None,
             subscribe_timeout: Duration::from_secs(10),
+            reject_auth: false,
         }
     }
 }
@@ -208,6 +216,12 @@ struct Session {
     sequences: HashMap<String, u64>,
     /// Coinbase Exchange: per-product last trade id, for heartbeats.
     last_trade_ids: HashMap<String, u64>,
+    /// Alpaca: authenticated.
+    authenticated: bool,
+    /// Alpaca: refuse authentication.
+    reject_auth: bool,
+    /// Close the connection once the replies are sent.
+    closing: bool,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +230,15 @@ struct BinanceRequest {
     #[serde(default)]
     params: Vec<String>,
     id: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct AlpacaRequest {
+    action: String,
+    #[serde(default)]
+    trades: Vec<String>,
+    #[serde(default)]
+    quotes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +303,30 @@ impl Session {
                 Ok(vec![
                     json!({ "result": null, "id": request.id }).to_string(),
                 ])
+            }
+            Provider::Alpaca => {
+                let request: AlpacaRequest = serde_json::from_str(text).map_err(|_| bad())?;
+                let reply = match request.action.as_str() {
+                    "auth" if self.reject_auth => {
+                        self.closing = true;
+                        json!([{ "T": "error", "code": 402, "msg": "auth failed" }])
+                    }
+                    "auth" => {
+                        self.authenticated = true;
+                        json!([{ "T": "success", "msg": "authenticated" }])
+                    }
+                    "subscribe" if !self.authenticated => {
+                        json!([{ "T": "error", "code": 401, "msg": "not authenticated" }])
+                    }
+                    "subscribe" => {
+                        self.symbols
+                            .extend(request.trades.iter().map(|s| s.to_ascii_lowercase()));
+                        json!([{ "T": "subscription", "trades": request.trades,
+                                 "quotes": request.quotes, "bars": [] }])
+                    }
+                    _ => json!([{ "T": "error", "code": 400, "msg": "invalid syntax" }]),
+                };
+                Ok(vec![reply.to_string()])
             }
             Provider::Finnhub => {
                 let request: FinnhubRequest = serde_json::from_str(text).map_err(|_| bad())?;
@@ -410,6 +457,11 @@ impl Session {
                 })
                 .to_string()
             }
+            Provider::Alpaca => json!([{
+                "T": "t", "i": id, "S": symbol, "x": "V", "p": trade.price, "s": trade.size,
+                "t": rfc3339(ts), "c": ["@"], "z": "C",
+            }])
+            .to_string(),
             Provider::Finnhub => json!({
                 "type": "trade",
                 "data": [{
@@ -447,7 +499,7 @@ impl Session {
     fn keepalives(&mut self, provider: Provider) -> Vec<Message> {
         let now = rfc3339(crate::model::wall_clock_now());
         match provider {
-            Provider::Binance => vec![Message::Ping(Vec::new().into())],
+            Provider::Binance | Provider::Alpaca => vec![Message::Ping(Vec::new().into())],
             Provider::Kraken => vec![Message::text(r#"{"channel":"heartbeat"}"#)],
             Provider::Finnhub => vec![Message::text(r#"{"type":"ping"}"#)],
             Provider::CoinbaseExchange => {
@@ -484,7 +536,7 @@ impl Session {
 
 fn default_keepalive(provider: Provider) -> Duration {
     match provider {
-        Provider::Binance => Duration::from_secs(20),
+        Provider::Binance | Provider::Alpaca => Duration::from_secs(20),
         Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken | Provider::Finnhub => {
             Duration::from_secs(1)
         }
@@ -500,7 +552,14 @@ async fn serve(
     let _ = stream.set_nodelay(true);
     let mut socket = tokio_tungstenite::accept_async(stream).await?;
     let provider = options.provider;
-    let mut session = Session::default();
+    let mut session = Session {
+        reject_auth: options.reject_auth,
+        ..Session::default()
+    };
+    if provider == Provider::Alpaca {
+        let greeting = json!([{ "T": "success", "msg": "connected" }]).to_string();
+        socket.send(Message::text(greeting)).await?;
+    }
     let subscribe_deadline = Instant::now() + options.subscribe_timeout;
     let mut keepalive = tokio::time::interval(
         options
@@ -559,6 +618,9 @@ async fn serve(
                 Some(Ok(Message::Text(text))) => {
                     for reply in session.request(provider, text.as_str())? {
                         socket.send(Message::text(reply)).await?;
+                    }
+                    if session.closing {
+                        break;
                     }
                 }
                 Some(Ok(_)) => {}
