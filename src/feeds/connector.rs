@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
-use crate::feeds::{FeedState, FeedStatus, alpaca, binance, coinbase, finnhub, kraken};
+use crate::feeds::{FeedState, FeedStatus, alpaca, binance, coinbase, finnhub, kraken, polygon};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 
 /// The market-data providers tickstream speaks.
@@ -50,6 +50,8 @@ pub enum Provider {
     Finnhub,
     /// Alpaca market data v2, stocks (key and secret required).
     Alpaca,
+    /// Polygon.io (Massive) stocks (API key required).
+    Polygon,
 }
 
 impl Provider {
@@ -62,17 +64,19 @@ impl Provider {
             Provider::Kraken => "kraken",
             Provider::Finnhub => "finnhub",
             Provider::Alpaca => "alpaca",
+            Provider::Polygon => "polygon",
         }
     }
 
     /// Every provider, for help texts.
-    pub const ALL: [Provider; 6] = [
+    pub const ALL: [Provider; 7] = [
         Provider::Binance,
         Provider::Coinbase,
         Provider::CoinbaseExchange,
         Provider::Kraken,
         Provider::Finnhub,
         Provider::Alpaca,
+        Provider::Polygon,
     ];
 
     /// The environment variable that holds the API key, for providers that need one.
@@ -80,6 +84,7 @@ impl Provider {
         match self {
             Provider::Finnhub => Some(finnhub::DEFAULT_KEY_ENV),
             Provider::Alpaca => Some(alpaca::DEFAULT_KEY_ENV),
+            Provider::Polygon => Some(polygon::DEFAULT_KEY_ENV),
             _ => None,
         }
     }
@@ -94,7 +99,10 @@ impl Provider {
 
     /// Whether trade ids are consecutive per symbol (so a jump is a gap).
     fn sequential_trade_ids(self) -> bool {
-        !matches!(self, Provider::Alpaca | Provider::Finnhub)
+        !matches!(
+            self,
+            Provider::Alpaca | Provider::Finnhub | Provider::Polygon
+        )
     }
 
     /// Whether the venue acknowledges subscriptions (otherwise the feed is live once they are
@@ -112,6 +120,7 @@ impl Provider {
             "kraken" => Some(Provider::Kraken),
             "finnhub" => Some(Provider::Finnhub),
             "alpaca" => Some(Provider::Alpaca),
+            "polygon" | "massive" => Some(Provider::Polygon),
             _ => None,
         }
     }
@@ -125,6 +134,7 @@ impl Provider {
             Provider::Kraken => kraken::DEFAULT_URL,
             Provider::Finnhub => finnhub::DEFAULT_URL,
             Provider::Alpaca => alpaca::DEFAULT_URL,
+            Provider::Polygon => polygon::DEFAULT_URL,
         }
     }
 
@@ -137,6 +147,7 @@ impl Provider {
             Provider::Kraken => vec!["trade".into(), "ticker".into()],
             Provider::Finnhub => vec!["trade".into()],
             Provider::Alpaca => vec!["trades".into(), "quotes".into()],
+            Provider::Polygon => vec!["T".into(), "Q".into()],
         }
     }
 
@@ -168,7 +179,7 @@ impl Provider {
             // Finnhub pings about once a minute, and its sockets are known to go silent.
             Provider::Finnhub => Duration::from_secs(90),
             // Alpaca sends no heartbeat: quiet symbols outside market hours are silent for long.
-            Provider::Alpaca => Duration::from_secs(300),
+            Provider::Alpaca | Provider::Polygon => Duration::from_secs(300),
         }
     }
 
@@ -182,12 +193,17 @@ impl Provider {
             Provider::Coinbase
             | Provider::CoinbaseExchange
             | Provider::Kraken
-            | Provider::Alpaca => base.to_string(),
+            | Provider::Alpaca
+            | Provider::Polygon => base.to_string(),
         }
     }
 
     fn handshake(self, spec: &FeedSpec) -> Vec<String> {
         match self {
+            Provider::Polygon => {
+                let key = spec.credentials.as_ref().map_or("", |c| c.key.expose());
+                polygon::handshake(key, &spec.symbols, &spec.channels)
+            }
             Provider::Alpaca => {
                 let (key, secret) = spec.credentials.as_ref().map_or(("", ""), |c| {
                     (c.key.expose(), c.secret.as_ref().map_or("", Secret::expose))
@@ -222,6 +238,7 @@ impl Provider {
             Provider::Kraken => kraken::parse(text, ctx, out),
             Provider::Finnhub => finnhub::parse(text, ctx, out),
             Provider::Alpaca => alpaca::parse(text, ctx, out),
+            Provider::Polygon => polygon::parse(text, ctx, out),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! - [`connector`]: one live WebSocket connection as an async stream, with reconnects.
 //! - [`reconnect`]: backoff with full jitter and the circuit breaker.
 //! - [`event`]: what a parsed frame means, shared by every provider.
-//! - one folder per provider ([`alpaca`], [`binance`], [`coinbase`], [`finnhub`], [`kraken`])
-//!   with its wire format: URL, subscription, parser.
+//! - one folder per provider ([`alpaca`], [`binance`], [`coinbase`], [`finnhub`], [`kraken`],
+//!   [`polygon`]) with its wire format: URL, subscription, parser.
 //!
 //! Every source of trades (replay files and live feeds) registers here and gets a
 //! [`FeedStatus`]: its state and counters, updated by the source and by the analytics core, read by
@@ -17,6 +17,7 @@ pub mod connector;
 pub mod event;
 pub mod finnhub;
 pub mod kraken;
+pub mod polygon;
 pub mod reconnect;
 
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};

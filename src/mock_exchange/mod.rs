@@ -27,6 +27,11 @@
 //!   and a close, as the venue does); `{"action":"subscribe","trades":[…]}` answered with the whole
 //!   `subscription`; trades are `[{"T":"t",…}]`; WebSocket pings every 20 s.
 //!
+//! - `polygon`: `[{"ev":"status","status":"connected",…}]` on connect; `{"action":"auth",…}`
+//!   answered with `auth_success` (or `auth_failed` and a close); `{"action":"subscribe",
+//!   "params":"T.AAPL"}` answered per param with `success`; trades are `[{"ev":"T",…}]`;
+//!   WebSocket pings every 20 s.
+//!
 //! Subscriptions are accepted at any time. Each connection is served the recording from its start
 //! (trade ids are stable: the file's own, or numbered per symbol from 1), so a reconnecting
 //! client sees trades it already has again — the case the connector's duplicate detection exists
@@ -242,6 +247,13 @@ struct AlpacaRequest {
 }
 
 #[derive(Deserialize)]
+struct PolygonRequest {
+    action: String,
+    #[serde(default)]
+    params: String,
+}
+
+#[derive(Deserialize)]
 struct FinnhubRequest {
     #[serde(rename = "type")]
     kind: String,
@@ -303,6 +315,35 @@ impl Session {
                 Ok(vec![
                     json!({ "result": null, "id": request.id }).to_string(),
                 ])
+            }
+            Provider::Polygon => {
+                let request: PolygonRequest = serde_json::from_str(text).map_err(|_| bad())?;
+                let status = |status: &str, message: String| {
+                    json!([{ "ev": "status", "status": status, "message": message }]).to_string()
+                };
+                match request.action.as_str() {
+                    "auth" if self.reject_auth => {
+                        self.closing = true;
+                        Ok(vec![status("auth_failed", "authentication failed".into())])
+                    }
+                    "auth" => {
+                        self.authenticated = true;
+                        Ok(vec![status("auth_success", "authenticated".into())])
+                    }
+                    "subscribe" if self.authenticated => Ok(request
+                        .params
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|param| !param.is_empty())
+                        .map(|param| {
+                            if let Some(symbol) = param.strip_prefix("T.") {
+                                self.symbols.insert(symbol.to_ascii_lowercase());
+                            }
+                            status("success", format!("subscribed to: {param}"))
+                        })
+                        .collect()),
+                    _ => Ok(vec![status("error", "not authorized".into())]),
+                }
             }
             Provider::Alpaca => {
                 let request: AlpacaRequest = serde_json::from_str(text).map_err(|_| bad())?;
@@ -457,6 +498,12 @@ impl Session {
                 })
                 .to_string()
             }
+            Provider::Polygon => json!([{
+                "ev": "T", "sym": symbol, "x": 4, "i": id.to_string(), "z": 3,
+                "p": trade.price, "s": trade.size, "c": [0],
+                "t": ts.div_euclid(1_000_000), "q": id,
+            }])
+            .to_string(),
             Provider::Alpaca => json!([{
                 "T": "t", "i": id, "S": symbol, "x": "V", "p": trade.price, "s": trade.size,
                 "t": rfc3339(ts), "c": ["@"], "z": "C",
@@ -499,7 +546,9 @@ impl Session {
     fn keepalives(&mut self, provider: Provider) -> Vec<Message> {
         let now = rfc3339(crate::model::wall_clock_now());
         match provider {
-            Provider::Binance | Provider::Alpaca => vec![Message::Ping(Vec::new().into())],
+            Provider::Binance | Provider::Alpaca | Provider::Polygon => {
+                vec![Message::Ping(Vec::new().into())]
+            }
             Provider::Kraken => vec![Message::text(r#"{"channel":"heartbeat"}"#)],
             Provider::Finnhub => vec![Message::text(r#"{"type":"ping"}"#)],
             Provider::CoinbaseExchange => {
@@ -536,7 +585,7 @@ impl Session {
 
 fn default_keepalive(provider: Provider) -> Duration {
     match provider {
-        Provider::Binance | Provider::Alpaca => Duration::from_secs(20),
+        Provider::Binance | Provider::Alpaca | Provider::Polygon => Duration::from_secs(20),
         Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken | Provider::Finnhub => {
             Duration::from_secs(1)
         }
@@ -556,9 +605,14 @@ async fn serve(
         reject_auth: options.reject_auth,
         ..Session::default()
     };
-    if provider == Provider::Alpaca {
-        let greeting = json!([{ "T": "success", "msg": "connected" }]).to_string();
-        socket.send(Message::text(greeting)).await?;
+    let greeting = match provider {
+        Provider::Alpaca => Some(json!([{ "T": "success", "msg": "connected" }])),
+        Provider::Polygon => Some(json!([{ "ev": "status", "status": "connected",
+                                            "message": "Connected Successfully" }])),
+        _ => None,
+    };
+    if let Some(greeting) = greeting {
+        socket.send(Message::text(greeting.to_string())).await?;
     }
     let subscribe_deadline = Instant::now() + options.subscribe_timeout;
     let mut keepalive = tokio::time::interval(

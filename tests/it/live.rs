@@ -337,46 +337,51 @@ async fn a_repeating_exchange_moves_time_and_trade_ids_forward_each_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auth_rejection_is_feed_state_with_backoff_and_the_service_stays_up() {
-    let refusing = MockOptions {
-        provider: Provider::Alpaca,
-        reject_auth: true,
-        ..MockOptions::default()
-    };
-    let (mock, stop_mock) = start_mock(
-        "127.0.0.1:0".parse().expect("addr"),
-        &load_trades(EQUITIES),
-        refusing,
-    )
-    .await;
-    let mut settings = Settings::load(ServeArgs {
-        listen: Some("127.0.0.1:0".into()),
-        ..ServeArgs::default()
-    })
-    .expect("settings");
-    settings.demo = false;
-    settings.feeds = vec![FeedSpec {
-        provider: Provider::Alpaca,
-        url: format!("ws://{mock}"),
-        symbols: vec!["IBM".into()],
-        channels: Provider::Alpaca.default_channels(),
-        credentials: Some(Credentials {
-            key: Secret::new("key-id-not-to-show".into()),
-            secret: Some(Secret::new("secret-not-to-show".into())),
-        }),
-    }];
-    let app = TestApp::spawn_settings(settings).await;
-    let feed = wait_for_feed(&app, |f| {
-        (f["state"] == "backoff" || f["state"] == "circuit_open")
-            && f["error"].as_str().is_some_and(|e| e.contains("402"))
-    })
-    .await;
-    assert_eq!(feed["trades"], 0);
-    let text = feed.to_string();
-    assert!(!text.contains("not-to-show"), "{text}");
-    let (status, _) = app.get("/healthz").await;
-    assert_eq!(status, 200);
-    let (status, _) = app.get("/v1/symbols").await;
-    assert_eq!(status, 200);
-    app.stop().await;
-    stop_mock.cancel();
+    for (provider, expected) in [
+        (Provider::Alpaca, "402"),
+        (Provider::Polygon, "auth_failed"),
+    ] {
+        let refusing = MockOptions {
+            provider,
+            reject_auth: true,
+            ..MockOptions::default()
+        };
+        let (mock, stop_mock) = start_mock(
+            "127.0.0.1:0".parse().expect("addr"),
+            &load_trades(EQUITIES),
+            refusing,
+        )
+        .await;
+        let mut settings = Settings::load(ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            ..ServeArgs::default()
+        })
+        .expect("settings");
+        settings.demo = false;
+        settings.feeds = vec![FeedSpec {
+            provider,
+            url: format!("ws://{mock}"),
+            symbols: vec!["IBM".into()],
+            channels: provider.default_channels(),
+            credentials: Some(Credentials {
+                key: Secret::new("key-id-not-to-show".into()),
+                secret: Some(Secret::new("secret-not-to-show".into())),
+            }),
+        }];
+        let app = TestApp::spawn_settings(settings).await;
+        let feed = wait_for_feed(&app, |f| {
+            (f["state"] == "backoff" || f["state"] == "circuit_open")
+                && f["error"].as_str().is_some_and(|e| e.contains(expected))
+        })
+        .await;
+        assert_eq!(feed["trades"], 0, "{provider:?}");
+        let text = feed.to_string();
+        assert!(!text.contains("not-to-show"), "{text}");
+        let (status, _) = app.get("/healthz").await;
+        assert_eq!(status, 200);
+        let (status, _) = app.get("/v1/symbols").await;
+        assert_eq!(status, 200);
+        app.stop().await;
+        stop_mock.cancel();
+    }
 }
