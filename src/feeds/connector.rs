@@ -225,7 +225,8 @@ impl Provider {
         }
     }
 
-    fn parse(
+    /// Parses one text frame of this provider into `out`.
+    pub fn parse(
         self,
         text: &str,
         ctx: &mut ParseContext,

@@ -8,11 +8,13 @@
 //! a file that cannot be opened or read is a [`ReplayError`].
 //!
 //! - [`fields`]: parsing of one row's fields, shared by the formats.
-//! - [`csv`], [`jsonl`], [`parquet`]: the formats.
+//! - [`csv`], [`jsonl`], [`parquet`]: the formats of normalized trades.
+//! - [`frames`]: raw WebSocket frames as received, replayed through the real parsers.
 //! - [`pace`](mod@pace): replay speed (as fast as possible, real time, N×).
 
 pub mod csv;
 pub mod fields;
+pub mod frames;
 pub mod jsonl;
 pub mod pace;
 pub mod parquet;
@@ -53,12 +55,19 @@ pub enum ReplayFormat {
     JsonLines,
     /// Apache Parquet (read with polars).
     Parquet,
+    /// Raw WebSocket frames as received (`*.frames.jsonl`), replayed through the providers'
+    /// parsers.
+    RawFrames,
 }
 
 impl ReplayFormat {
     /// Guesses the format from a file name: `.csv`, `.jsonl`/`.ndjson`/`.json`,
     /// `.parquet`/`.pq`.
     pub fn from_path(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".frames.jsonl") {
+            return Some(ReplayFormat::RawFrames);
+        }
         let extension = path.extension()?.to_str()?.to_ascii_lowercase();
         match extension.as_str() {
             "csv" => Some(ReplayFormat::Csv),
@@ -74,6 +83,7 @@ impl ReplayFormat {
             ReplayFormat::Csv => "csv",
             ReplayFormat::JsonLines => "jsonl",
             ReplayFormat::Parquet => "parquet",
+            ReplayFormat::RawFrames => "frames",
         }
     }
 }
@@ -300,6 +310,7 @@ fn read_source(
             ReplayFormat::Csv => csv::read(source, &mut sink),
             ReplayFormat::JsonLines => jsonl::read(source, &mut sink),
             ReplayFormat::Parquet => parquet::read(source, &mut sink),
+            ReplayFormat::RawFrames => frames::read(source, &mut sink),
         };
         match result {
             Ok(()) => {}
@@ -471,25 +482,39 @@ impl BatchSink {
                 symbol
             }
         };
-        let ts = raw.ts.saturating_add(self.offset);
-        self.pass_min_ts = self.pass_min_ts.min(raw.ts);
-        self.pass_max_ts = self.pass_max_ts.max(raw.ts);
-        self.pass_trades += 1;
-        self.batch.push(Trade {
+        self.push_trade(Trade {
             symbol,
             price: raw.price,
             size: raw.size,
-            exchange_ts: ts,
+            exchange_ts: raw.ts,
             // A recording of normalized trades keeps no separate receive time.
-            receive_ts: ts,
+            receive_ts: raw.ts,
             feed: self.feed,
             trade_id: raw.trade_id,
             side: None,
-        });
+        })
+    }
+
+    /// Takes a trade already parsed (from a raw frame): tags it with this feed and the pass's
+    /// time offset, and batches it.
+    pub fn push_trade(&mut self, mut trade: Trade) -> Result<(), Stop> {
+        self.pass_min_ts = self.pass_min_ts.min(trade.exchange_ts);
+        self.pass_max_ts = self.pass_max_ts.max(trade.exchange_ts);
+        self.pass_trades += 1;
+        trade.exchange_ts = trade.exchange_ts.saturating_add(self.offset);
+        trade.receive_ts = trade.receive_ts.saturating_add(self.offset);
+        trade.feed = self.feed;
+        self.batch.push(trade);
         if self.batch.len() >= BATCH_SIZE {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Counts a row read whose trades (if any) went through [`push_trade`](Self::push_trade):
+    /// a raw frame, which may also carry no trade at all (a control frame, a quote).
+    pub fn count_row(&mut self) {
+        self.rows_unreported += 1;
     }
 
     /// Sends the batch so far.

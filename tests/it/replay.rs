@@ -166,3 +166,79 @@ fn a_missing_or_unknown_file_is_a_clear_error_and_a_failing_exit() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_binance_frames_replay_through_the_real_parser_to_the_same_statistics() {
+    let frames = TestApp::spawn(ServeArgs {
+        replay: vec![data_path("binance_btcusdt_20240808.frames.jsonl")],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let feeds = frames.wait_for_feeds().await;
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["format"], "frames");
+    assert_eq!(feed["trades"], 9757, "{feed}");
+    assert_eq!(feed["malformed"], 0, "{feed}");
+    assert_eq!(feed["duplicates"], 0, "{feed}");
+    let csv = TestApp::spawn(ServeArgs {
+        replay: vec![data_path(BTCUSDT)],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    csv.wait_for_feeds().await;
+    for path in ["/v1/symbols/BTCUSDT/stats", "/v1/symbols"] {
+        assert_eq!(frames.get(path).await, csv.get(path).await, "{path}");
+    }
+    frames.stop().await;
+    csv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_coinbase_exchange_session_replays_every_match() {
+    let path = data_path("coinbase_exchange_20210417.frames.jsonl");
+    // The independent count: every match and last_match frame of the recording.
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let matches = text
+        .lines()
+        .filter(|line| {
+            line.contains(r#"\"type\":\"match\""#) || line.contains(r#"\"type\":\"last_match\""#)
+        })
+        .count() as u64;
+    assert_eq!(matches, 107);
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![path],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let feeds = app.wait_for_feeds().await;
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["malformed"], 0, "{feed}");
+    let trades = feed["trades"].as_u64().expect("trades");
+    let late = feed["late"].as_u64().expect("late");
+    assert_eq!(
+        trades + late,
+        matches,
+        "every match applied or counted late: {feed}"
+    );
+    assert!(
+        late > 0,
+        "the last_match of a quiet product is older than the clock: {feed}"
+    );
+    // SKL-USD's last_match is within the lateness of the clock: all its matches are applied.
+    let skl_usd = text
+        .lines()
+        .filter(|line| line.contains("match") && line.contains(r#"\"product_id\":\"SKL-USD\""#))
+        .count();
+    let (_, stats) = app.get("/v1/symbols/SKL-USD/stats").await;
+    assert_eq!(stats["trade_count"], skl_usd, "{stats}");
+    // YFI-BTC and CRV-EUR traded only before the session (their last_match is seconds older
+    // than the stream clock by then): late, so unknown.
+    for symbol in ["YFI-BTC", "CRV-EUR"] {
+        let (status, _) = app.get(&format!("/v1/symbols/{symbol}/stats")).await;
+        assert_eq!(status, 404, "{symbol}");
+    }
+    app.stop().await;
+}
