@@ -104,6 +104,9 @@ pub struct ServeArgs {
     /// A live feed: `provider:SYMBOL,SYMBOL[@url]` (e.g. `binance:BTCUSDT,ETHUSDT`); repeatable.
     #[arg(long = "feed", value_name = "SPEC")]
     pub feed: Vec<String>,
+    /// Record what the live feeds deliver (raw frames, `*.frames.jsonl`) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
     /// Start replays over at their end (event times move forward a whole number of days).
     #[arg(long = "replay-loop")]
     pub replay_loop: bool,
@@ -149,6 +152,7 @@ struct FileFeed {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    record: Option<PathBuf>,
     feeds: Option<Vec<FileFeed>>,
     replay: Option<Vec<PathBuf>>,
     speed: Option<NumberOrText>,
@@ -199,6 +203,8 @@ pub struct Settings {
     pub sources: Vec<ReplaySource>,
     /// Live feeds.
     pub feeds: Vec<FeedSpec>,
+    /// Where to record live feeds' frames.
+    pub record: Option<PathBuf>,
     /// Nothing configured: run the built-in demo (the bundled sample served by an in-process
     /// mock exchange, read by a real connector).
     pub demo: bool,
@@ -308,6 +314,7 @@ impl Settings {
             sources,
             feeds,
             demo: embedded,
+            record: args.record.or(file.record),
             speed,
             max_pause,
             windows: windows.into(),

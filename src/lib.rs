@@ -15,12 +15,13 @@
 //! | merge | [`merge`] | several sources into one stream, in event time |
 //! | core | [`analytics`] | synchronous rolling windows per symbol, snapshots for readers |
 //! | core task | [`ingest`] | the async loop that drives the core and publishes |
+//! | recording | [`record`] | raw frames of the live feeds, for replay |
 //! | serving | [`api`] | the HTTP API (axum) |
 //! | serving | [`metrics`] | Prometheus metrics |
 //! | wiring | [`config`], [`startup`], [`shutdown`] | settings, the task topology, stopping |
 //!
-//! Later stages (candles and indicators with a `moka` cache, alerts and their sinks, recording)
-//! plug into the analytics task and the API the same way.
+//! Later stages (candles and indicators with a `moka` cache, alerts and their sinks) plug into
+//! the analytics task and the API the same way.
 
 pub mod analytics;
 pub mod api;
@@ -32,6 +33,7 @@ pub mod merge;
 pub mod metrics;
 pub mod mock_exchange;
 pub mod model;
+pub mod record;
 pub mod replay;
 pub mod shutdown;
 pub mod startup;

@@ -149,6 +149,14 @@ impl App {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (events_tx, events_rx) = mpsc::channel(CORE_CHANNEL_CAPACITY);
+        let (recorder, recorder_thread) = match &settings.record {
+            Some(directory) if !live.is_empty() => {
+                let (sender, thread) = crate::record::start(directory.clone())?;
+                tracing::info!(directory = %directory.display(), "recording the live feeds");
+                (Some(sender), Some(thread))
+            }
+            _ => (None, None),
+        };
 
         let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness);
         let analytics = AnalyticsTask {
@@ -163,10 +171,20 @@ impl App {
             spawn_reported(&tasks, "mock-exchange", exchange.run(cancel.child_token()));
         }
         for (spec, status) in live {
+            let connector = ConnectorSettings {
+                recorder: recorder.clone(),
+                ..ConnectorSettings::default()
+            };
             spawn_reported(
                 &tasks,
                 "feed",
-                run_live(spec, status, events_tx.clone(), cancel.child_token()),
+                run_live(
+                    spec,
+                    connector,
+                    status,
+                    events_tx.clone(),
+                    cancel.child_token(),
+                ),
             );
         }
         if !sources.is_empty() {
@@ -204,6 +222,15 @@ impl App {
         {
             tracing::warn!(deadline = ?DRAIN_DEADLINE, "tasks did not stop within the deadline");
         }
+        // Every connector has stopped: the recorder drains what they sent and flushes.
+        drop(recorder);
+        if let Some(thread) = recorder_thread {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(Ok(frames))) => tracing::info!(frames, "recording flushed"),
+                Ok(Ok(Err(error))) => tracing::error!(%error, "recording failed"),
+                _ => tracing::error!("the recorder thread panicked"),
+            }
+        }
         Ok(())
     }
 }
@@ -228,18 +255,14 @@ fn spawn_reported(
 #[tracing::instrument(name = "feed", skip_all, fields(feed = %status.name()))]
 async fn run_live(
     spec: FeedSpec,
+    connector: ConnectorSettings,
     status: Arc<FeedStatus>,
     events: mpsc::Sender<MergedEvent>,
     cancel: CancellationToken,
 ) {
     status.set_running();
     let feed = status.id();
-    let mut batches = Box::pin(live_stream(
-        spec,
-        ConnectorSettings::default(),
-        feed,
-        status,
-    ));
+    let mut batches = Box::pin(live_stream(spec, connector, feed, status));
     loop {
         let batch = tokio::select! {
             _ = cancel.cancelled() => return,

@@ -34,6 +34,7 @@ use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
 use crate::feeds::{FeedState, FeedStatus, alpaca, binance, coinbase, finnhub, kraken, polygon};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
+use crate::record::{Direction, FrameRecord, RecordSender, mask};
 
 /// The market-data providers tickstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +302,8 @@ pub struct ConnectorSettings {
     pub max_message_bytes: usize,
     /// How long to wait for the connection to open.
     pub connect_timeout: Duration,
+    /// Where to record frames and connection markers (`--record`); backpressure when full.
+    pub recorder: Option<RecordSender>,
 }
 
 impl Default for ConnectorSettings {
@@ -310,6 +313,7 @@ impl Default for ConnectorSettings {
             stale_after: None,
             max_message_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
+            recorder: None,
         }
     }
 }
@@ -354,6 +358,12 @@ pub fn live_stream(
             .max_message_size(Some(settings.max_message_bytes))
             .max_frame_size(Some(settings.max_message_bytes));
         let mut connections = 0u64;
+        let secrets: Vec<String> = spec
+            .credentials
+            .iter()
+            .flat_map(|c| std::iter::once(c.key.expose().to_string()).chain(c.secret.iter().map(|s| s.expose().to_string())))
+            .collect();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         loop {
             status.set_state(FeedState::Connecting);
             let started = Instant::now();
@@ -367,12 +377,28 @@ pub fn live_stream(
                 Ok(Err(error)) => Ended::Failed(format!("connect failed: {error}")),
                 Ok(Ok((mut socket, _response))) => {
                     connections += 1;
+                    let conn = format!("{}-{connections}", status.name());
+                    let record = |dir: Direction, text: Option<String>, url: Option<String>| FrameRecord {
+                        recv_ns: wall_clock_now(),
+                        conn: conn.clone(),
+                        provider: spec.provider.name(),
+                        dir,
+                        text,
+                        url,
+                    };
+                    if let Some(recorder) = &settings.recorder {
+                        let _ = recorder.send(record(Direction::Connect, None, Some(spec.url.clone()))).await;
+                    }
                     if connections > 1 {
                         status.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     status.set_state(FeedState::Subscribing);
                     let mut ended = None;
                     for request in spec.provider.handshake(&spec) {
+                        if let Some(recorder) = &settings.recorder {
+                            let masked = mask(&request, &secrets);
+                            let _ = recorder.send(record(Direction::Out, Some(masked), None)).await;
+                        }
                         if let Err(error) = socket.send(Message::text(request)).await {
                             ended = Some(Ended::Failed(format!("subscribe failed: {error}")));
                             break;
@@ -436,6 +462,11 @@ pub fn live_stream(
                             _ => continue,
                         };
                         ctx.receive_ts = receive_ts;
+                        if let Some(recorder) = &settings.recorder {
+                            let mut line = record(Direction::In, Some(text.to_string()), None);
+                            line.recv_ns = receive_ts;
+                            let _ = recorder.send(line).await;
+                        }
                         events.clear();
                         if let Err(error) = spec.provider.parse(text, &mut ctx, &mut events) {
                             status.malformed.inc();
@@ -488,6 +519,13 @@ pub fn live_stream(
                         }
                     }
                     let _ = socket.close(None).await;
+                    if let Some(recorder) = &settings.recorder {
+                        let reason = match &ended {
+                            Some(Ended::Failed(reason)) => reason.clone(),
+                            _ => "stopped".to_string(),
+                        };
+                        let _ = recorder.send(record(Direction::Close, Some(reason), None)).await;
+                    }
                     match (ended, venue_error) {
                         (Some(Ended::Failed(reason)), Some(error)) => {
                             Ended::Failed(format!("{reason} (after {error})"))

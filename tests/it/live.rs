@@ -385,3 +385,70 @@ async fn an_auth_rejection_is_feed_state_with_backoff_and_the_service_stays_up()
         stop_mock.cancel();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_live_session_replays_to_the_same_statistics_without_secrets() {
+    let trades = load_trades(BTCUSDT);
+    let options = MockOptions {
+        provider: Provider::Alpaca,
+        ..MockOptions::default()
+    };
+    let (mock, stop_mock) =
+        start_mock("127.0.0.1:0".parse().expect("addr"), &trades, options).await;
+    let directory = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::load(ServeArgs {
+        listen: Some("127.0.0.1:0".into()),
+        record: Some(directory.path().to_path_buf()),
+        ..ServeArgs::default()
+    })
+    .expect("settings");
+    settings.demo = false;
+    settings.feeds = vec![FeedSpec {
+        provider: Provider::Alpaca,
+        url: format!("ws://{mock}"),
+        symbols: vec!["BTCUSDT".into()],
+        channels: vec!["trades".into()],
+        credentials: Some(Credentials {
+            key: Secret::new("key-id-not-to-record".into()),
+            secret: Some(Secret::new("secret-not-to-record".into())),
+        }),
+    }];
+    let live = TestApp::spawn_settings(settings).await;
+    wait_for_feed(&live, |f| f["trades"] == trades.len()).await;
+    let (_, live_stats) = live.get("/v1/symbols/BTCUSDT/stats").await;
+    live.stop().await;
+    stop_mock.cancel();
+
+    let files: Vec<_> = std::fs::read_dir(directory.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let recording = std::fs::read_to_string(&files[0]).expect("read");
+    assert!(
+        !recording.contains("not-to-record"),
+        "credentials are masked"
+    );
+    assert!(
+        recording
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(r#""dir":"connect""#)),
+        "{recording:.300}"
+    );
+    assert!(recording.contains(r#""dir":"out""#) && recording.contains("***"));
+
+    let replay = TestApp::spawn(ServeArgs {
+        replay: files,
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let feeds = replay.wait_for_feeds().await;
+    assert_eq!(feeds["feeds"][0]["trades"], trades.len(), "{feeds}");
+    assert_eq!(feeds["feeds"][0]["malformed"], 0, "{feeds}");
+    let (_, replayed_stats) = replay.get("/v1/symbols/BTCUSDT/stats").await;
+    assert_eq!(replayed_stats, live_stats);
+    replay.stop().await;
+}

@@ -1,0 +1,224 @@
+//! The recorder: writes what the live feeds delivered as raw-frame JSON lines
+//! (`*.frames.jsonl`, the format [`crate::replay::frames`] replays through the real parsers).
+//!
+//! Connectors hand every frame received, every frame sent (with credentials masked) and
+//! `connect`/`close` markers to a bounded channel; one writer thread appends them to
+//! `DIR/frames-<UTC start>.frames.jsonl`, rotating to a new file past [`ROTATE_BYTES`] or at the
+//! top of each hour. The channel applies backpressure: a recording never silently loses a frame
+//! (a slow disk slows the feeds instead). The file is flushed when the writer drains, which is
+//! when every connector has stopped: shutdown loses nothing that was received.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Timelike, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Frames queued for the writer: a few hundred milliseconds of a busy feed.
+pub const RECORDER_CHANNEL_CAPACITY: usize = 4096;
+/// A recording file is closed and a new one started past this size.
+pub const ROTATE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Which way a recorded frame went, or what happened to the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A frame received.
+    In,
+    /// A frame sent.
+    Out,
+    /// The connection opened.
+    Connect,
+    /// The connection ended.
+    Close,
+}
+
+/// One line of a recording.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameRecord {
+    /// Receive (or send) time, nanoseconds since the epoch.
+    pub recv_ns: i64,
+    /// The connection: feed name and connection number.
+    pub conn: String,
+    /// The provider's name.
+    pub provider: &'static str,
+    /// Direction or marker.
+    pub dir: Direction,
+    /// The frame's text (frames), or the reason (`close`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The URL, without credentials (`connect`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Where connectors send frames to record.
+pub type RecordSender = mpsc::Sender<FrameRecord>;
+
+/// A recording failure: the recorder stops, the feeds go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The directory or a file cannot be written.
+    #[error("recording to {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// An open recording file.
+struct Output {
+    path: PathBuf,
+    writer: std::io::BufWriter<std::fs::File>,
+    bytes: u64,
+    hour: DateTime<Utc>,
+}
+
+fn hour_of(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(time)
+}
+
+fn open(directory: &Path, now: DateTime<Utc>) -> Result<Output, RecordError> {
+    let stamp = now.format("%Y%m%dT%H%M%S%.3fZ");
+    let path = directory.join(format!("frames-{stamp}.frames.jsonl"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|source| RecordError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(Output {
+        path,
+        writer: std::io::BufWriter::with_capacity(1 << 16, file),
+        bytes: 0,
+        hour: hour_of(now),
+    })
+}
+
+/// Creates `directory` and starts the writer thread; returns the sender for connectors and the
+/// writer's handle (join it after every sender is dropped).
+pub fn start(
+    directory: PathBuf,
+) -> Result<
+    (
+        RecordSender,
+        std::thread::JoinHandle<Result<u64, RecordError>>,
+    ),
+    RecordError,
+> {
+    std::fs::create_dir_all(&directory).map_err(|source| RecordError::Io {
+        path: directory.clone(),
+        source,
+    })?;
+    let mut output = open(&directory, Utc::now())?;
+    let (sender, mut receiver) = mpsc::channel::<FrameRecord>(RECORDER_CHANNEL_CAPACITY);
+    let thread_directory = directory.clone();
+    let handle = std::thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || {
+            let mut written = 0u64;
+            let io_error = |path: &Path, source| RecordError::Io {
+                path: path.to_path_buf(),
+                source,
+            };
+            while let Some(record) = receiver.blocking_recv() {
+                let now = Utc::now();
+                if output.bytes >= ROTATE_BYTES || hour_of(now) != output.hour {
+                    output
+                        .writer
+                        .flush()
+                        .map_err(|e| io_error(&output.path, e))?;
+                    output = open(&thread_directory, now)?;
+                }
+                let mut line = serde_json::to_vec(&record)
+                    .map_err(|e| io_error(&output.path, std::io::Error::other(e)))?;
+                line.push(b'\n');
+                output
+                    .writer
+                    .write_all(&line)
+                    .map_err(|e| io_error(&output.path, e))?;
+                output.bytes += line.len() as u64;
+                written += 1;
+                // Keep what arrived in a burst in one write, but never hold a quiet feed's
+                // frames back: flush whenever the queue is empty.
+                if receiver.is_empty() {
+                    output
+                        .writer
+                        .flush()
+                        .map_err(|e| io_error(&output.path, e))?;
+                }
+            }
+            output
+                .writer
+                .flush()
+                .map_err(|e| io_error(&output.path, e))?;
+            Ok(written)
+        })
+        .map_err(|source| RecordError::Io {
+            path: directory.clone(),
+            source,
+        })?;
+    Ok((sender, handle))
+}
+
+/// Replaces every occurrence of the `secrets` in `text` with `***`.
+pub fn mask(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .fold(text.to_string(), |text, secret| text.replace(secret, "***"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_lines_and_flushes_at_the_end() {
+        let directory =
+            std::env::temp_dir().join(format!("tickstream-record-{}", std::process::id()));
+        let (sender, writer) = start(directory.clone()).expect("starts");
+        for i in 0..3 {
+            sender
+                .blocking_send(FrameRecord {
+                    recv_ns: i,
+                    conn: "binance:X-1".into(),
+                    provider: "binance",
+                    dir: Direction::In,
+                    text: Some(format!("{{\"n\":{i}}}")),
+                    url: None,
+                })
+                .expect("queued");
+        }
+        drop(sender);
+        assert_eq!(writer.join().expect("joined").expect("written"), 3);
+        let files: Vec<_> = std::fs::read_dir(&directory)
+            .expect("dir")
+            .flatten()
+            .collect();
+        assert_eq!(files.len(), 1);
+        let text = std::fs::read_to_string(files[0].path()).expect("read");
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.starts_with(r#"{"recv_ns":0,"conn":"binance:X-1","provider":"binance","dir":"in","text":"{\"n\":0}"}"#), "{text}");
+        let _ = std::fs::remove_dir_all(&directory);
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(
+            mask(
+                r#"{"action":"auth","key":"id","secret":"s3cr3t"}"#,
+                &["s3cr3t", ""]
+            ),
+            r#"{"action":"auth","key":"id","secret":"***"}"#
+        );
+    }
+}
