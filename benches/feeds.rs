@@ -1,4 +1,4 @@
-//! Live-path benches: Binance frames parsed per second, and trades per second from the mock
+//! Live-path benches: trade frames parsed per second for every provider, and trades per second from the mock
 //! exchange through a real connector into the analytics core over loopback.
 //!
 //! Run with `cargo bench --bench feeds`.
@@ -12,11 +12,10 @@ use tickstream::analytics::Engine;
 use tickstream::config::{DEFAULT_WINDOWS, parse_windows};
 use tickstream::feeds::FeedDescription;
 use tickstream::feeds::FeedRegistry;
-use tickstream::feeds::binance;
 use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
 use tickstream::feeds::event::ParseContext;
 use tickstream::metrics::Metrics;
-use tickstream::mock_exchange::{MockExchange, MockOptions};
+use tickstream::mock_exchange::{MockExchange, MockOptions, render_trade_frames};
 use tickstream::model::{FeedId, Trade};
 use tickstream::replay::{ReplaySource, load_all};
 use tokio_stream::StreamExt;
@@ -30,39 +29,25 @@ fn recorded(runtime: &tokio::runtime::Runtime) -> Vec<Trade> {
         .expect("readable")
 }
 
-/// The recorded trades as Binance combined-stream frames, as the venue sends them.
-fn frames(trades: &[Trade]) -> Vec<String> {
-    trades
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let ms = t.exchange_ts / 1_000_000;
-            format!(
-                r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":{ms},"s":"BTCUSDT","t":{},"p":"{:.8}","q":"{:.8}","T":{ms},"m":true,"M":true}}}}"#,
-                i + 1,
-                t.price,
-                t.size
-            )
-        })
-        .collect()
-}
-
 fn parse(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let frames = frames(&recorded(&runtime));
+    let trades = recorded(&runtime);
     let mut group = c.benchmark_group("parse");
-    group.throughput(Throughput::Elements(frames.len() as u64));
-    group.bench_function("binance_trade_frames", |b| {
-        let mut ctx = ParseContext::new(FeedId(0));
-        let mut out = Vec::with_capacity(4);
-        b.iter(|| {
-            for frame in &frames {
-                out.clear();
-                binance::parse(frame, &mut ctx, &mut out).expect("parses");
-                black_box(&out);
-            }
-        })
-    });
+    group.throughput(Throughput::Elements(trades.len() as u64));
+    for provider in Provider::ALL {
+        let frames = render_trade_frames(provider, &trades);
+        group.bench_function(provider.name(), |b| {
+            let mut ctx = ParseContext::new(FeedId(0));
+            let mut out = Vec::with_capacity(4);
+            b.iter(|| {
+                for frame in &frames {
+                    out.clear();
+                    provider.parse(frame, &mut ctx, &mut out).expect("parses");
+                    black_box(&out);
+                }
+            })
+        });
+    }
     group.finish();
 }
 

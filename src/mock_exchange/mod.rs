@@ -137,6 +137,16 @@ fn recorded_frames(trades: &[Trade]) -> Vec<RecordedFrame> {
         .collect()
 }
 
+/// The recorded trades as `provider`'s trade frames, exactly as the mock exchange sends them
+/// (for benches and tools).
+pub fn render_trade_frames(provider: Provider, trades: &[Trade]) -> Vec<String> {
+    let mut session = Session::default();
+    recorded_frames(trades)
+        .iter()
+        .map(|frame| session.trade_text(provider, frame, 0, 0))
+        .collect()
+}
+
 /// How far each repeated pass moves: whole days covering the recording's span, and past the
 /// largest trade id.
 fn pass_shift(frames: &[RecordedFrame]) -> (i64, u64) {
