@@ -149,14 +149,21 @@ impl App {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (events_tx, events_rx) = mpsc::channel(CORE_CHANNEL_CAPACITY);
-        let (recorder, recorder_thread) = match &settings.record {
-            Some(directory) if !live.is_empty() => {
-                let (sender, thread) = crate::record::start(directory.clone())?;
-                tracing::info!(directory = %directory.display(), "recording the live feeds");
-                (Some(sender), Some(thread))
-            }
-            _ => (None, None),
-        };
+        let (recorder, recorder_thread, trade_recorder, trade_recorder_thread) =
+            match &settings.record {
+                Some(directory) if !live.is_empty() => {
+                    let (frames, frames_thread) = crate::record::start(directory.clone())?;
+                    let (trades, trades_thread) = crate::record::start_trades(directory.clone())?;
+                    tracing::info!(directory = %directory.display(), "recording the live feeds");
+                    (
+                        Some(frames),
+                        Some(frames_thread),
+                        Some(trades),
+                        Some(trades_thread),
+                    )
+                }
+                _ => (None, None, None, None),
+            };
 
         let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness);
         let analytics = AnalyticsTask {
@@ -182,6 +189,7 @@ impl App {
                     spec,
                     connector,
                     status,
+                    trade_recorder.clone(),
                     events_tx.clone(),
                     cancel.child_token(),
                 ),
@@ -222,13 +230,18 @@ impl App {
         {
             tracing::warn!(deadline = ?DRAIN_DEADLINE, "tasks did not stop within the deadline");
         }
-        // Every connector has stopped: the recorder drains what they sent and flushes.
+        // Every connector has stopped: the recorders drain what they were sent and flush.
         drop(recorder);
-        if let Some(thread) = recorder_thread {
+        drop(trade_recorder);
+        for (what, thread) in [
+            ("frames", recorder_thread),
+            ("trades", trade_recorder_thread),
+        ] {
+            let Some(thread) = thread else { continue };
             match tokio::task::spawn_blocking(move || thread.join()).await {
-                Ok(Ok(Ok(frames))) => tracing::info!(frames, "recording flushed"),
-                Ok(Ok(Err(error))) => tracing::error!(%error, "recording failed"),
-                _ => tracing::error!("the recorder thread panicked"),
+                Ok(Ok(Ok(count))) => tracing::info!(what, count, "recording flushed"),
+                Ok(Ok(Err(error))) => tracing::error!(what, %error, "recording failed"),
+                _ => tracing::error!(what, "a recorder thread panicked"),
             }
         }
         Ok(())
@@ -257,6 +270,7 @@ async fn run_live(
     spec: FeedSpec,
     connector: ConnectorSettings,
     status: Arc<FeedStatus>,
+    trade_recorder: Option<crate::record::TradeRecordSender>,
     events: mpsc::Sender<MergedEvent>,
     cancel: CancellationToken,
 ) {
@@ -271,6 +285,11 @@ async fn run_live(
         let Some(batch) = batch else {
             return;
         };
+        if let Some(recorder) = &trade_recorder {
+            if !batch.trades.is_empty() && recorder.send(batch.trades.clone()).await.is_err() {
+                tracing::error!("the trade recorder stopped; trades are no longer recorded");
+            }
+        }
         let events_of_frame = [
             MergedEvent::Quotes(batch.quotes),
             MergedEvent::Trades(batch.trades),

@@ -419,13 +419,23 @@ async fn a_recorded_live_session_replays_to_the_same_statistics_without_secrets(
     live.stop().await;
     stop_mock.cancel();
 
-    let files: Vec<_> = std::fs::read_dir(directory.path())
+    let mut files: Vec<_> = std::fs::read_dir(directory.path())
         .expect("dir")
         .flatten()
         .map(|e| e.path())
         .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let recording = std::fs::read_to_string(&files[0]).expect("read");
+    files.sort();
+    assert_eq!(files.len(), 2, "raw frames and trades: {files:?}");
+    let (frames, parquet) = (files[0].clone(), files[1].clone());
+    assert!(
+        frames.to_string_lossy().ends_with(".frames.jsonl"),
+        "{frames:?}"
+    );
+    assert!(
+        parquet.to_string_lossy().ends_with(".parquet"),
+        "{parquet:?}"
+    );
+    let recording = std::fs::read_to_string(&frames).expect("read");
     assert!(
         !recording.contains("not-to-record"),
         "credentials are masked"
@@ -439,16 +449,23 @@ async fn a_recorded_live_session_replays_to_the_same_statistics_without_secrets(
     );
     assert!(recording.contains(r#""dir":"out""#) && recording.contains("***"));
 
-    let replay = TestApp::spawn(ServeArgs {
-        replay: files,
-        speed: Some("max".into()),
-        ..ServeArgs::default()
-    })
-    .await;
-    let feeds = replay.wait_for_feeds().await;
-    assert_eq!(feeds["feeds"][0]["trades"], trades.len(), "{feeds}");
-    assert_eq!(feeds["feeds"][0]["malformed"], 0, "{feeds}");
-    let (_, replayed_stats) = replay.get("/v1/symbols/BTCUSDT/stats").await;
-    assert_eq!(replayed_stats, live_stats);
-    replay.stop().await;
+    // Both recordings replay to what the live service showed.
+    for recorded in [frames, parquet] {
+        let replay = TestApp::spawn(ServeArgs {
+            replay: vec![recorded.clone()],
+            speed: Some("max".into()),
+            ..ServeArgs::default()
+        })
+        .await;
+        let feeds = replay.wait_for_feeds().await;
+        assert_eq!(
+            feeds["feeds"][0]["trades"],
+            trades.len(),
+            "{recorded:?}: {feeds}"
+        );
+        assert_eq!(feeds["feeds"][0]["malformed"], 0, "{feeds}");
+        let (_, replayed_stats) = replay.get("/v1/symbols/BTCUSDT/stats").await;
+        assert_eq!(replayed_stats, live_stats, "{recorded:?}");
+        replay.stop().await;
+    }
 }
