@@ -84,6 +84,34 @@ impl ParseContext {
     }
 }
 
+/// Parses an RFC 3339 time field (any offset, any fraction) into nanoseconds.
+pub fn rfc3339(field: &'static str, text: &str) -> Result<Timestamp, FrameError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|time| time.timestamp_nanos_opt())
+        .ok_or_else(|| FrameError::BadValue {
+            field,
+            value: text.to_string(),
+        })
+}
+
+/// Converts an epoch-milliseconds field into nanoseconds, refusing values that overflow.
+pub fn epoch_millis(field: &'static str, ms: i64) -> Result<Timestamp, FrameError> {
+    ms.checked_mul(crate::model::NANOS_PER_MILLI)
+        .ok_or_else(|| FrameError::BadValue {
+            field,
+            value: ms.to_string(),
+        })
+}
+
+/// Checks a trade's price and size (see [`crate::model::check_trade_values`]).
+pub fn trade_values(price: f64, size: f64) -> Result<(), FrameError> {
+    crate::model::check_trade_values(price, size).map_err(|error| FrameError::BadValue {
+        field: "price/size",
+        value: error.to_string(),
+    })
+}
+
 /// Parses a decimal string field into `f64` (correctly rounded).
 pub fn decimal(field: &'static str, text: &str) -> Result<f64, FrameError> {
     text.parse::<f64>().map_err(|_| FrameError::BadValue {

@@ -21,11 +21,10 @@
 
 use std::borrow::Cow;
 
-use chrono::DateTime;
 use serde::Deserialize;
 
-use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
-use crate::model::{Quote, Timestamp, Trade, check_trade_values};
+use crate::feeds::event::{FeedEvent, FrameError, ParseContext, rfc3339, trade_values};
+use crate::model::{Quote, Trade};
 
 /// The free IEX feed; `…/v2/sip` for the consolidated tape, `…/v2/test` for the test stream.
 pub const DEFAULT_URL: &str = "wss://stream.data.alpaca.markets/v2/iex";
@@ -69,16 +68,6 @@ struct Item<'a> {
     ask_size: Option<f64>,
 }
 
-fn time(text: &str) -> Result<Timestamp, FrameError> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| FrameError::BadValue {
-            field: "t",
-            value: text.to_string(),
-        })
-}
-
 /// Combines an exchange code and its trade id into one id (top byte: the exchange).
 fn trade_id(exchange: Option<&str>, id: u64) -> u64 {
     let code = exchange.and_then(|x| x.bytes().next()).unwrap_or(0);
@@ -98,11 +87,9 @@ pub fn parse(
             "t" => {
                 let price = item.p.ok_or(FrameError::MissingField("p"))?;
                 let size = item.s.ok_or(FrameError::MissingField("s"))?;
-                check_trade_values(price, size).map_err(|error| FrameError::BadValue {
-                    field: "p/s",
-                    value: error.to_string(),
-                })?;
-                let exchange_ts = time(item.t.as_deref().ok_or(FrameError::MissingField("t"))?)?;
+                trade_values(price, size)?;
+                let exchange_ts =
+                    rfc3339("t", item.t.as_deref().ok_or(FrameError::MissingField("t"))?)?;
                 ctx.saw_exchange_time(exchange_ts);
                 let symbol = item
                     .symbol
@@ -124,7 +111,7 @@ pub fn parse(
                     .symbol
                     .as_deref()
                     .ok_or(FrameError::MissingField("S"))?;
-                let exchange_ts = item.t.as_deref().map(time).transpose()?;
+                let exchange_ts = item.t.as_deref().map(|t| rfc3339("t", t)).transpose()?;
                 out.push(FeedEvent::Quote(Quote {
                     symbol: ctx.symbol(symbol),
                     bid: item.bp.ok_or(FrameError::MissingField("bp"))?,

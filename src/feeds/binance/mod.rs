@@ -23,8 +23,10 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::feeds::event::{FeedEvent, FrameError, ParseContext, decimal};
-use crate::model::{NANOS_PER_MILLI, Quote, Side, Trade};
+use crate::feeds::event::{
+    FeedEvent, FrameError, ParseContext, decimal, epoch_millis, trade_values,
+};
+use crate::model::{Quote, Side, Trade};
 
 /// The public market-data endpoint.
 pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443";
@@ -123,14 +125,6 @@ fn malformed(error: serde_json::Error) -> FrameError {
     FrameError::Malformed(error.to_string())
 }
 
-fn millis(field: &'static str, ms: i64) -> Result<i64, FrameError> {
-    ms.checked_mul(NANOS_PER_MILLI)
-        .ok_or_else(|| FrameError::BadValue {
-            field,
-            value: ms.to_string(),
-        })
-}
-
 fn trade(
     ctx: &mut ParseContext,
     symbol: &str,
@@ -142,11 +136,8 @@ fn trade(
 ) -> Result<FeedEvent, FrameError> {
     let price = decimal("p", price)?;
     let size = decimal("q", quantity)?;
-    crate::model::check_trade_values(price, size).map_err(|error| FrameError::BadValue {
-        field: "p/q",
-        value: error.to_string(),
-    })?;
-    let exchange_ts = millis("T", trade_time)?;
+    trade_values(price, size)?;
+    let exchange_ts = epoch_millis("T", trade_time)?;
     ctx.saw_exchange_time(exchange_ts);
     Ok(FeedEvent::Trade(Trade {
         symbol: ctx.symbol(symbol),

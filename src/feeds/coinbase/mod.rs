@@ -26,11 +26,10 @@
 
 use std::borrow::Cow;
 
-use chrono::DateTime;
 use serde::Deserialize;
 
-use crate::feeds::event::{FeedEvent, FrameError, ParseContext, decimal};
-use crate::model::{Quote, Side, Timestamp, Trade, check_trade_values};
+use crate::feeds::event::{FeedEvent, FrameError, ParseContext, decimal, rfc3339, trade_values};
+use crate::model::{Quote, Side, Trade};
 
 /// The Advanced Trade market-data endpoint.
 pub const ADVANCED_TRADE_URL: &str = "wss://advanced-trade-ws.coinbase.com";
@@ -66,16 +65,6 @@ fn malformed(error: serde_json::Error) -> FrameError {
     FrameError::Malformed(error.to_string())
 }
 
-fn time(field: &'static str, text: &str) -> Result<Timestamp, FrameError> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| FrameError::BadValue {
-            field,
-            value: text.to_string(),
-        })
-}
-
 /// The taker side from the maker side Coinbase reports.
 fn taker_side(maker_side: &str) -> Option<Side> {
     match maker_side.to_ascii_lowercase().as_str() {
@@ -97,11 +86,8 @@ fn trade(
 ) -> Result<Trade, FrameError> {
     let price = decimal("price", price)?;
     let size = decimal("size", size)?;
-    check_trade_values(price, size).map_err(|error| FrameError::BadValue {
-        field: "price/size",
-        value: error.to_string(),
-    })?;
-    let exchange_ts = time("time", time_text)?;
+    trade_values(price, size)?;
+    let exchange_ts = rfc3339("time", time_text)?;
     ctx.saw_exchange_time(exchange_ts);
     Ok(Trade {
         symbol: ctx.symbol(product),
@@ -187,7 +173,7 @@ pub fn parse_exchange(
             let (Some(bid), Some(ask)) = (&m.best_bid, &m.best_ask) else {
                 return Ok(());
             };
-            let exchange_ts = m.time.as_deref().map(|t| time("time", t)).transpose()?;
+            let exchange_ts = m.time.as_deref().map(|t| rfc3339("time", t)).transpose()?;
             out.push(FeedEvent::Quote(Quote {
                 symbol: ctx.symbol(required(&m.product_id, "product_id")?),
                 bid: decimal("best_bid", bid)?,
@@ -320,7 +306,7 @@ pub fn parse_advanced_trade(
             let envelope_ts = envelope
                 .timestamp
                 .as_deref()
-                .map(|t| time("timestamp", t))
+                .map(|t| rfc3339("timestamp", t))
                 .transpose()?;
             for event in &envelope.events {
                 for t in &event.tickers {

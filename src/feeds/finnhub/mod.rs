@@ -20,8 +20,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
-use crate::model::{NANOS_PER_MILLI, Trade, check_trade_values};
+use crate::feeds::event::{FeedEvent, FrameError, ParseContext, epoch_millis, trade_values};
+use crate::model::Trade;
 
 /// The public endpoint.
 pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";
@@ -82,18 +82,8 @@ pub fn parse(
                 if print.volume == 0.0 {
                     continue;
                 }
-                check_trade_values(print.price, print.volume).map_err(|error| {
-                    FrameError::BadValue {
-                        field: "p/v",
-                        value: error.to_string(),
-                    }
-                })?;
-                let exchange_ts = print.time_ms.checked_mul(NANOS_PER_MILLI).ok_or_else(|| {
-                    FrameError::BadValue {
-                        field: "t",
-                        value: print.time_ms.to_string(),
-                    }
-                })?;
+                trade_values(print.price, print.volume)?;
+                let exchange_ts = epoch_millis("t", print.time_ms)?;
                 ctx.saw_exchange_time(exchange_ts);
                 out.push(FeedEvent::Trade(Trade {
                     symbol: ctx.symbol(&print.symbol),

@@ -16,11 +16,10 @@
 
 use std::borrow::Cow;
 
-use chrono::DateTime;
 use serde::Deserialize;
 
-use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
-use crate::model::{Quote, Side, Timestamp, Trade, check_trade_values};
+use crate::feeds::event::{FeedEvent, FrameError, ParseContext, rfc3339, trade_values};
+use crate::model::{Quote, Side, Trade};
 
 /// The public endpoint.
 pub const DEFAULT_URL: &str = "wss://ws.kraken.com/v2";
@@ -76,16 +75,6 @@ struct Item<'a> {
     ask_qty: Option<f64>,
 }
 
-fn time(text: &str) -> Result<Timestamp, FrameError> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| FrameError::BadValue {
-            field: "timestamp",
-            value: text.to_string(),
-        })
-}
-
 /// Parses one frame into `out`.
 pub fn parse(
     text: &str,
@@ -115,11 +104,9 @@ pub fn parse(
                     .ok_or(FrameError::MissingField("symbol"))?;
                 let price = item.price.ok_or(FrameError::MissingField("price"))?;
                 let size = item.qty.ok_or(FrameError::MissingField("qty"))?;
-                check_trade_values(price, size).map_err(|error| FrameError::BadValue {
-                    field: "price/qty",
-                    value: error.to_string(),
-                })?;
-                let exchange_ts = time(
+                trade_values(price, size)?;
+                let exchange_ts = rfc3339(
+                    "timestamp",
                     item.timestamp
                         .as_deref()
                         .ok_or(FrameError::MissingField("timestamp"))?,
@@ -146,7 +133,11 @@ pub fn parse(
                 let (Some(bid), Some(ask)) = (item.bid, item.ask) else {
                     continue;
                 };
-                let exchange_ts = item.timestamp.as_deref().map(time).transpose()?;
+                let exchange_ts = item
+                    .timestamp
+                    .as_deref()
+                    .map(|t| rfc3339("timestamp", t))
+                    .transpose()?;
                 out.push(FeedEvent::Quote(Quote {
                     symbol: ctx.symbol(
                         item.symbol

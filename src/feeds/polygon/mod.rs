@@ -21,8 +21,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
-use crate::model::{NANOS_PER_MILLI, Quote, Trade, check_trade_values};
+use crate::feeds::event::{FeedEvent, FrameError, ParseContext, epoch_millis, trade_values};
+use crate::model::{Quote, Trade};
 
 /// The real-time stocks cluster.
 pub const DEFAULT_URL: &str = "wss://socket.polygon.io/stocks";
@@ -68,14 +68,6 @@ struct Item<'a> {
     ask_size: Option<f64>,
 }
 
-fn millis(ms: i64) -> Result<i64, FrameError> {
-    ms.checked_mul(NANOS_PER_MILLI)
-        .ok_or_else(|| FrameError::BadValue {
-            field: "t",
-            value: ms.to_string(),
-        })
-}
-
 /// Parses one frame (a JSON array of events) into `out`.
 pub fn parse(
     text: &str,
@@ -89,11 +81,8 @@ pub fn parse(
             "T" => {
                 let price = item.p.ok_or(FrameError::MissingField("p"))?;
                 let size = item.s.ok_or(FrameError::MissingField("s"))?;
-                check_trade_values(price, size).map_err(|error| FrameError::BadValue {
-                    field: "p/s",
-                    value: error.to_string(),
-                })?;
-                let exchange_ts = millis(item.t.ok_or(FrameError::MissingField("t"))?)?;
+                trade_values(price, size)?;
+                let exchange_ts = epoch_millis("t", item.t.ok_or(FrameError::MissingField("t"))?)?;
                 ctx.saw_exchange_time(exchange_ts);
                 let symbol = item.sym.as_deref().ok_or(FrameError::MissingField("sym"))?;
                 let id = item.i.as_deref().and_then(|i| i.parse::<u64>().ok());
@@ -111,7 +100,7 @@ pub fn parse(
             }
             "Q" => {
                 let symbol = item.sym.as_deref().ok_or(FrameError::MissingField("sym"))?;
-                let exchange_ts = item.t.map(millis).transpose()?;
+                let exchange_ts = item.t.map(|t| epoch_millis("t", t)).transpose()?;
                 out.push(FeedEvent::Quote(Quote {
                     symbol: ctx.symbol(symbol),
                     bid: item.bp.ok_or(FrameError::MissingField("bp"))?,
