@@ -4,6 +4,12 @@
 //! wait), applies them, and after each burst publishes the snapshots of the symbols that changed,
 //! the stream clock, and the per-feed counters. A source's end is acted on only after its trades
 //! are applied and published, so a feed shown `finished` means its trades are all in the answers.
+//!
+//! With live feeds, a quiet market must not freeze the answers: every [`QUIET_TICK`] the task
+//! also moves the stream clock to the wall clock corrected by the most lagging live feed's
+//! measured offset (the median of its recent receive − exchange times) and by the allowed
+//! lateness, so windows drain while nothing trades. The estimate trails the venues' time, so a
+//! trade arriving with its usual lag is never made late by it.
 
 use std::sync::Arc;
 
@@ -21,6 +27,61 @@ use crate::model::{FeedId, to_millis};
 /// under full load, while letting a burst share one publication.
 const EVENTS_PER_PUBLISH: usize = 64;
 
+/// How often a quiet live market moves the stream clock.
+pub const QUIET_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Recent receive − exchange offsets kept per live feed.
+const OFFSET_SAMPLES: usize = 64;
+
+/// The wall-clock estimate of the venues' time, from the live feeds' measured offsets.
+#[derive(Debug)]
+pub struct LiveClock {
+    /// Offsets (ns) of the latest trades, per live feed.
+    offsets: std::collections::HashMap<FeedId, std::collections::VecDeque<i64>>,
+    allowed_lateness: i64,
+}
+
+impl LiveClock {
+    /// A clock for the live `feeds`, trailing by `allowed_lateness` nanoseconds.
+    pub fn new(feeds: impl IntoIterator<Item = FeedId>, allowed_lateness: i64) -> Self {
+        LiveClock {
+            offsets: feeds
+                .into_iter()
+                .map(|feed| (feed, std::collections::VecDeque::new()))
+                .collect(),
+            allowed_lateness,
+        }
+    }
+
+    fn observe(&mut self, trade: &crate::model::Trade) {
+        if let Some(samples) = self.offsets.get_mut(&trade.feed) {
+            if samples.len() == OFFSET_SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back(trade.receive_ts - trade.exchange_ts);
+        }
+    }
+
+    /// The venues' time at wall time `now`, as far as it can be told (`None` before any live
+    /// trade).
+    pub fn estimate(&self, now: i64) -> Option<i64> {
+        let lag = self
+            .offsets
+            .values()
+            .filter(|samples| !samples.is_empty())
+            .map(|samples| {
+                let mut sorted: Vec<i64> = samples.iter().copied().collect();
+                sorted.sort_unstable();
+                sorted[sorted.len() / 2]
+            })
+            .max()?;
+        Some(
+            now.saturating_sub(lag)
+                .saturating_sub(self.allowed_lateness),
+        )
+    }
+}
+
 /// Everything the analytics task needs.
 pub struct AnalyticsTask {
     /// The core.
@@ -33,6 +94,8 @@ pub struct AnalyticsTask {
     pub feeds: Arc<FeedRegistry>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
+    /// With live feeds: the wall-clock estimate that keeps a quiet market's clock moving.
+    pub live_clock: Option<LiveClock>,
 }
 
 impl AnalyticsTask {
@@ -40,6 +103,8 @@ impl AnalyticsTask {
     #[tracing::instrument(name = "analytics", skip_all)]
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut ended: Vec<(FeedId, Option<String>)> = Vec::new();
+        let mut quiet = tokio::time::interval(QUIET_TICK);
+        quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let first = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -47,6 +112,19 @@ impl AnalyticsTask {
                     Some(event) => event,
                     None => break,
                 },
+                _ = quiet.tick(), if self.live_clock.is_some() => {
+                    let estimate = self
+                        .live_clock
+                        .as_ref()
+                        .and_then(|clock| clock.estimate(crate::model::wall_clock_now()));
+                    if let Some(estimate) = estimate {
+                        if self.engine.now().is_some_and(|now| estimate > now) {
+                            self.engine.advance_clock(estimate);
+                            self.publish(&mut ended);
+                        }
+                    }
+                    continue;
+                }
             };
             self.handle(first, &mut ended);
             for _ in 1..EVENTS_PER_PUBLISH {
@@ -66,6 +144,11 @@ impl AnalyticsTask {
             MergedEvent::Trades(trades) => {
                 for trade in &trades {
                     self.engine.apply(trade);
+                }
+                if let Some(clock) = &mut self.live_clock {
+                    for trade in &trades {
+                        clock.observe(trade);
+                    }
                 }
             }
             MergedEvent::Quotes(quotes) => {

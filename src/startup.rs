@@ -31,7 +31,7 @@ use crate::api::{self, AppState};
 use crate::config::{MockExchangeArgs, Settings};
 use crate::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
 use crate::feeds::{FeedDescription, FeedRegistry, FeedStatus};
-use crate::ingest::AnalyticsTask;
+use crate::ingest::{AnalyticsTask, LiveClock};
 use crate::merge::{MergedEvent, merge_by_event_time};
 use crate::metrics::Metrics;
 use crate::mock_exchange::{MockExchange, MockOptions};
@@ -172,6 +172,12 @@ impl App {
             publisher: SnapshotPublisher::new(Arc::clone(&state.snapshots)),
             feeds: Arc::clone(&state.feeds),
             metrics: Arc::clone(&state.metrics),
+            live_clock: (!live.is_empty()).then(|| {
+                LiveClock::new(
+                    live.iter().map(|(_, status)| status.id()),
+                    settings.allowed_lateness,
+                )
+            }),
         };
         spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
         if let Some(exchange) = demo_exchange {

@@ -264,6 +264,72 @@ pub fn assert_window_matches(actual: &WindowStats, expected: &WindowStats, conte
     }
 }
 
+/// Asserts that every window of a `/v1/symbols/{symbol}/stats` body equals polars' batch
+/// statistics of `frame` at the body's own `as_of_ms`.
+pub fn assert_stats_body_matches(body: &serde_json::Value, frame: &DataFrame, context: &str) {
+    let symbol = body["symbol"].as_str().expect("symbol");
+    let as_of = body["as_of_ms"].as_i64().expect("as_of_ms");
+    let served = body["windows"].as_object().expect("windows");
+    assert!(!served.is_empty(), "{context}: no windows");
+    for window in default_windows().iter() {
+        let Some(actual) = served.get(&window.label) else {
+            continue;
+        };
+        let actual: WindowStats = serde_json::from_value::<WindowStatsBody>(actual.clone())
+            .expect("window shape")
+            .into();
+        let expected = window_at(frame, window, as_of)
+            .remove(symbol)
+            .unwrap_or_else(WindowStats::empty);
+        assert_window_matches(
+            &actual,
+            &expected,
+            &format!("{context} {symbol} {} at {as_of}", window.label),
+        );
+    }
+}
+
+/// A window as the API writes it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowStatsBody {
+    count: u64,
+    volume: f64,
+    notional: f64,
+    vwap: Option<f64>,
+    open: Option<f64>,
+    high: Option<f64>,
+    low: Option<f64>,
+    close: Option<f64>,
+    mean: Option<f64>,
+    stddev: Option<f64>,
+    change: Option<f64>,
+    change_pct: Option<f64>,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+}
+
+impl From<WindowStatsBody> for WindowStats {
+    fn from(w: WindowStatsBody) -> Self {
+        WindowStats {
+            count: w.count,
+            volume: w.volume,
+            notional: w.notional,
+            vwap: w.vwap,
+            open: w.open,
+            high: w.high,
+            low: w.low,
+            close: w.close,
+            mean: w.mean,
+            stddev: w.stddev,
+            change: w.change,
+            change_pct: w.change_pct,
+            first_ms: w.first_ms,
+            last_ms: w.last_ms,
+        }
+    }
+}
+
 /// A running service on a random loopback port.
 pub struct TestApp {
     /// Where it listens.
