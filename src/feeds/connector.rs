@@ -377,6 +377,7 @@ pub fn live_stream(
                 Ok(Err(error)) => Ended::Failed(format!("connect failed: {error}")),
                 Ok(Ok((mut socket, _response))) => {
                     connections += 1;
+                    ctx.reset_sequences();
                     let conn = format!("{}-{connections}", status.name());
                     let record = |dir: Direction, text: Option<String>, url: Option<String>| FrameRecord {
                         recv_ns: wall_clock_now(),
@@ -468,7 +469,12 @@ pub fn live_stream(
                             let _ = recorder.send(line).await;
                         }
                         events.clear();
-                        if let Err(error) = spec.provider.parse(text, &mut ctx, &mut events) {
+                        let parsed = spec.provider.parse(text, &mut ctx, &mut events);
+                        let sequence_gaps = ctx.take_gaps();
+                        if sequence_gaps > 0 {
+                            status.gaps.fetch_add(sequence_gaps, Ordering::Relaxed);
+                        }
+                        if let Err(error) = parsed {
                             status.malformed.inc();
                             let count = status.malformed.get();
                             if count <= PARSE_ERRORS_LOGGED || count % PARSE_ERROR_LOG_EVERY == 0 {

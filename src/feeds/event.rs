@@ -55,6 +55,10 @@ pub struct ParseContext {
     /// The feed's latest exchange time, for events the venue sends without one.
     pub last_exchange_ts: Option<Timestamp>,
     symbols: HashMap<String, Symbol>,
+    /// The last sequence number seen per stream (a product, a connection), for gap checks.
+    sequences: HashMap<String, u64>,
+    /// Sequence anomalies (gaps, or numbers going backwards) seen since last taken.
+    gaps: u64,
 }
 
 impl ParseContext {
@@ -65,6 +69,8 @@ impl ParseContext {
             receive_ts: 0,
             last_exchange_ts: None,
             symbols: HashMap::new(),
+            sequences: HashMap::new(),
+            gaps: 0,
         }
     }
 
@@ -76,6 +82,27 @@ impl ParseContext {
         let symbol = Symbol::new(text);
         self.symbols.insert(text.to_string(), symbol.clone());
         symbol
+    }
+
+    /// Checks `sequence` of `stream` against the last one: with `contiguous` numbering a jump
+    /// is a gap; either way a number that does not increase is counted.
+    pub fn check_sequence(&mut self, stream: &str, sequence: u64, contiguous: bool) {
+        let last = self.sequences.insert(stream.to_string(), sequence);
+        if let Some(last) = last {
+            if sequence <= last || (contiguous && sequence > last + 1) {
+                self.gaps += 1;
+            }
+        }
+    }
+
+    /// Sequence anomalies counted since the last call.
+    pub fn take_gaps(&mut self) -> u64 {
+        std::mem::take(&mut self.gaps)
+    }
+
+    /// Forgets sequence state (a new connection starts its own numbering).
+    pub fn reset_sequences(&mut self) {
+        self.sequences.clear();
     }
 
     /// Records an exchange time seen on the feed.
@@ -118,4 +145,41 @@ pub fn decimal(field: &'static str, text: &str) -> Result<f64, FrameError> {
         field,
         value: text.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_checks() {
+        let mut ctx = ParseContext::new(FeedId(0));
+        for sequence in [1, 2, 3, 5, 6] {
+            ctx.check_sequence("a", sequence, true);
+        }
+        assert_eq!(ctx.take_gaps(), 1, "3 → 5 skipped 4");
+        for sequence in [10, 20, 15, 30] {
+            ctx.check_sequence("b", sequence, false);
+        }
+        assert_eq!(
+            ctx.take_gaps(),
+            1,
+            "20 → 15 went backwards; jumps are allowed"
+        );
+        ctx.reset_sequences();
+        ctx.check_sequence("a", 1, true);
+        assert_eq!(ctx.take_gaps(), 0, "a new connection numbers afresh");
+    }
+
+    #[test]
+    fn shared_field_parsers() {
+        assert_eq!(
+            rfc3339("t", "2021-02-22T15:51:44.208Z"),
+            Ok(1_614_009_104_208_000_000)
+        );
+        assert!(rfc3339("t", "noon").is_err());
+        assert_eq!(epoch_millis("t", 2), Ok(2_000_000));
+        assert!(epoch_millis("t", i64::MAX).is_err());
+        assert!(trade_values(1.0, 1.0).is_ok() && trade_values(-1.0, 1.0).is_err());
+    }
 }

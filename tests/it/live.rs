@@ -244,7 +244,7 @@ async fn an_unreachable_exchange_is_retried_and_the_service_stays_up() {
 }
 
 /// A minimal Binance-speaking peer: acknowledges the subscription, sends `frames`, then idles.
-async fn scripted_peer(frames: Vec<&'static str>) -> SocketAddr {
+async fn scripted_peer(frames: Vec<String>) -> SocketAddr {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -277,12 +277,12 @@ async fn scripted_peer(frames: Vec<&'static str>) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotes_are_served_and_bad_frames_are_counted_and_skipped() {
     // Real frames from the Binance recording in the shared data, and two broken ones.
-    let peer = scripted_peer(vec![
+    let peer = scripted_peer(Vec::from([
         r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#,
         r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683260,"p":"61837.63000000","q":"#,
         r#"{"stream":"btcusdt@bookTicker","data":{"u":50093239219,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.60520000"}}"#,
         "\u{1F4A5} not json",
-    ])
+    ]).into_iter().map(String::from).collect())
     .await;
     let app = TestApp::spawn(feed_args(peer)).await;
     let feed = wait_for_feed(&app, |f| f["quotes"] == 1 && f["malformed"] == 2).await;
@@ -508,4 +508,28 @@ async fn a_quiet_live_market_still_drains_its_windows() {
     assert_stats_body_matches(&drained, &trades_frame(&trades), "drained");
     app.stop().await;
     stop_mock.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_size_limit_is_refused_and_the_feed_retried() {
+    // 2 MiB in one frame, past the connectors' 1 MiB limit.
+    let huge = format!(
+        r#"{{"stream":"btcusdt@trade","data":{{"pad":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let peer = scripted_peer(vec![huge]).await;
+    let app = TestApp::spawn(feed_args(peer)).await;
+    let feed = wait_for_feed(&app, |f| {
+        f["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("read failed"))
+            && (f["state"] == "backoff"
+                || f["state"] == "connecting"
+                || f["state"] == "circuit_open")
+    })
+    .await;
+    assert_eq!(feed["trades"], 0, "{feed}");
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, 200);
+    app.stop().await;
 }

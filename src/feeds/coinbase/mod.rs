@@ -211,6 +211,7 @@ struct Envelope<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     timestamp: Option<Cow<'a, str>>,
+    sequence_num: Option<u64>,
     #[serde(default, borrow)]
     events: Vec<AdvancedEvent<'a>>,
     #[serde(borrow)]
@@ -273,6 +274,10 @@ pub fn parse_advanced_trade(
         .channel
         .as_deref()
         .ok_or(FrameError::MissingField("channel"))?;
+    // `sequence_num` numbers every message of the connection: a jump means lost messages.
+    if let Some(sequence) = envelope.sequence_num {
+        ctx.check_sequence("connection", sequence, true);
+    }
     match channel {
         "market_trades" => {
             for event in &envelope.events {

@@ -61,6 +61,7 @@ struct Item<'a> {
     p: Option<f64>,
     s: Option<f64>,
     t: Option<i64>,
+    q: Option<u64>,
     bp: Option<f64>,
     bs: Option<f64>,
     ap: Option<f64>,
@@ -85,6 +86,10 @@ pub fn parse(
                 let exchange_ts = epoch_millis("t", item.t.ok_or(FrameError::MissingField("t"))?)?;
                 ctx.saw_exchange_time(exchange_ts);
                 let symbol = item.sym.as_deref().ok_or(FrameError::MissingField("sym"))?;
+                // `q` increases per symbol but skips numbers: only going backwards is counted.
+                if let Some(sequence) = item.q {
+                    ctx.check_sequence(symbol, sequence, false);
+                }
                 let id = item.i.as_deref().and_then(|i| i.parse::<u64>().ok());
                 out.push(FeedEvent::Trade(Trade {
                     symbol: ctx.symbol(symbol),
