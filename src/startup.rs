@@ -352,7 +352,7 @@ pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<M
         .listen
         .parse()
         .with_context(|| format!("invalid listen address {:?}", args.listen))?;
-    let trades = load_all(ReplaySource::from_path(&args.file)?).await?;
+    let source = ReplaySource::from_path(&args.file)?;
     let max_pause = args
         .max_pause
         .as_deref()
@@ -365,6 +365,12 @@ pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<M
         max_pause,
         ..MockOptions::default()
     };
+    if source.format == crate::replay::ReplayFormat::RawFrames {
+        let recording = std::fs::read_to_string(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        return Ok(MockExchange::bind_raw(listen, &recording, options).await?);
+    }
+    let trades = load_all(source).await?;
     Ok(MockExchange::bind(listen, &trades, options).await?)
 }
 

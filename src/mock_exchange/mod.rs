@@ -32,6 +32,9 @@
 //!   "params":"T.AAPL"}` answered per param with `success`; trades are `[{"ev":"T",…}]`;
 //!   WebSocket pings every 20 s.
 //!
+//! A raw-frame recording (`*.frames.jsonl`) can be served instead of trades: its received frames
+//! go out verbatim, paced by their receive times, to a client once it has subscribed.
+//!
 //! Subscriptions are accepted at any time. Each connection is served the recording from its start
 //! (trade ids are stable: the file's own, or numbered per symbol from 1), so a reconnecting
 //! client sees trades it already has again — the case the connector's duplicate detection exists
@@ -113,11 +116,22 @@ pub struct MockExchange {
     options: MockOptions,
 }
 
-/// One recorded trade with its trade id, rendered per pass in the provider's format.
+/// What the mock serves: a recorded trade with its trade id (rendered per pass in the
+/// provider's format), or a raw frame served verbatim at its recorded receive time.
 #[derive(Debug)]
-struct RecordedFrame {
-    trade_id: u64,
-    trade: Trade,
+enum RecordedFrame {
+    Trade { trade_id: u64, trade: Trade },
+    Raw { recv_ns: i64, text: String },
+}
+
+impl RecordedFrame {
+    /// The time the frame is paced by.
+    fn time(&self) -> i64 {
+        match self {
+            RecordedFrame::Trade { trade, .. } => trade.exchange_ts,
+            RecordedFrame::Raw { recv_ns, .. } => *recv_ns,
+        }
+    }
 }
 
 /// The recording with trade ids, numbered per symbol when it has none.
@@ -129,7 +143,7 @@ fn recorded_frames(trades: &[Trade]) -> Vec<RecordedFrame> {
             let counter = next_ids.entry(trade.symbol.as_str()).or_insert(1);
             let trade_id = trade.trade_id.unwrap_or(*counter);
             *counter = trade_id + 1;
-            RecordedFrame {
+            RecordedFrame::Trade {
                 trade_id,
                 trade: trade.clone(),
             }
@@ -151,17 +165,16 @@ pub fn render_trade_frames(provider: Provider, trades: &[Trade]) -> Vec<String> 
 /// largest trade id.
 fn pass_shift(frames: &[RecordedFrame]) -> (i64, u64) {
     const DAY: i64 = 86_400 * 1_000_000_000;
-    let first = frames
+    let first = frames.iter().map(RecordedFrame::time).min().unwrap_or(0);
+    let last = frames.iter().map(RecordedFrame::time).max().unwrap_or(0);
+    let max_id = frames
         .iter()
-        .map(|f| f.trade.exchange_ts)
-        .min()
-        .unwrap_or(0);
-    let last = frames
-        .iter()
-        .map(|f| f.trade.exchange_ts)
+        .filter_map(|f| match f {
+            RecordedFrame::Trade { trade_id, .. } => Some(*trade_id),
+            RecordedFrame::Raw { .. } => None,
+        })
         .max()
         .unwrap_or(0);
-    let max_id = frames.iter().map(|f| f.trade_id).max().unwrap_or(0);
     (((last - first) / DAY + 1) * DAY, max_id)
 }
 
@@ -178,6 +191,45 @@ impl MockExchange {
             listener,
             frames: Arc::new(frames),
             options,
+        })
+    }
+
+    /// Binds `address` to serve a raw-frame recording (`*.frames.jsonl`): the `in` frames of
+    /// `options.provider`, verbatim and paced by their receive times, once (no `repeat`: the
+    /// frames would repeat their own times and ids).
+    pub async fn bind_raw(
+        address: SocketAddr,
+        recording: &str,
+        options: MockOptions,
+    ) -> std::io::Result<Self> {
+        #[derive(Deserialize)]
+        struct Line {
+            recv_ns: i64,
+            provider: String,
+            dir: String,
+            text: Option<String>,
+        }
+        let frames = recording
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Line>(line).ok())
+            .filter(|line| {
+                line.dir == "in" && Provider::from_name(&line.provider) == Some(options.provider)
+            })
+            .filter_map(|line| {
+                line.text.map(|text| RecordedFrame::Raw {
+                    recv_ns: line.recv_ns,
+                    text,
+                })
+            })
+            .collect();
+        let listener = TcpListener::bind(address).await?;
+        Ok(MockExchange {
+            listener,
+            frames: Arc::new(frames),
+            options: MockOptions {
+                repeat: false,
+                ..options
+            },
         })
     }
 
@@ -466,8 +518,13 @@ impl Session {
 
     /// Whether `frame` is subscribed.
     fn wants(&self, frame: &RecordedFrame) -> bool {
-        self.symbols
-            .contains(&frame.trade.symbol.as_str().to_ascii_lowercase())
+        match frame {
+            RecordedFrame::Trade { trade, .. } => self
+                .symbols
+                .contains(&trade.symbol.as_str().to_ascii_lowercase()),
+            // A raw recording is served whole to a client that subscribed to anything.
+            RecordedFrame::Raw { .. } => !self.symbols.is_empty(),
+        }
     }
 
     /// `frame` in the provider's format, shifted by `time_offset` ns and `id_offset`.
@@ -478,9 +535,12 @@ impl Session {
         time_offset: i64,
         id_offset: u64,
     ) -> String {
-        let trade = &frame.trade;
+        let (trade, trade_id) = match frame {
+            RecordedFrame::Trade { trade, trade_id } => (trade, *trade_id),
+            RecordedFrame::Raw { text, .. } => return text.clone(),
+        };
         let ts = trade.exchange_ts.saturating_add(time_offset);
-        let id = frame.trade_id + id_offset;
+        let id = trade_id + id_offset;
         let symbol = trade.symbol.as_str();
         match provider {
             Provider::Binance => {
@@ -653,7 +713,7 @@ async fn serve(
         let due = (subscribed && next < frames.len()).then(|| match options.speed {
             Speed::Max => Instant::now(),
             Speed::Factor(factor) => {
-                let ts = frames[next].trade.exchange_ts.saturating_add(time_offset);
+                let ts = frames[next].time().saturating_add(time_offset);
                 let (anchor_ts, anchor_wall) = *anchor.get_or_insert((ts, Instant::now()));
                 let offset = (ts - anchor_ts).max(0) as f64 / 1e9 / factor;
                 let mut due = anchor_wall + Duration::from_secs_f64(offset);

@@ -533,3 +533,31 @@ async fn a_frame_over_the_size_limit_is_refused_and_the_feed_retried() {
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_exchange_serves_a_raw_recording_verbatim() {
+    let recording = std::fs::read_to_string(data_path("binance_btcusdt_20240808.frames.jsonl"))
+        .expect("fixture");
+    let exchange = MockExchange::bind_raw(
+        "127.0.0.1:0".parse().expect("addr"),
+        &recording,
+        MockOptions::default(),
+    )
+    .await
+    .expect("binds");
+    let mock = exchange.local_addr().expect("bound");
+    let stop_mock = CancellationToken::new();
+    tokio::spawn(exchange.run(stop_mock.clone()));
+    let app = TestApp::spawn(feed_args(mock)).await;
+    let trades = load_trades(BTCUSDT);
+    let feed = wait_for_feed(&app, |f| f["trades"] == trades.len()).await;
+    assert_eq!(feed["malformed"], 0, "{feed}");
+    assert_eq!(
+        feed["gaps"], 0,
+        "the recorded trade ids are consecutive: {feed}"
+    );
+    let (_, stats) = app.get("/v1/symbols/BTCUSDT/stats").await;
+    assert_stats_body_matches(&stats, &trades_frame(&trades), "raw recording");
+    app.stop().await;
+    stop_mock.cancel();
+}
