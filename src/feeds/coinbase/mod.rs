@@ -19,8 +19,9 @@
 //!   {"type":"match","trade_id":1568268,"maker_order_id":"…","taker_order_id":"…","side":"sell",
 //!    "size":"450","price":"0.791","product_id":"SKL-USD","sequence":201390075,"time":"2021-04-17T16:43:37.121358Z"}
 //!   ```
-//!   `side` is the maker's; `sequence` is per product (a jump is a gap; the connector checks
-//!   trade ids).
+//!   `side` is the maker's; `sequence` is per product across all channels, so with a few channels
+//!   subscribed it skips numbers: a match whose sequence does not increase is counted as a gap,
+//!   and the connector checks trade ids for jumps.
 //!
 //! Prices and sizes are decimal strings, times RFC 3339 with microseconds.
 
@@ -110,6 +111,7 @@ struct ExchangeMessage<'a> {
     #[serde(borrow)]
     product_id: Option<Cow<'a, str>>,
     trade_id: Option<u64>,
+    sequence: Option<u64>,
     #[serde(borrow)]
     side: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -159,6 +161,11 @@ pub fn parse_exchange(
     match m.kind.as_ref() {
         "match" | "last_match" => {
             let trade_id = m.trade_id.ok_or(FrameError::MissingField("trade_id"))?;
+            // The product's sequence spans every channel, so with only some channels subscribed
+            // it skips numbers; among matches it must still increase.
+            if let (Some(sequence), Some(product)) = (m.sequence, m.product_id.as_deref()) {
+                ctx.check_sequence(product, sequence, false);
+            }
             out.push(FeedEvent::Trade(trade(
                 ctx,
                 required(&m.product_id, "product_id")?,
@@ -392,6 +399,23 @@ mod tests {
     }
 
     #[test]
+    fn exchange_sequences_must_increase_among_matches() {
+        let mut ctx = ParseContext::new(FeedId(0));
+        let mut out = Vec::new();
+        for sequence in [10, 12, 11] {
+            let frame = format!(
+                r#"{{"type":"match","trade_id":{sequence},"side":"buy","size":"1","price":"1","product_id":"X","sequence":{sequence},"time":"2021-04-17T16:43:37Z"}}"#
+            );
+            parse_exchange(&frame, &mut ctx, &mut out).expect("parses");
+        }
+        assert_eq!(
+            ctx.take_gaps(),
+            1,
+            "12 → 11 went backwards; 10 → 12 is a skip, not a gap"
+        );
+    }
+
+    #[test]
     fn advanced_trade_batches_are_put_back_in_order() {
         let events = run(parse_advanced_trade, &[
             r#"{"channel":"market_trades","client_id":"","timestamp":"2026-04-07T14:30:02.9Z","sequence_num":5,"events":[{"type":"update","trades":[{"trade_id":"995098702","product_id":"BTC-USD","price":"68901.00","size":"0.1","side":"SELL","time":"2026-04-07T14:30:02.800000Z"},{"trade_id":"995098700","product_id":"BTC-USD","price":"68900.50","size":"0.00150000","side":"BUY","time":"2026-04-07T14:30:02.789012Z"}]}]}"#,
@@ -420,6 +444,18 @@ mod tests {
         assert_eq!((quote.bid_size, quote.ask_size), (Some(1.5), Some(0.5)));
         assert_eq!(quote.exchange_ts, Some(1_775_572_203_000_000_000));
         assert_eq!(events[3], FeedEvent::Heartbeat);
+    }
+
+    #[test]
+    fn advanced_trade_sequence_gaps_are_counted() {
+        let mut ctx = ParseContext::new(FeedId(0));
+        let mut out = Vec::new();
+        for sequence in [0, 1, 3] {
+            let frame =
+                format!(r#"{{"channel":"heartbeats","sequence_num":{sequence},"events":[]}}"#);
+            parse_advanced_trade(&frame, &mut ctx, &mut out).expect("parses");
+        }
+        assert_eq!(ctx.take_gaps(), 1, "message 2 was lost");
     }
 
     #[test]
