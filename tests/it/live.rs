@@ -561,3 +561,58 @@ async fn the_mock_exchange_serves_a_raw_recording_verbatim() {
     app.stop().await;
     stop_mock.cancel();
 }
+
+/// A TLS WebSocket server on loopback with a self-signed certificate for `localhost`.
+async fn tls_peer() -> SocketAddr {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert = certified.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+        .expect("key");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    let _ = tokio_tungstenite::accept_async(tls).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_goes_through_rustls_and_checks_the_certificate_against_the_bundled_roots() {
+    let peer = tls_peer().await;
+    let app = TestApp::spawn(ServeArgs {
+        feed: vec![format!("binance:BTCUSDT@wss://localhost:{}", peer.port())],
+        ..ServeArgs::default()
+    })
+    .await;
+    // A self-signed certificate is no venue's: the TLS handshake runs and refuses it.
+    let feed = wait_for_feed(&app, |f| {
+        f["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate"))
+    })
+    .await;
+    assert!(
+        feed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("UnknownIssuer")),
+        "{feed}"
+    );
+    assert_eq!(feed["trades"], 0);
+    app.stop().await;
+}
