@@ -17,49 +17,9 @@ fn replay_args(names: &[&str]) -> ServeArgs {
 
 /// A window from the JSON body, as [`WindowStats`].
 fn window_from_json(value: &Value) -> WindowStats {
-    serde_json::from_value::<WindowStatsJson>(value.clone())
+    serde_json::from_value::<WindowStatsBody>(value.clone())
         .expect("window shape")
         .into()
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WindowStatsJson {
-    count: u64,
-    volume: f64,
-    notional: f64,
-    vwap: Option<f64>,
-    open: Option<f64>,
-    high: Option<f64>,
-    low: Option<f64>,
-    close: Option<f64>,
-    mean: Option<f64>,
-    stddev: Option<f64>,
-    change: Option<f64>,
-    change_pct: Option<f64>,
-    first_ms: Option<i64>,
-    last_ms: Option<i64>,
-}
-
-impl From<WindowStatsJson> for WindowStats {
-    fn from(w: WindowStatsJson) -> Self {
-        WindowStats {
-            count: w.count,
-            volume: w.volume,
-            notional: w.notional,
-            vwap: w.vwap,
-            open: w.open,
-            high: w.high,
-            low: w.low,
-            close: w.close,
-            mean: w.mean,
-            stddev: w.stddev,
-            change: w.change,
-            change_pct: w.change_pct,
-            first_ms: w.first_ms,
-            last_ms: w.last_ms,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
