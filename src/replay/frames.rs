@@ -13,12 +13,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::BufRead;
 
 use serde::Deserialize;
 
 use super::fields::RowError;
-use super::{BatchSink, ReplaySource, RowLocation, Stop, open_text};
+use super::{BatchSink, ReplaySource, Stop, for_each_line};
 use crate::feeds::connector::Provider;
 use crate::feeds::event::{FeedEvent, ParseContext};
 use crate::model::FeedId;
@@ -38,49 +37,20 @@ struct RawFrame<'a> {
 
 /// Reads one pass of a raw-frame recording into `sink`.
 pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
-    sink.set_progress_total(source.check()?);
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, open_text(source)?);
     let mut contexts: HashMap<String, (Provider, ParseContext)> = HashMap::new();
     let mut events = Vec::new();
-    let mut buffer = Vec::new();
-    let mut line_number = 0u64;
-    let mut bytes_read = 0u64;
-    loop {
-        buffer.clear();
-        let read = reader
-            .read_until(b'\n', &mut buffer)
-            .map_err(|error| sink.read_error(error))?;
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
-        bytes_read += read as u64;
-        if line_number % 4096 == 0 {
-            sink.set_progress(bytes_read);
-        }
-        let location = RowLocation::Line(line_number);
-        let Ok(line) = std::str::from_utf8(&buffer) else {
-            sink.row(location, Err(RowError::Utf8("line")))?;
-            continue;
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
+    for_each_line(source, sink, |sink, location, line| {
         let frame: RawFrame<'_> = match serde_json::from_str(line) {
             Ok(frame) => frame,
-            Err(error) => {
-                sink.row(location, Err(RowError::Json(error.to_string())))?;
-                continue;
-            }
+            Err(error) => return sink.row(location, Err(RowError::Json(error.to_string()))),
         };
         let (Some(text), "in") = (frame.text.as_deref(), frame.dir.as_ref()) else {
             sink.count_row();
-            continue;
+            return Ok(());
         };
         let Some(provider) = Provider::from_name(&frame.provider) else {
             let message = format!("unknown provider {:?}", frame.provider);
-            sink.row(location, Err(RowError::Unreadable(message)))?;
-            continue;
+            return sink.row(location, Err(RowError::Unreadable(message)));
         };
         let (provider, ctx) = contexts
             .entry(frame.conn.into_owned())
@@ -88,8 +58,7 @@ pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
         ctx.receive_ts = frame.recv_ns;
         events.clear();
         if let Err(error) = provider.parse(text, ctx, &mut events) {
-            sink.row(location, Err(RowError::Unreadable(error.to_string())))?;
-            continue;
+            return sink.row(location, Err(RowError::Unreadable(error.to_string())));
         }
         sink.count_row();
         for event in events.drain(..) {
@@ -97,7 +66,6 @@ pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
                 sink.push_trade(trade)?;
             }
         }
-    }
-    sink.set_progress(bytes_read);
-    Ok(())
+        Ok(())
+    })
 }

@@ -8,15 +8,13 @@
 //! {"ts":"2013-10-07T08:00:30.270Z","symbol":"IBM","price":"181.52","size":"283","id":17}
 //! ```
 
-use std::borrow::Cow;
-use std::io::BufRead;
-
 use serde::Deserialize;
+use std::borrow::Cow;
 
 use super::fields::{
     RawTrade, RowError, millis_to_nanos, parse_number, parse_timestamp, parse_trade_id,
 };
-use super::{BatchSink, ReplaySource, RowLocation, Stop, open_text};
+use super::{BatchSink, ReplaySource, Stop, for_each_line};
 
 /// A JSON field that may be a number or a string.
 #[derive(Debug, Deserialize)]
@@ -93,33 +91,9 @@ pub fn parse_line(line: &str) -> Result<RawTrade<'_>, RowError> {
 
 /// Reads one pass of a JSON-lines source into `sink`.
 pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
-    sink.set_progress_total(source.check()?);
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, open_text(source)?);
-    let mut buffer = Vec::new();
-    let mut line_number = 0u64;
-    let mut bytes_read = 0u64;
-    loop {
-        buffer.clear();
-        let read = reader
-            .read_until(b'\n', &mut buffer)
-            .map_err(|error| sink.read_error(error))?;
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
-        bytes_read += read as u64;
-        let parsed = match std::str::from_utf8(&buffer) {
-            Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => parse_line(line),
-            Err(_) => Err(RowError::Utf8("line")),
-        };
-        sink.row(RowLocation::Line(line_number), parsed)?;
-        if line_number % 4096 == 0 {
-            sink.set_progress(bytes_read);
-        }
-    }
-    sink.set_progress(bytes_read);
-    Ok(())
+    for_each_line(source, sink, |sink, location, line| {
+        sink.row(location, parse_line(line))
+    })
 }
 
 #[cfg(test)]

@@ -544,6 +544,43 @@ impl BatchSink {
     }
 }
 
+/// Reads a line-oriented source (JSON lines, raw frames): calls `each` with every non-blank
+/// line and its location, counts a line that is not UTF-8 as malformed, and keeps the progress.
+fn for_each_line(
+    source: &ReplaySource,
+    sink: &mut BatchSink,
+    mut each: impl FnMut(&mut BatchSink, RowLocation, &str) -> Result<(), Stop>,
+) -> Result<(), Stop> {
+    use std::io::BufRead;
+    sink.set_progress_total(source.check()?);
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, open_text(source)?);
+    let mut buffer = Vec::new();
+    let mut line_number = 0u64;
+    let mut bytes_read = 0u64;
+    loop {
+        buffer.clear();
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .map_err(|error| sink.read_error(error))?;
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        bytes_read += read as u64;
+        if line_number % 4096 == 0 {
+            sink.set_progress(bytes_read);
+        }
+        let location = RowLocation::Line(line_number);
+        match std::str::from_utf8(&buffer) {
+            Ok(line) if line.trim().is_empty() => {}
+            Ok(line) => each(sink, location, line)?,
+            Err(_) => sink.row(location, Err(RowError::Utf8("line")))?,
+        }
+    }
+    sink.set_progress(bytes_read);
+    Ok(())
+}
+
 /// Opens a text source (file or embedded bytes) as a buffered reader.
 fn open_text(source: &ReplaySource) -> Result<Box<dyn std::io::Read + Send>, ReplayError> {
     match &source.input {
