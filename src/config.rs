@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::analytics::WindowSpec;
+use crate::analytics::{DEFAULT_CANDLE_HISTORY, IntervalSpec, WindowSpec};
 use crate::feeds::connector::{Credentials, FeedSpec, Provider, Secret};
 use crate::replay::{ReplayError, ReplaySource, Speed};
 
@@ -21,6 +21,15 @@ use crate::replay::{ReplayError, ReplaySource, Speed};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default trailing windows.
 pub const DEFAULT_WINDOWS: [&str; 6] = ["1s", "10s", "1m", "5m", "15m", "1h"];
+/// Default candle intervals.
+pub const DEFAULT_INTERVALS: [&str; 3] = ["1s", "1m", "5m"];
+/// Most candles a symbol may keep per interval (memory: about 80 bytes each).
+pub const MAX_CANDLE_HISTORY: usize = 100_000;
+/// Default capacity of the indicator cache, in results (each a few kilobytes at most).
+pub const DEFAULT_INDICATOR_CACHE_CAPACITY: u64 = 10_000;
+/// Default time an indicator result may stay cached; results are keyed by the closed candles
+/// they were computed from, so this only bounds how long unused ones stay.
+pub const DEFAULT_INDICATOR_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Default allowed lateness.
 pub const DEFAULT_LATENESS: &str = "1s";
 /// Speed of the embedded sample when no speed is given.
@@ -120,6 +129,18 @@ pub struct ServeArgs {
     /// How far behind the stream clock a trade may arrive and still be applied (e.g. `1s`).
     #[arg(long, value_name = "DURATION")]
     pub lateness: Option<String>,
+    /// Candle intervals, comma-separated (e.g. `1s,1m,5m`): whole milliseconds.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub intervals: Option<Vec<String>>,
+    /// Closed candles kept per symbol and interval (default 1000).
+    #[arg(long, value_name = "N")]
+    pub candle_history: Option<usize>,
+    /// Indicator results the cache holds at most (0 disables caching).
+    #[arg(long, value_name = "N")]
+    pub indicator_cache_capacity: Option<u64>,
+    /// Longest time an indicator result stays cached (e.g. `5m`).
+    #[arg(long, value_name = "DURATION")]
+    pub indicator_cache_ttl: Option<String>,
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", env = "TICKSTREAM_LISTEN")]
     pub listen: Option<String>,
@@ -160,6 +181,10 @@ struct FileConfig {
     max_pause: Option<String>,
     windows: Option<Vec<String>>,
     lateness: Option<String>,
+    intervals: Option<Vec<String>>,
+    candle_history: Option<usize>,
+    indicator_cache_capacity: Option<u64>,
+    indicator_cache_ttl: Option<String>,
 }
 
 /// A configuration that cannot run.
@@ -216,6 +241,30 @@ pub struct Settings {
     pub windows: Arc<[WindowSpec]>,
     /// Allowed lateness, nanoseconds.
     pub allowed_lateness: i64,
+    /// Candle intervals, in configured order.
+    pub intervals: Arc<[IntervalSpec]>,
+    /// Closed candles kept per symbol and interval.
+    pub candle_history: usize,
+    /// Indicator cache bounds.
+    pub indicator_cache: CacheSettings,
+}
+
+/// Bounds of the indicator cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Most results held (0: nothing is kept, every request computes).
+    pub capacity: u64,
+    /// Longest time a result stays.
+    pub time_to_live: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            capacity: DEFAULT_INDICATOR_CACHE_CAPACITY,
+            time_to_live: DEFAULT_INDICATOR_CACHE_TTL,
+        }
+    }
 }
 
 impl Settings {
@@ -309,6 +358,35 @@ impl Settings {
             .unwrap_or_else(|| DEFAULT_LATENESS.to_string());
         let allowed_lateness = duration_nanos("lateness", parse_lateness(&lateness_text)?)?;
 
+        let interval_labels = args
+            .intervals
+            .or(file.intervals)
+            .unwrap_or_else(|| DEFAULT_INTERVALS.iter().map(|i| i.to_string()).collect());
+        let intervals = parse_intervals(&interval_labels)?;
+        let candle_history = args
+            .candle_history
+            .or(file.candle_history)
+            .unwrap_or(DEFAULT_CANDLE_HISTORY);
+        if !(1..=MAX_CANDLE_HISTORY).contains(&candle_history) {
+            return Err(invalid(
+                "candle_history",
+                format!("{candle_history} is not between 1 and {MAX_CANDLE_HISTORY}"),
+            ));
+        }
+        let indicator_cache = CacheSettings {
+            capacity: args
+                .indicator_cache_capacity
+                .or(file.indicator_cache_capacity)
+                .unwrap_or(DEFAULT_INDICATOR_CACHE_CAPACITY),
+            time_to_live: match args.indicator_cache_ttl.or(file.indicator_cache_ttl) {
+                Some(text) => parse_duration("indicator_cache_ttl", &text)?,
+                None => DEFAULT_INDICATOR_CACHE_TTL,
+            },
+        };
+        if indicator_cache.time_to_live.is_zero() {
+            return Err(invalid("indicator_cache_ttl", "must be positive"));
+        }
+
         Ok(Settings {
             listen,
             sources,
@@ -319,6 +397,9 @@ impl Settings {
             max_pause,
             windows: windows.into(),
             allowed_lateness,
+            intervals: intervals.into(),
+            candle_history,
+            indicator_cache,
         })
     }
 }
@@ -487,6 +568,38 @@ pub fn parse_windows(labels: &[String]) -> Result<Vec<WindowSpec>, ConfigError> 
     Ok(windows)
 }
 
+/// Parses candle intervals: each a positive whole number of milliseconds, no two alike.
+pub fn parse_intervals(labels: &[String]) -> Result<Vec<IntervalSpec>, ConfigError> {
+    if labels.is_empty() {
+        return Err(invalid("intervals", "at least one interval is needed"));
+    }
+    let mut intervals: Vec<IntervalSpec> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let label = label.trim();
+        let length = duration_nanos("intervals", parse_duration("intervals", label)?)?;
+        if length <= 0 || length % 1_000_000 != 0 {
+            return Err(invalid(
+                "intervals",
+                format!("{label:?} is not a positive whole number of milliseconds"),
+            ));
+        }
+        if let Some(same) = intervals
+            .iter()
+            .find(|i| i.length == length || i.label == label)
+        {
+            return Err(invalid(
+                "intervals",
+                format!("{label:?} and {:?} are the same interval", same.label),
+            ));
+        }
+        intervals.push(IntervalSpec {
+            label: label.to_string(),
+            length,
+        });
+    }
+    Ok(intervals)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,6 +671,15 @@ mod tests {
             "{error}"
         );
         assert!(Settings::from_toml("windows = [\"1m\", \"60s\"]").is_err());
+        assert!(Settings::from_toml("intervals = [\"1m\", \"60s\"]").is_err());
+        assert!(Settings::from_toml("intervals = [\"1500us\"]").is_err());
+        assert!(Settings::from_toml("intervals = []").is_err());
+        assert!(Settings::from_toml("candle_history = 0").is_err());
+        assert!(Settings::from_toml("indicator_cache_ttl = \"0s\"").is_err());
+        let settings = Settings::from_toml("intervals = [\"250ms\", \"1h\"]\ncandle_history = 5")
+            .expect("valid");
+        assert_eq!(settings.intervals[0].length, 250_000_000);
+        assert_eq!(settings.candle_history, 5);
         assert!(Settings::from_toml("windows = []").is_err());
         assert!(Settings::from_toml("windows = [\"soon\"]").is_err());
         assert!(Settings::from_toml("speed = 0").is_err());

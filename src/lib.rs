@@ -13,21 +13,22 @@
 //! | sources | [`feeds`] | live WebSocket connectors (one folder per provider), reconnect policy, and the registry of every source's state and counters |
 //! | sources | [`mock_exchange`] | serves recordings over a local WebSocket in a provider's format |
 //! | merge | [`merge`] | several sources into one stream, in event time |
-//! | core | [`analytics`] | synchronous rolling windows per symbol, snapshots for readers |
+//! | core | [`analytics`] | synchronous rolling windows and candles per symbol, snapshots for readers |
+//! | indicators | [`indicators`] | SMA, EMA, RSI, MACD, BBANDS, ATR over closed candles (TA-Lib's conventions), memoized in `moka` |
 //! | core task | [`ingest`] | the async loop that drives the core and publishes |
 //! | recording | [`record`] | raw frames of the live feeds, for replay |
 //! | serving | [`api`] | the HTTP API (axum) |
 //! | serving | [`metrics`] | Prometheus metrics |
 //! | wiring | [`config`], [`startup`], [`shutdown`] | settings, the task topology, stopping |
 //!
-//! Later stages (candles and indicators with a `moka` cache, alerts and their sinks) plug into
-//! the analytics task and the API the same way.
+//! Later stages (alerts and their sinks) plug into the analytics task and the API the same way.
 
 pub mod analytics;
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod feeds;
+pub mod indicators;
 pub mod ingest;
 pub mod merge;
 pub mod metrics;

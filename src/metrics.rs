@@ -56,6 +56,15 @@ pub struct Metrics {
     pub symbols: Gauge,
     /// The stream clock, epoch milliseconds.
     pub stream_clock_ms: Gauge,
+    /// Indicator requests answered from the cache (including those that waited for another
+    /// reader's computation of the same key).
+    pub indicator_cache_hits: Counter,
+    /// Indicator requests that computed their result.
+    pub indicator_cache_misses: Counter,
+    /// Indicator results removed from the cache by its size or time bound.
+    pub indicator_cache_evictions: Counter,
+    /// Indicator computations run (one per miss).
+    pub indicator_computations: Counter,
 }
 
 impl Default for Metrics {
@@ -82,6 +91,10 @@ impl Metrics {
             http_requests: Family::default(),
             symbols: Gauge::default(),
             stream_clock_ms: Gauge::default(),
+            indicator_cache_hits: Counter::default(),
+            indicator_cache_misses: Counter::default(),
+            indicator_cache_evictions: Counter::default(),
+            indicator_computations: Counter::default(),
         };
         let counters = [
             (
@@ -103,6 +116,26 @@ impl Metrics {
                 "core_batches",
                 "Batches of events processed by the analytics core",
                 &metrics.core_batches,
+            ),
+            (
+                "indicator_cache_hits",
+                "Indicator requests answered from the cache, including readers that waited for another's computation",
+                &metrics.indicator_cache_hits,
+            ),
+            (
+                "indicator_cache_misses",
+                "Indicator requests that computed their result",
+                &metrics.indicator_cache_misses,
+            ),
+            (
+                "indicator_cache_evictions",
+                "Indicator results removed from the cache by its size or time-to-live bound",
+                &metrics.indicator_cache_evictions,
+            ),
+            (
+                "indicator_computations",
+                "Indicator computations run",
+                &metrics.indicator_computations,
             ),
         ];
         for (name, help, counter) in counters {

@@ -31,6 +31,7 @@ use crate::api::{self, AppState};
 use crate::config::{MockExchangeArgs, Settings};
 use crate::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
 use crate::feeds::{FeedDescription, FeedRegistry, FeedStatus};
+use crate::indicators::cache::IndicatorCache;
 use crate::ingest::{AnalyticsTask, LiveClock};
 use crate::merge::{MergedEvent, merge_by_event_time};
 use crate::metrics::Metrics;
@@ -106,11 +107,14 @@ impl App {
                 (spec.clone(), status)
             })
             .collect();
+        let indicators = IndicatorCache::new(settings.indicator_cache, Arc::clone(&metrics));
         let state = AppState {
             snapshots: Arc::new(SnapshotStore::new()),
             feeds,
             metrics,
             windows: Arc::clone(&settings.windows),
+            intervals: Arc::clone(&settings.intervals),
+            indicators,
             ready: Arc::new(AtomicBool::new(false)),
         };
         Ok(App {
@@ -165,7 +169,8 @@ impl App {
                 _ => (None, None, None, None),
             };
 
-        let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness);
+        let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness)
+            .with_candles(Arc::clone(&settings.intervals), settings.candle_history);
         let analytics = AnalyticsTask {
             engine,
             events: events_rx,

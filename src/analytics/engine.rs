@@ -16,12 +16,16 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::analytics::WindowSpec;
+use crate::analytics::candles::{CandleSeries, CandleView, IntervalSpec};
 use crate::analytics::window::{Entry, RollingWindow, WindowStats};
 use crate::clock::{Admission, StreamClock};
 use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
 
 /// How many recent trade ids per feed and symbol are remembered to detect duplicates.
 pub const DEFAULT_DEDUP_CAPACITY: usize = 4096;
+
+/// Closed candles kept per symbol and interval unless configured otherwise.
+pub const DEFAULT_CANDLE_HISTORY: usize = 1000;
 
 /// What happened to a trade handed to [`Engine::apply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +66,8 @@ pub struct SymbolSnapshot {
     pub trade_count: u64,
     /// One entry per configured window, in configuration order.
     pub windows: Vec<WindowStats>,
+    /// One entry per configured candle interval, in configuration order.
+    pub candles: Vec<CandleView>,
 }
 
 /// The last trade ids seen from one feed for one symbol, bounded.
@@ -98,6 +104,7 @@ struct SymbolState {
     /// Trades inside the longest window, sorted by (event time, arrival).
     trades: VecDeque<Entry>,
     windows: Vec<RollingWindow>,
+    candles: Vec<CandleSeries>,
     next_seq: u64,
     last_price: f64,
     last_ts: Timestamp,
@@ -109,13 +116,18 @@ struct SymbolState {
 }
 
 impl SymbolState {
-    fn new(symbol: Symbol, windows: &[WindowSpec]) -> Self {
+    fn new(symbol: Symbol, windows: &[WindowSpec], candles: &CandleSettings) -> Self {
         SymbolState {
             symbol,
             trades: VecDeque::new(),
             windows: windows
                 .iter()
                 .map(|w| RollingWindow::new(w.length))
+                .collect(),
+            candles: candles
+                .intervals
+                .iter()
+                .map(|i| CandleSeries::new(i.length, candles.history))
                 .collect(),
             next_seq: 0,
             last_price: f64::NAN,
@@ -163,6 +175,9 @@ impl SymbolState {
             self.last_price = trade.price;
         }
         self.dirty = true;
+        for series in &mut self.candles {
+            series.add(trade.exchange_ts, trade.price, trade.size, now);
+        }
         if in_order {
             self.trades.push_back(entry);
             for window in &mut self.windows {
@@ -200,14 +215,23 @@ impl SymbolState {
             quote: self.quote.clone(),
             trade_count: self.trade_count,
             windows: self.windows.iter().map(|w| w.stats(&self.trades)).collect(),
+            candles: self.candles.iter().map(CandleSeries::view).collect(),
         }
     }
+}
+
+/// Which candles every symbol gets.
+#[derive(Debug, Clone, Default)]
+struct CandleSettings {
+    intervals: Arc<[IntervalSpec]>,
+    history: usize,
 }
 
 /// The synchronous analytics core: rolling windows for every symbol, as of the stream clock.
 #[derive(Debug)]
 pub struct Engine {
     windows: Arc<[WindowSpec]>,
+    candles: CandleSettings,
     clock: StreamClock,
     symbols: Vec<SymbolState>,
     index: HashMap<Symbol, usize>,
@@ -222,10 +246,12 @@ pub struct Engine {
 
 impl Engine {
     /// An engine keeping `windows` (at least one) per symbol, admitting trades up to
-    /// `allowed_lateness` nanoseconds behind the stream clock.
+    /// `allowed_lateness` nanoseconds behind the stream clock. It builds no candles unless
+    /// [`with_candles`](Self::with_candles) says which.
     pub fn new(windows: Arc<[WindowSpec]>, allowed_lateness: i64) -> Self {
         Engine {
             windows,
+            candles: CandleSettings::default(),
             clock: StreamClock::new(allowed_lateness),
             symbols: Vec::new(),
             index: HashMap::new(),
@@ -235,6 +261,13 @@ impl Engine {
             recent_ids: HashMap::new(),
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
         }
+    }
+
+    /// Also builds candles for `intervals` per symbol, keeping the last `history` closed bars of
+    /// each. Call before the first trade.
+    pub fn with_candles(mut self, intervals: Arc<[IntervalSpec]>, history: usize) -> Self {
+        self.candles = CandleSettings { intervals, history };
+        self
     }
 
     /// The configured windows, in order.
@@ -367,8 +400,11 @@ impl Engine {
             return index;
         }
         let index = self.symbols.len();
-        self.symbols
-            .push(SymbolState::new(symbol.clone(), &self.windows));
+        self.symbols.push(SymbolState::new(
+            symbol.clone(),
+            &self.windows,
+            &self.candles,
+        ));
         self.index.insert(symbol.clone(), index);
         index
     }

@@ -140,6 +140,7 @@ mod tests {
             quote: None,
             trade_count: 1,
             windows: Vec::new(),
+            candles: Vec::new(),
         }
     }
 

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// The symbol has no quote yet (404 `no_quote`).
     #[error("no quote for {0:?} yet")]
     NoQuote(String),
+    /// No indicator of that name (400 `unknown_indicator`).
+    #[error("{0}")]
+    UnknownIndicator(String),
     /// A query parameter is invalid (400 `bad_parameter`).
     #[error("{0}")]
     BadParameter(String),
@@ -38,7 +41,7 @@ impl ApiError {
             ApiError::UnknownSymbol(_) | ApiError::NotFound(_) | ApiError::NoQuote(_) => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::BadParameter(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadParameter(_) | ApiError::UnknownIndicator(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -50,6 +53,7 @@ impl ApiError {
         match self {
             ApiError::UnknownSymbol(_) => "unknown_symbol",
             ApiError::NoQuote(_) => "no_quote",
+            ApiError::UnknownIndicator(_) => "unknown_indicator",
             ApiError::BadParameter(_) => "bad_parameter",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",

@@ -5,9 +5,11 @@
 //! counters; none of them takes a lock the analytics core needs.
 //!
 //! - [`error`]: the one error type and its JSON body.
+//! - [`candles`]: candles and indicators (through the shared indicator cache).
 //! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
 //! - [`system`]: health, readiness, feeds and metrics.
 
+pub mod candles;
 pub mod error;
 pub mod stats;
 pub mod system;
@@ -23,9 +25,10 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 
-use crate::analytics::WindowSpec;
 use crate::analytics::snapshot::SnapshotStore;
+use crate::analytics::{IntervalSpec, WindowSpec};
 use crate::feeds::FeedRegistry;
+use crate::indicators::cache::IndicatorCache;
 use crate::metrics::{HttpLabels, Metrics};
 pub use error::ApiError;
 
@@ -40,6 +43,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The configured windows, in order.
     pub windows: Arc<[WindowSpec]>,
+    /// The configured candle intervals, in order.
+    pub intervals: Arc<[IntervalSpec]>,
+    /// Memoized indicator results, shared by every request.
+    pub indicators: IndicatorCache,
     /// Whether the pipeline is up (readiness).
     pub ready: Arc<AtomicBool>,
 }
@@ -54,6 +61,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/symbols", get(stats::symbols))
         .route("/v1/symbols/{symbol}/stats", get(stats::symbol_stats))
         .route("/v1/symbols/{symbol}/quote", get(stats::symbol_quote))
+        .route("/v1/symbols/{symbol}/candles", get(candles::candles))
+        .route(
+            "/v1/symbols/{symbol}/indicators",
+            get(candles::all_indicators),
+        )
+        .route(
+            "/v1/symbols/{symbol}/indicators/{name}",
+            get(candles::indicator),
+        )
         .route("/v1/stats", get(stats::all_stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,12 +1,16 @@
 //! Integration tests: one binary, grouped by concern.
 //!
 //! - `support`: data loading, the polars oracle, a real service on a random loopback port.
+//! - `candles_vs_polars`: candles from the core against polars `group_by_dynamic`.
+//! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
 //! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
 //! - `http`: the running service over real HTTP, every endpoint and its errors.
 //! - `live`: the mock exchange and the real connector over loopback WebSockets.
 //! - `replay`: the file formats, malformed, late and duplicate rows, missing files, exit codes.
 
+mod candles_vs_polars;
 mod http;
+mod indicators_golden;
 mod live;
 mod replay;
 mod support;

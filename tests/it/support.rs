@@ -421,3 +421,160 @@ pub fn init_test_log() {
             .try_init();
     }
 }
+
+/// One bar as polars computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandleRow {
+    /// Start, epoch ms.
+    pub start_ms: i64,
+    /// First price.
+    pub open: f64,
+    /// Highest price.
+    pub high: f64,
+    /// Lowest price.
+    pub low: f64,
+    /// Last price.
+    pub close: f64,
+    /// Sum of sizes.
+    pub volume: f64,
+    /// Sum of price × size.
+    pub notional: f64,
+    /// Trades.
+    pub count: u64,
+}
+
+/// polars' `group_by_dynamic` per symbol: epoch-aligned bars of `interval_ns`, `[start, end)`,
+/// none for an interval without trades. Bars of each symbol are sorted by start.
+pub fn candle_oracle(frame: &DataFrame, interval_ns: i64) -> HashMap<String, Vec<CandleRow>> {
+    let every = polars::time::Duration::parse(&format!("{interval_ns}ns"));
+    let options = DynamicGroupOptions {
+        index_column: "ts".into(),
+        every,
+        period: every,
+        offset: polars::time::Duration::parse("0ns"),
+        label: Label::Left,
+        include_boundaries: false,
+        closed_window: polars::time::ClosedWindow::Left,
+        start_by: StartBy::WindowBound,
+    };
+    let result = frame
+        .clone()
+        .lazy()
+        .with_column(
+            (col("ts_ms") * lit(1_000_000i64))
+                .cast(DataType::Datetime(TimeUnit::Nanoseconds, None))
+                .alias("ts"),
+        )
+        .sort(
+            ["ts"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .group_by_dynamic(col("ts"), [col("symbol")], options)
+        .agg([
+            col("price").first().alias("open"),
+            col("price").max().alias("high"),
+            col("price").min().alias("low"),
+            col("price").last().alias("close"),
+            col("size").sum().alias("volume"),
+            (col("price") * col("size")).sum().alias("notional"),
+            len().cast(DataType::Int64).alias("count"),
+        ])
+        .with_column((col("ts").cast(DataType::Int64) / lit(1_000_000i64)).alias("start_ms"))
+        .sort(["symbol", "start_ms"], SortMultipleOptions::default())
+        .collect()
+        .expect("group_by_dynamic");
+    let f64s = |name: &str| -> Vec<f64> {
+        result
+            .column(name)
+            .expect(name)
+            .cast(&DataType::Float64)
+            .expect("cast")
+            .f64()
+            .expect("f64")
+            .iter()
+            .map(|v| v.expect("value"))
+            .collect()
+    };
+    let i64s = |name: &str| -> Vec<i64> {
+        result
+            .column(name)
+            .expect(name)
+            .cast(&DataType::Int64)
+            .expect("cast")
+            .i64()
+            .expect("i64")
+            .iter()
+            .map(|v| v.expect("value"))
+            .collect()
+    };
+    let symbols: Vec<String> = result
+        .column("symbol")
+        .expect("symbol")
+        .str()
+        .expect("str")
+        .iter()
+        .map(|s| s.expect("symbol").to_string())
+        .collect();
+    let (start, count) = (i64s("start_ms"), i64s("count"));
+    let (open, high, low, close) = (f64s("open"), f64s("high"), f64s("low"), f64s("close"));
+    let (volume, notional) = (f64s("volume"), f64s("notional"));
+    let mut out: HashMap<String, Vec<CandleRow>> = HashMap::new();
+    for row in 0..result.height() {
+        out.entry(symbols[row].clone())
+            .or_default()
+            .push(CandleRow {
+                start_ms: start[row],
+                open: open[row],
+                high: high[row],
+                low: low[row],
+                close: close[row],
+                volume: volume[row],
+                notional: notional[row],
+                count: count[row] as u64,
+            });
+    }
+    out
+}
+
+/// Relative closeness for sums.
+pub fn close_enough(actual: f64, expected: f64, relative: f64) -> bool {
+    (actual - expected).abs() <= relative * expected.abs().max(1e-300)
+}
+
+/// Asserts a service bar (JSON or engine, as a row) equals polars': prices and counts exactly,
+/// sums to 1e-12.
+pub fn assert_candle_matches(actual: &CandleRow, expected: &CandleRow, context: &str) {
+    assert_eq!(actual.start_ms, expected.start_ms, "{context}: start");
+    assert_eq!(
+        (
+            actual.open,
+            actual.high,
+            actual.low,
+            actual.close,
+            actual.count
+        ),
+        (
+            expected.open,
+            expected.high,
+            expected.low,
+            expected.close,
+            expected.count
+        ),
+        "{context} at {}: open, high, low, close, count",
+        expected.start_ms
+    );
+    assert!(
+        close_enough(actual.volume, expected.volume, 1e-12),
+        "{context} at {}: volume {} vs {}",
+        expected.start_ms,
+        actual.volume,
+        expected.volume
+    );
+    assert!(
+        close_enough(actual.notional, expected.notional, 1e-12),
+        "{context} at {}: notional {} vs {}",
+        expected.start_ms,
+        actual.notional,
+        expected.notional
+    );
+}

@@ -1,0 +1,395 @@
+//! OHLCV candles per symbol and interval, built trade by trade.
+//!
+//! Bars are aligned to the epoch: a bar of interval `I` starting at `start = ⌊t / I⌋·I` holds the
+//! trades with event time in `[start, start + I)`. An interval without trades has no bar. A bar is
+//! *closed* once the stream clock reaches its end; the series never needs the clock to tell it
+//! so: the bar still being filled (the *forming* bar) is kept apart from the closed ones, and
+//! readers decide with the clock they read whether it has closed ([`CandleView::closed`]). So a
+//! symbol that stops trading does not need to be touched for its last bar to close.
+//!
+//! Closed bars live in a persistent vector ([`imbl::Vector`]): a snapshot for readers is an O(1)
+//! clone, and the core's next append copies at most one small chunk. The last `history` closed
+//! bars are kept.
+//!
+//! A trade admitted within the allowed lateness may belong to a bar that has already closed: it
+//! amends that bar (or creates it, if its interval had no trade yet), and the series'
+//! [`revision`](CandleView::revision) moves, so anything computed from the closed bars (the
+//! indicator cache) knows it is out of date.
+
+use imbl::Vector;
+
+use crate::model::Timestamp;
+
+/// Nanoseconds per millisecond.
+const NANOS_PER_MILLI: i64 = 1_000_000;
+
+/// One configured candle interval: its label as configured (`1m`) and its length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntervalSpec {
+    /// The label as configured, used in API requests and responses.
+    pub label: String,
+    /// Length in nanoseconds: a positive whole number of milliseconds.
+    pub length: i64,
+}
+
+/// One OHLCV bar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candle {
+    /// Start of the bar's interval, nanoseconds since the epoch.
+    pub start: Timestamp,
+    /// Event time of the trade that set `open` (the earliest).
+    pub open_ts: Timestamp,
+    /// Event time of the trade that set `close` (the latest; the last to arrive among equals).
+    pub close_ts: Timestamp,
+    /// Price of the earliest trade.
+    pub open: f64,
+    /// Highest price.
+    pub high: f64,
+    /// Lowest price.
+    pub low: f64,
+    /// Price of the latest trade.
+    pub close: f64,
+    /// Sum of sizes.
+    pub volume: f64,
+    /// Sum of price × size.
+    pub notional: f64,
+    /// Number of trades.
+    pub count: u64,
+}
+
+impl Candle {
+    fn first(start: Timestamp, ts: Timestamp, price: f64, size: f64) -> Self {
+        Candle {
+            start,
+            open_ts: ts,
+            close_ts: ts,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: size,
+            notional: price * size,
+            count: 1,
+        }
+    }
+
+    fn add(&mut self, ts: Timestamp, price: f64, size: f64) {
+        if ts < self.open_ts {
+            self.open_ts = ts;
+            self.open = price;
+        }
+        if ts >= self.close_ts {
+            self.close_ts = ts;
+            self.close = price;
+        }
+        self.high = self.high.max(price);
+        self.low = self.low.min(price);
+        self.volume += size;
+        self.notional += price * size;
+        self.count += 1;
+    }
+
+    /// Start of the bar in milliseconds since the epoch.
+    pub fn start_ms(&self) -> i64 {
+        self.start.div_euclid(NANOS_PER_MILLI)
+    }
+
+    /// Volume-weighted average price; `None` when the volume is zero.
+    pub fn vwap(&self) -> Option<f64> {
+        (self.volume > 0.0).then(|| self.notional / self.volume)
+    }
+}
+
+/// The candles of one symbol for one interval, as the analytics core keeps them.
+#[derive(Debug, Clone)]
+pub struct CandleSeries {
+    length: i64,
+    history: usize,
+    closed: Vector<Candle>,
+    forming: Option<Candle>,
+    revision: u64,
+}
+
+impl CandleSeries {
+    /// An empty series of bars `length` nanoseconds long (positive), keeping `history` closed
+    /// bars (at least one).
+    pub fn new(length: i64, history: usize) -> Self {
+        CandleSeries {
+            length: length.max(1),
+            history: history.max(1),
+            closed: Vector::new(),
+            forming: None,
+            revision: 0,
+        }
+    }
+
+    /// Adds a trade applied by the core; `now` is the stream clock after it.
+    pub fn add(&mut self, ts: Timestamp, price: f64, size: f64, now: Timestamp) {
+        let start = ts.div_euclid(self.length) * self.length;
+        match &mut self.forming {
+            Some(forming) if start == forming.start => {
+                if forming.start + self.length <= now {
+                    // Readers may already have seen this bar as closed.
+                    self.revision += 1;
+                }
+                forming.add(ts, price, size);
+            }
+            Some(forming) if start > forming.start => {
+                let done = *forming;
+                *forming = Candle::first(start, ts, price, size);
+                self.push_closed(done);
+            }
+            Some(_) => self.amend_closed(start, ts, price, size),
+            None => match self.closed.last() {
+                Some(last) if start <= last.start => self.amend_closed(start, ts, price, size),
+                _ => self.forming = Some(Candle::first(start, ts, price, size)),
+            },
+        }
+    }
+
+    /// What readers get: an O(1) copy of the series.
+    pub fn view(&self) -> CandleView {
+        CandleView {
+            length: self.length,
+            history: self.history,
+            closed: self.closed.clone(),
+            forming: self.forming,
+            revision: self.revision,
+        }
+    }
+
+    /// Closed bars held (not counting a forming bar the clock has closed).
+    pub fn closed_len(&self) -> usize {
+        self.closed.len()
+    }
+
+    fn push_closed(&mut self, candle: Candle) {
+        self.closed.push_back(candle);
+        if self.closed.len() > self.history {
+            self.closed.pop_front();
+        }
+    }
+
+    fn amend_closed(&mut self, start: Timestamp, ts: Timestamp, price: f64, size: f64) {
+        self.revision += 1;
+        let position = self.closed.binary_search_by_key(&start, |c| c.start);
+        match position {
+            Ok(index) => {
+                if let Some(candle) = self.closed.get_mut(index) {
+                    candle.add(ts, price, size);
+                }
+            }
+            Err(index) => {
+                if index == 0 && self.closed.len() >= self.history {
+                    // Older than every bar kept: it would be dropped at once.
+                    return;
+                }
+                self.closed
+                    .insert(index, Candle::first(start, ts, price, size));
+                if self.closed.len() > self.history {
+                    self.closed.pop_front();
+                }
+            }
+        }
+    }
+}
+
+/// A reader's copy of one symbol's candles for one interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandleView {
+    length: i64,
+    history: usize,
+    closed: Vector<Candle>,
+    forming: Option<Candle>,
+    revision: u64,
+}
+
+/// Identifies one state of a series' closed bars: equal sequences mean equal closed bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClosedSequence {
+    /// Start of the last closed bar, nanoseconds (`i64::MIN` when none).
+    pub last_start: Timestamp,
+    /// Amendments of closed bars so far.
+    pub revision: u64,
+}
+
+impl CandleView {
+    /// The interval's length, nanoseconds.
+    pub fn length(&self) -> i64 {
+        self.length
+    }
+
+    /// Counts amendments of closed bars by trades that arrived late (within the lateness).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn forming_closed(&self, clock: Timestamp) -> Option<&Candle> {
+        self.forming
+            .as_ref()
+            .filter(|f| f.start.saturating_add(self.length) <= clock)
+    }
+
+    /// The closed bars as of stream time `clock`, oldest first, at most `history` of them.
+    pub fn closed(&self, clock: Timestamp) -> impl DoubleEndedIterator<Item = &Candle> + '_ {
+        let extra = self.forming_closed(clock);
+        let total = self.closed.len() + usize::from(extra.is_some());
+        let skip = total.saturating_sub(self.history);
+        self.closed.iter().skip(skip).chain(extra)
+    }
+
+    /// Number of closed bars as of `clock`.
+    pub fn closed_count(&self, clock: Timestamp) -> usize {
+        let total = self.closed.len() + usize::from(self.forming_closed(clock).is_some());
+        total.min(self.history)
+    }
+
+    /// The bar still forming at `clock`, if any.
+    pub fn forming(&self, clock: Timestamp) -> Option<&Candle> {
+        self.forming
+            .as_ref()
+            .filter(|f| f.start.saturating_add(self.length) > clock)
+    }
+
+    /// Which closed bars there are at `clock`.
+    pub fn sequence(&self, clock: Timestamp) -> ClosedSequence {
+        let last = self.closed(clock).next_back();
+        ClosedSequence {
+            last_start: last.map_or(Timestamp::MIN, |c| c.start),
+            revision: self.revision,
+        }
+    }
+
+    /// The last `limit` bars at `clock`, oldest first, each with whether it is closed; the
+    /// forming bar, if any, is last.
+    pub fn recent(&self, clock: Timestamp, limit: usize) -> Vec<(Candle, bool)> {
+        let forming = self.forming(clock).copied();
+        let closed_wanted = limit.saturating_sub(usize::from(forming.is_some()));
+        let closed_count = self.closed_count(clock);
+        let mut bars: Vec<(Candle, bool)> = self
+            .closed(clock)
+            .skip(closed_count.saturating_sub(closed_wanted))
+            .map(|c| (*c, true))
+            .collect();
+        if limit > 0 {
+            bars.extend(forming.map(|f| (f, false)));
+        }
+        bars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn bars(view: &CandleView, clock: Timestamp) -> Vec<(i64, f64, f64, f64, f64, u64, bool)> {
+        view.recent(clock, usize::MAX)
+            .into_iter()
+            .map(|(c, closed)| {
+                (
+                    c.start / SEC,
+                    c.open,
+                    c.high,
+                    c.low,
+                    c.close,
+                    c.count,
+                    closed,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bars_are_epoch_aligned_and_close_with_the_clock() {
+        let mut series = CandleSeries::new(60 * SEC, 10);
+        series.add(61 * SEC, 10.0, 1.0, 61 * SEC);
+        series.add(62 * SEC, 12.0, 1.0, 62 * SEC);
+        series.add(119 * SEC, 9.0, 2.0, 119 * SEC);
+        let view = series.view();
+        assert_eq!(
+            bars(&view, 119 * SEC),
+            vec![(60, 10.0, 12.0, 9.0, 9.0, 3, false)]
+        );
+        // The clock reaching the end closes it, without a trade.
+        assert_eq!(
+            bars(&view, 120 * SEC),
+            vec![(60, 10.0, 12.0, 9.0, 9.0, 3, true)]
+        );
+        let candle = view.recent(120 * SEC, 1)[0].0;
+        assert_eq!(candle.volume, 4.0);
+        assert_eq!(candle.vwap(), Some((10.0 + 12.0 + 18.0) / 4.0));
+        // A gap: no bar for the empty minutes.
+        series.add(300 * SEC, 5.0, 1.0, 300 * SEC);
+        let view = series.view();
+        assert_eq!(
+            bars(&view, 300 * SEC),
+            vec![
+                (60, 10.0, 12.0, 9.0, 9.0, 3, true),
+                (300, 5.0, 5.0, 5.0, 5.0, 1, false)
+            ]
+        );
+        assert_eq!(view.closed_count(300 * SEC), 1);
+        assert_eq!(
+            view.recent(300 * SEC, 1).len(),
+            1,
+            "limit counts the forming bar"
+        );
+    }
+
+    #[test]
+    fn late_trades_amend_closed_bars_and_move_the_revision() {
+        let mut series = CandleSeries::new(SEC, 10);
+        series.add(SEC + 100, 1.0, 1.0, SEC + 100);
+        series.add(3 * SEC, 3.0, 1.0, 3 * SEC);
+        let before = series.view().sequence(3 * SEC);
+        // Into the closed bar at 1 s, earlier than its open: new open.
+        series.add(SEC, 0.5, 1.0, 3 * SEC);
+        // Into the empty bar at 2 s: a new closed bar between the two.
+        series.add(2 * SEC + 5, 2.0, 1.0, 3 * SEC);
+        let view = series.view();
+        let after = view.sequence(3 * SEC);
+        assert_eq!(
+            after.last_start,
+            2 * SEC,
+            "the new bar at 2 s is the last closed"
+        );
+        assert_eq!(after.revision, before.revision + 2, "two amendments");
+        let starts: Vec<_> = view.closed(3 * SEC).map(|c| c.start / SEC).collect();
+        assert_eq!(starts, vec![1, 2]);
+        let first = view.closed(3 * SEC).next().copied();
+        assert_eq!(
+            first.map(|c| (c.count, c.open, c.close)),
+            Some((2, 0.5, 1.0))
+        );
+    }
+
+    #[test]
+    fn keeps_the_last_history_bars() {
+        let mut series = CandleSeries::new(SEC, 3);
+        for second in 0..10 {
+            series.add(second * SEC, second as f64, 1.0, second * SEC);
+        }
+        let view = series.view();
+        let closed: Vec<_> = view.closed(9 * SEC).map(|c| c.close).collect();
+        assert_eq!(closed, vec![6.0, 7.0, 8.0]);
+        // Once the clock closes the forming bar, still three.
+        let closed: Vec<_> = view.closed(10 * SEC).map(|c| c.close).collect();
+        assert_eq!(closed, vec![7.0, 8.0, 9.0]);
+        assert_eq!(view.sequence(10 * SEC).last_start, 9 * SEC);
+    }
+
+    #[test]
+    fn an_earlier_open_wins_and_the_last_equal_time_closes() {
+        let mut series = CandleSeries::new(SEC, 3);
+        series.add(500, 2.0, 1.0, 500);
+        series.add(100, 1.0, 1.0, 500);
+        series.add(500, 3.0, 1.0, 500);
+        let bar = series.view().recent(500, 1)[0].0;
+        assert_eq!(
+            (bar.open, bar.close, bar.low, bar.high),
+            (1.0, 3.0, 1.0, 3.0)
+        );
+    }
+}
