@@ -2,6 +2,7 @@
 //!
 //! - `support`: data loading, the polars oracle, a real service on a random loopback port.
 //! - `candles_vs_polars`: candles from the core against polars `group_by_dynamic`.
+//! - `indicators_http`: candles and indicators over real HTTP, errors, the cache's single flight.
 //! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
 //! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
 //! - `http`: the running service over real HTTP, every endpoint and its errors.
@@ -11,6 +12,7 @@
 mod candles_vs_polars;
 mod http;
 mod indicators_golden;
+mod indicators_http;
 mod live;
 mod replay;
 mod support;
