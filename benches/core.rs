@@ -1,5 +1,6 @@
-//! Trades per second through the analytics core (default six windows), on the recorded data in
-//! `data/` and on a generated stream of 100 symbols.
+//! Trades per second through the analytics core (default six windows and default candle
+//! intervals), on the recorded data in `data/` and on a generated stream of 100 symbols; and the
+//! same without candles, to show what they cost.
 //!
 //! Run with `cargo bench --bench core`.
 
@@ -7,14 +8,30 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_main};
-use tickstream::analytics::{Engine, WindowSpec};
-use tickstream::config::{DEFAULT_WINDOWS, parse_windows};
+use tickstream::analytics::{DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec, WindowSpec};
+use tickstream::config::{DEFAULT_INTERVALS, DEFAULT_WINDOWS, parse_intervals, parse_windows};
 use tickstream::model::{FeedId, Symbol, Trade};
 
 fn windows() -> Arc<[WindowSpec]> {
     parse_windows(&DEFAULT_WINDOWS.map(String::from))
         .expect("valid defaults")
         .into()
+}
+
+fn intervals() -> Arc<[IntervalSpec]> {
+    parse_intervals(&DEFAULT_INTERVALS.map(String::from))
+        .expect("valid defaults")
+        .into()
+}
+
+/// The engine as the service runs it: default windows and candles.
+fn engine(candles: bool) -> Engine {
+    let engine = Engine::new(windows(), 1_000_000_000);
+    if candles {
+        engine.with_candles(intervals(), DEFAULT_CANDLE_HISTORY)
+    } else {
+        engine
+    }
 }
 
 /// Loads a `ts,symbol,price,size` file from `data/`.
@@ -77,11 +94,15 @@ fn generated(symbols: usize, count: usize) -> Vec<Trade> {
 }
 
 fn run(c: &mut Criterion, name: &str, trades: &[Trade]) {
+    run_with(c, name, trades, true);
+}
+
+fn run_with(c: &mut Criterion, name: &str, trades: &[Trade], candles: bool) {
     let mut group = c.benchmark_group("core");
     group.throughput(Throughput::Elements(trades.len() as u64));
     group.bench_function(name, |b| {
         b.iter_batched(
-            || Engine::new(windows(), 1_000_000_000),
+            || engine(candles),
             |mut engine| {
                 for trade in trades {
                     black_box(engine.apply(trade));
@@ -106,6 +127,12 @@ fn core(c: &mut Criterion) {
         &recorded("btcusdt_20240808_trades.csv"),
     );
     run(c, "generated_100_symbols", &generated(100, 1_000_000));
+    run_with(
+        c,
+        "equities_ibm_aig_windows_only",
+        &recorded("ibm_aig_20131007_trades.csv"),
+        false,
+    );
 }
 
 /// The criterion entry points (generated, so undocumented).

@@ -1,0 +1,149 @@
+//! Indicators: computation per candle, and HTTP request throughput for a cached indicator versus
+//! an uncached one (through the real router, in process, no socket).
+//!
+//! The candles are the last 1000 one-second bars of IBM on 2013-10-07 (`data/`), as the core
+//! builds them. Run with `cargo bench --bench indicators`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{Criterion, Throughput, criterion_main};
+use tickstream::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
+use tickstream::analytics::{Candle, DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec};
+use tickstream::api::{AppState, router};
+use tickstream::config::{CacheSettings, DEFAULT_WINDOWS, parse_intervals, parse_windows};
+use tickstream::feeds::FeedRegistry;
+use tickstream::indicators::Indicator;
+use tickstream::indicators::cache::IndicatorCache;
+use tickstream::metrics::Metrics;
+use tickstream::model::{FeedId, Symbol, Trade};
+use tower::ServiceExt;
+
+/// The IBM and AIG trades of `data/`.
+fn recorded() -> Vec<Trade> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ibm_aig_20131007_trades.csv");
+    let text = std::fs::read_to_string(path).expect("data file");
+    let (ibm, aig) = (Symbol::new("IBM"), Symbol::new("AIG"));
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let ts = f[0].parse::<i64>().expect("ts") * 1_000_000;
+            Trade {
+                symbol: if f[1] == "IBM" {
+                    ibm.clone()
+                } else {
+                    aig.clone()
+                },
+                price: f[2].parse().expect("price"),
+                size: f[3].parse().expect("size"),
+                exchange_ts: ts,
+                receive_ts: ts,
+                feed: FeedId(0),
+                trade_id: None,
+                side: None,
+            }
+        })
+        .collect()
+}
+
+/// The engine after the whole day, with 1 s candles (1000 kept).
+fn engine() -> Engine {
+    let windows = parse_windows(&DEFAULT_WINDOWS.map(String::from)).expect("windows");
+    let intervals: Arc<[IntervalSpec]> = parse_intervals(&["1s".to_string()]).expect("1s").into();
+    let mut engine =
+        Engine::new(windows.into(), 1_000_000_000).with_candles(intervals, DEFAULT_CANDLE_HISTORY);
+    for trade in recorded() {
+        engine.apply(&trade);
+    }
+    engine
+}
+
+fn computation(c: &mut Criterion) {
+    let engine = engine();
+    let snapshot = engine.snapshot("IBM").expect("IBM");
+    let candles: Vec<Candle> = snapshot.candles[0].closed(i64::MAX).copied().collect();
+    let mut group = c.benchmark_group("indicator_per_candle");
+    group.throughput(Throughput::Elements(candles.len() as u64));
+    for indicator in Indicator::defaults() {
+        group.bench_function(indicator.name(), |b| {
+            b.iter(|| black_box(indicator.compute(black_box(&candles))))
+        });
+    }
+    group.finish();
+}
+
+/// The API over the engine's final state, with an indicator cache of `capacity` results.
+fn app(engine: &Engine, capacity: u64) -> axum::Router {
+    let metrics = Arc::new(Metrics::new());
+    let snapshots = Arc::new(SnapshotStore::new());
+    let mut publisher = SnapshotPublisher::new(Arc::clone(&snapshots));
+    let everything = ["IBM", "AIG"]
+        .iter()
+        .filter_map(|s| engine.snapshot(s))
+        .collect();
+    publisher.publish(everything, engine.now());
+    let settings = CacheSettings {
+        capacity,
+        ..CacheSettings::default()
+    };
+    router(AppState {
+        snapshots,
+        feeds: Arc::new(FeedRegistry::new()),
+        metrics: Arc::clone(&metrics),
+        windows: Arc::clone(engine.windows()),
+        intervals: parse_intervals(&["1s".to_string()]).expect("1s").into(),
+        indicators: IndicatorCache::new(settings, metrics),
+        ready: Arc::new(AtomicBool::new(true)),
+    })
+}
+
+fn requests(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let engine = engine();
+    let mut group = c.benchmark_group("indicator_request");
+    group.throughput(Throughput::Elements(1));
+    for (name, capacity) in [("cached", 10_000), ("uncached", 0)] {
+        let app = app(&engine, capacity);
+        for path in [
+            "/v1/symbols/IBM/indicators/rsi?interval=1s&period=14",
+            "/v1/symbols/IBM/indicators/macd?interval=1s",
+            "/v1/symbols/IBM/indicators?interval=1s",
+        ] {
+            let label = path
+                .split('?')
+                .next()
+                .and_then(|p| p.rsplit('/').next())
+                .unwrap_or(path);
+            group.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| {
+                    runtime.block_on(async {
+                        let request = Request::get(path).body(Body::empty()).expect("request");
+                        let response = app.clone().oneshot(request).await.expect("response");
+                        assert!(response.status().is_success());
+                        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                            .await
+                            .expect("body");
+                        black_box(body)
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The criterion entry points (generated, so undocumented).
+#[allow(missing_docs)]
+mod harness {
+    criterion::criterion_group!(benches, super::computation, super::requests);
+}
+
+criterion_main!(harness::benches);
