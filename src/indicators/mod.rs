@@ -29,6 +29,18 @@ pub const MAX_PERIOD: usize = 100_000;
 /// Largest band width multiplier accepted.
 pub const MAX_DEVIATIONS: f64 = 100.0;
 
+/// TA-Lib's default period of SMA and EMA.
+pub const DEFAULT_MA_PERIOD: usize = 30;
+/// TA-Lib's default RSI period.
+pub const DEFAULT_RSI_PERIOD: usize = 14;
+/// TA-Lib's default MACD periods: fast, slow, signal.
+pub const DEFAULT_MACD: (usize, usize, usize) = (12, 26, 9);
+/// Bollinger's own default: 20 periods, 2 standard deviations (TA-Lib's function defaults to a
+/// period of 5; the design asks for 20).
+pub const DEFAULT_BBANDS: (usize, f64) = (20, 2.0);
+/// TA-Lib's default ATR period.
+pub const DEFAULT_ATR_PERIOD: usize = 14;
+
 /// The indicator names the API knows, in the order `/indicators` lists them.
 pub const NAMES: [&str; 6] = ["sma", "ema", "rsi", "macd", "bbands", "atr"];
 
@@ -178,18 +190,18 @@ impl Indicator {
         }
         let parsed = match indicator {
             "sma" => Indicator::Sma {
-                period: integer("period", params.period, 30, 2)?,
+                period: integer("period", params.period, DEFAULT_MA_PERIOD, 2)?,
             },
             "ema" => Indicator::Ema {
-                period: integer("period", params.period, 30, 2)?,
+                period: integer("period", params.period, DEFAULT_MA_PERIOD, 2)?,
             },
             "rsi" => Indicator::Rsi {
-                period: integer("period", params.period, 14, 2)?,
+                period: integer("period", params.period, DEFAULT_RSI_PERIOD, 2)?,
             },
             "macd" => {
-                let fast = integer("fast", params.fast, 12, 2)?;
-                let slow = integer("slow", params.slow, 26, 2)?;
-                let signal = integer("signal", params.signal, 9, 1)?;
+                let fast = integer("fast", params.fast, DEFAULT_MACD.0, 2)?;
+                let slow = integer("slow", params.slow, DEFAULT_MACD.1, 2)?;
+                let signal = integer("signal", params.signal, DEFAULT_MACD.2, 1)?;
                 if fast >= slow {
                     return Err(IndicatorError::Invalid {
                         parameter: "fast",
@@ -199,9 +211,9 @@ impl Indicator {
                 Indicator::Macd { fast, slow, signal }
             }
             "bbands" => {
-                let period = integer("period", params.period, 20, 2)?;
+                let period = integer("period", params.period, DEFAULT_BBANDS.0, 2)?;
                 let k = match params.k {
-                    None => 2.0,
+                    None => DEFAULT_BBANDS.1,
                     Some(text) => match text.trim().parse::<f64>() {
                         Ok(k) if k > 0.0 && k <= MAX_DEVIATIONS => k,
                         _ => {
@@ -217,7 +229,7 @@ impl Indicator {
                 Indicator::Bbands { period, k }
             }
             _ => Indicator::Atr {
-                period: integer("period", params.period, 14, 1)?,
+                period: integer("period", params.period, DEFAULT_ATR_PERIOD, 1)?,
             },
         };
         Ok(parsed)
@@ -225,11 +237,29 @@ impl Indicator {
 
     /// Every indicator with its default parameters, in [`NAMES`] order.
     pub fn defaults() -> [Indicator; 6] {
-        NAMES.map(|name| match Indicator::parse(name, &RawParams::default()) {
-            Ok(indicator) => indicator,
-            // Unreachable: every name in NAMES parses with no parameters.
-            Err(_) => Indicator::Sma { period: 30 },
-        })
+        [
+            Indicator::Sma {
+                period: DEFAULT_MA_PERIOD,
+            },
+            Indicator::Ema {
+                period: DEFAULT_MA_PERIOD,
+            },
+            Indicator::Rsi {
+                period: DEFAULT_RSI_PERIOD,
+            },
+            Indicator::Macd {
+                fast: DEFAULT_MACD.0,
+                slow: DEFAULT_MACD.1,
+                signal: DEFAULT_MACD.2,
+            },
+            Indicator::Bbands {
+                period: DEFAULT_BBANDS.0,
+                k: DEFAULT_BBANDS.1,
+            },
+            Indicator::Atr {
+                period: DEFAULT_ATR_PERIOD,
+            },
+        ]
     }
 
     /// The indicator's lowercase name.
@@ -477,6 +507,14 @@ mod tests {
             Indicator::parse("macd", &none).map(|m| m.candles_needed()),
             Ok(34)
         );
+    }
+
+    #[test]
+    fn defaults_are_what_parsing_without_parameters_gives() {
+        for (name, default) in NAMES.iter().zip(Indicator::defaults()) {
+            assert_eq!(Indicator::parse(name, &RawParams::default()), Ok(default));
+            assert_eq!(default.name(), *name);
+        }
     }
 
     #[test]
