@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::analytics::{Candle, CandleView, SymbolSnapshot};
-use crate::config::MAX_CANDLE_HISTORY;
+use crate::config::{MAX_CANDLE_HISTORY, parse_duration};
 use crate::indicators::cache::CacheKey;
 use crate::indicators::{Indicator, IndicatorError, IndicatorSeries, IndicatorValue, RawParams};
 use crate::model::{Symbol, Timestamp, to_millis};
@@ -94,11 +94,17 @@ pub struct CandlesBody {
     pub candles: Vec<CandleBody>,
 }
 
-/// Finds the interval a request names (or the default one).
+/// Finds the interval a request names (or the default one): by its configured label, or by any
+/// spelling of the same duration (`60s` for `1m`).
 fn interval_index(state: &AppState, label: Option<&str>) -> Result<usize, ApiError> {
     let intervals = &state.intervals;
     let found = match label {
-        Some(label) => intervals.iter().position(|i| i.label == label),
+        Some(label) => intervals.iter().position(|i| i.label == label).or_else(|| {
+            let length = parse_duration("interval", label).ok()?.as_nanos();
+            intervals
+                .iter()
+                .position(|i| u128::try_from(i.length).is_ok_and(|l| l == length))
+        }),
         None => intervals
             .iter()
             .position(|i| i.label == PREFERRED_INTERVAL)

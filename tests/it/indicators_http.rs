@@ -106,9 +106,14 @@ async fn candles_are_served_as_polars_groups_them() {
     assert_eq!(body["candles"].as_array().map(Vec::len), Some(3));
     let (_, body) = app.get("/v1/symbols/IBM/candles?interval=1s").await;
     assert_eq!(body["candles"].as_array().map(Vec::len), Some(100));
-    // Without an interval: 1m.
+    // Without an interval: 1m; another spelling of a configured one is that one.
     let (_, body) = app.get("/v1/symbols/IBM/candles").await;
     assert_eq!(body["interval"], "1m");
+    let (_, other) = app.get("/v1/symbols/IBM/candles?interval=60s").await;
+    assert_eq!(
+        (other["interval"].clone(), other["candles"].clone()),
+        (body["interval"].clone(), body["candles"].clone())
+    );
     app.stop().await;
 }
 
