@@ -69,33 +69,7 @@ async fn candles_are_served_as_polars_groups_them() {
             let tail = &bars[bars.len() - want..];
             for (index, (bar, expected)) in served.iter().zip(tail).enumerate() {
                 let context = format!("{symbol} {label} bar {index}");
-                let actual = bar_from_json(bar);
-                assert_eq!(actual.start_ms, expected.start_ms, "{context}");
-                assert_eq!(
-                    (
-                        actual.open,
-                        actual.high,
-                        actual.low,
-                        actual.close,
-                        actual.count
-                    ),
-                    (
-                        expected.open,
-                        expected.high,
-                        expected.low,
-                        expected.close,
-                        expected.count
-                    ),
-                    "{context}"
-                );
-                assert!(
-                    close_enough(actual.volume, expected.volume, 1e-12),
-                    "{context}"
-                );
-                assert!(
-                    close_enough(actual.notional, expected.notional, 1e-9),
-                    "{context}"
-                );
+                assert_candle_matches(&bar_from_json(bar), expected, &context);
                 let last = index + 1 == served.len();
                 assert_eq!(bar["closed"], !(last && forming), "{context}");
             }

@@ -87,41 +87,52 @@ fn aggregations() -> Vec<Expr> {
     ]
 }
 
+/// A column cast to f64.
+fn f64_column(frame: &DataFrame, name: &str) -> Vec<Option<f64>> {
+    frame
+        .column(name)
+        .expect(name)
+        .cast(&DataType::Float64)
+        .expect("cast")
+        .f64()
+        .expect("f64")
+        .iter()
+        .collect()
+}
+
+/// A column cast to i64.
+fn i64_column(frame: &DataFrame, name: &str) -> Vec<Option<i64>> {
+    frame
+        .column(name)
+        .expect(name)
+        .cast(&DataType::Int64)
+        .expect("cast")
+        .i64()
+        .expect("i64")
+        .iter()
+        .collect()
+}
+
+/// A string column, no nulls.
+fn str_column(frame: &DataFrame, name: &str) -> Vec<String> {
+    frame
+        .column(name)
+        .expect(name)
+        .str()
+        .expect("str")
+        .iter()
+        .map(|s| s.expect(name).to_string())
+        .collect()
+}
+
 /// Reads the aggregated frame into `(symbol, key) → stats`, `key` taken from `key_column`.
 fn collect_stats(
     frame: &DataFrame,
     key_column: Option<&str>,
 ) -> HashMap<(String, i64), WindowStats> {
-    let f64s = |name: &str| -> Vec<Option<f64>> {
-        frame
-            .column(name)
-            .expect(name)
-            .cast(&DataType::Float64)
-            .expect("cast")
-            .f64()
-            .expect("f64")
-            .iter()
-            .collect()
-    };
-    let i64s = |name: &str| -> Vec<Option<i64>> {
-        frame
-            .column(name)
-            .expect(name)
-            .cast(&DataType::Int64)
-            .expect("cast")
-            .i64()
-            .expect("i64")
-            .iter()
-            .collect()
-    };
-    let symbols: Vec<String> = frame
-        .column("symbol")
-        .expect("symbol")
-        .str()
-        .expect("str")
-        .iter()
-        .map(|s| s.expect("symbol").to_string())
-        .collect();
+    let f64s = |name: &str| f64_column(frame, name);
+    let i64s = |name: &str| i64_column(frame, name);
+    let symbols = str_column(frame, "symbol");
     let keys = key_column.map(i64s);
     let (count, volume, notional) = (i64s("count"), f64s("volume"), f64s("notional"));
     let (open, high, low, close) = (f64s("open"), f64s("high"), f64s("low"), f64s("close"));
@@ -484,37 +495,18 @@ pub fn candle_oracle(frame: &DataFrame, interval_ns: i64) -> HashMap<String, Vec
         .collect()
         .expect("group_by_dynamic");
     let f64s = |name: &str| -> Vec<f64> {
-        result
-            .column(name)
-            .expect(name)
-            .cast(&DataType::Float64)
-            .expect("cast")
-            .f64()
-            .expect("f64")
-            .iter()
-            .map(|v| v.expect("value"))
+        f64_column(&result, name)
+            .into_iter()
+            .map(|v| v.expect(name))
             .collect()
     };
     let i64s = |name: &str| -> Vec<i64> {
-        result
-            .column(name)
-            .expect(name)
-            .cast(&DataType::Int64)
-            .expect("cast")
-            .i64()
-            .expect("i64")
-            .iter()
-            .map(|v| v.expect("value"))
+        i64_column(&result, name)
+            .into_iter()
+            .map(|v| v.expect(name))
             .collect()
     };
-    let symbols: Vec<String> = result
-        .column("symbol")
-        .expect("symbol")
-        .str()
-        .expect("str")
-        .iter()
-        .map(|s| s.expect("symbol").to_string())
-        .collect();
+    let symbols = str_column(&result, "symbol");
     let (start, count) = (i64s("start_ms"), i64s("count"));
     let (open, high, low, close) = (f64s("open"), f64s("high"), f64s("low"), f64s("close"));
     let (volume, notional) = (f64s("volume"), f64s("notional"));
@@ -542,7 +534,7 @@ pub fn close_enough(actual: f64, expected: f64, relative: f64) -> bool {
 }
 
 /// Asserts a service bar (JSON or engine, as a row) equals polars': prices and counts exactly,
-/// sums to 1e-12.
+/// volume to 1e-12, notional to 1e-9 (over HTTP it is rebuilt from VWAP × volume).
 pub fn assert_candle_matches(actual: &CandleRow, expected: &CandleRow, context: &str) {
     assert_eq!(actual.start_ms, expected.start_ms, "{context}: start");
     assert_eq!(
@@ -571,7 +563,7 @@ pub fn assert_candle_matches(actual: &CandleRow, expected: &CandleRow, context: 
         expected.volume
     );
     assert!(
-        close_enough(actual.notional, expected.notional, 1e-12),
+        close_enough(actual.notional, expected.notional, 1e-9),
         "{context} at {}: notional {} vs {}",
         expected.start_ms,
         actual.notional,
