@@ -14,6 +14,7 @@
 //! | sources | [`mock_exchange`] | serves recordings over a local WebSocket in a provider's format |
 //! | merge | [`merge`] | several sources into one stream, in event time |
 //! | core | [`analytics`] | synchronous rolling windows and candles per symbol, snapshots for readers |
+//! | alerts | [`alerts`] | rules evaluated in the core on event time; the sink task and its sinks (log, file, webhook, stream) |
 //! | indicators | [`indicators`] | SMA, EMA, RSI, MACD, BBANDS, ATR over closed candles (TA-Lib's conventions), memoized in `moka` |
 //! | core task | [`ingest`] | the async loop that drives the core and publishes |
 //! | recording | [`record`] | raw frames of the live feeds, for replay |
@@ -21,8 +22,8 @@
 //! | serving | [`metrics`] | Prometheus metrics |
 //! | wiring | [`config`], [`startup`], [`shutdown`] | settings, the task topology, stopping |
 //!
-//! Later stages (alerts and their sinks) plug into the analytics task and the API the same way.
 
+pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod clock;

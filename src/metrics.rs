@@ -28,6 +28,13 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Labels of per-sink alert counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// `log`, `file`, `webhook`, or `core` (the channel out of the core).
+    pub sink: String,
+}
+
 /// Every metric of the service.
 #[derive(Debug)]
 pub struct Metrics {
@@ -65,6 +72,20 @@ pub struct Metrics {
     pub indicator_cache_evictions: Counter,
     /// Indicator computations run (one per miss).
     pub indicator_computations: Counter,
+    /// Alerts fired by the rules.
+    pub alerts_fired: Counter,
+    /// Alerts a sink (or the channel out of the core) had no room for.
+    pub alerts_dropped: Family<SinkLabels, Counter>,
+    /// Alerts delivered, per sink.
+    pub alerts_delivered: Family<SinkLabels, Counter>,
+    /// Alerts a sink failed to deliver (after its retries), per sink.
+    pub alert_sink_failures: Family<SinkLabels, Counter>,
+    /// Webhook attempts retried.
+    pub webhook_retries: Counter,
+    /// Messages live-stream clients skipped because they read too slowly.
+    pub stream_lagged: Counter,
+    /// Live-stream clients connected.
+    pub stream_clients: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,6 +116,13 @@ impl Metrics {
             indicator_cache_misses: Counter::default(),
             indicator_cache_evictions: Counter::default(),
             indicator_computations: Counter::default(),
+            alerts_fired: Counter::default(),
+            alerts_dropped: Family::default(),
+            alerts_delivered: Family::default(),
+            alert_sink_failures: Family::default(),
+            webhook_retries: Counter::default(),
+            stream_lagged: Counter::default(),
+            stream_clients: Gauge::default(),
         };
         let counters = [
             (
@@ -137,6 +165,21 @@ impl Metrics {
                 "Indicator computations run",
                 &metrics.indicator_computations,
             ),
+            (
+                "alerts_fired",
+                "Alerts fired by the rules",
+                &metrics.alerts_fired,
+            ),
+            (
+                "webhook_retries",
+                "Webhook delivery attempts retried",
+                &metrics.webhook_retries,
+            ),
+            (
+                "stream_lagged",
+                "Messages live-stream clients skipped because they read too slowly",
+                &metrics.stream_lagged,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -171,6 +214,31 @@ impl Metrics {
         for (name, help, family) in families {
             registry.register(name, help, family.clone());
         }
+        let sink_families = [
+            (
+                "alerts_dropped",
+                "Alerts dropped because a sink's queue (or the channel out of the core) was full",
+                &metrics.alerts_dropped,
+            ),
+            (
+                "alerts_delivered",
+                "Alerts delivered, per sink",
+                &metrics.alerts_delivered,
+            ),
+            (
+                "alert_sink_failures",
+                "Alerts a sink failed to deliver after its retries, per sink",
+                &metrics.alert_sink_failures,
+            ),
+        ];
+        for (name, help, family) in sink_families {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "stream_clients",
+            "Live-stream clients connected",
+            metrics.stream_clients.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests served, by method, route and status",

@@ -70,6 +70,42 @@ pub struct SymbolSnapshot {
     pub candles: Vec<CandleView>,
 }
 
+/// One symbol's state, read in place: O(1) per field, no snapshot built.
+#[derive(Debug, Clone, Copy)]
+pub struct SymbolView<'a> {
+    state: &'a SymbolState,
+}
+
+impl SymbolView<'_> {
+    /// The symbol.
+    pub fn symbol(&self) -> &Symbol {
+        &self.state.symbol
+    }
+
+    /// Price of the latest trade by event time.
+    pub fn last_price(&self) -> Option<f64> {
+        (self.state.trade_count > 0).then_some(self.state.last_price)
+    }
+
+    /// Event time of the latest trade.
+    pub fn last_ts(&self) -> Option<Timestamp> {
+        (self.state.trade_count > 0).then_some(self.state.last_ts)
+    }
+
+    /// Statistics of configured window `index` (empty if there is no such window).
+    pub fn window(&self, index: usize) -> WindowStats {
+        self.state
+            .windows
+            .get(index)
+            .map_or_else(WindowStats::empty, |w| w.stats(&self.state.trades))
+    }
+
+    /// Candles of configured interval `index`.
+    pub fn candles(&self, index: usize) -> Option<CandleView> {
+        self.state.candles.get(index).map(CandleSeries::view)
+    }
+}
+
 /// The last trade ids seen from one feed for one symbol, bounded.
 #[derive(Debug, Default)]
 struct RecentIds {
@@ -362,6 +398,23 @@ impl Engine {
         let now = self.clock.now().unwrap_or(0);
         let index = *self.index.get(symbol)?;
         Some(self.symbols[index].snapshot(now))
+    }
+
+    /// A read-only view of `symbol` as of the stream clock (what alert rules evaluate), if it has
+    /// traded.
+    pub fn view(&self, symbol: &str) -> Option<SymbolView<'_>> {
+        let index = *self.index.get(symbol)?;
+        Some(SymbolView {
+            state: &self.symbols[index],
+        })
+    }
+
+    /// Every symbol with the event time of its latest trade (`None` before it has traded, e.g. a
+    /// symbol known only from quotes).
+    pub fn last_trades(&self) -> impl Iterator<Item = (&Symbol, Option<Timestamp>)> + '_ {
+        self.symbols
+            .iter()
+            .map(|s| (&s.symbol, (s.trade_count > 0).then_some(s.last_ts)))
     }
 
     /// Snapshots of every symbol that changed since the last call.

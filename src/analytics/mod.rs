@@ -15,7 +15,7 @@ pub mod snapshot;
 pub mod window;
 
 pub use candles::{Candle, CandleView, IntervalSpec};
-pub use engine::{DEFAULT_CANDLE_HISTORY, Engine, FeedTally, Outcome, SymbolSnapshot};
+pub use engine::{DEFAULT_CANDLE_HISTORY, Engine, FeedTally, Outcome, SymbolSnapshot, SymbolView};
 pub use window::WindowStats;
 
 /// One configured trailing window: its label as written in the configuration (`1m`) and its

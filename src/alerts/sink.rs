@@ -1,0 +1,396 @@
+//! Delivery: the one sink task, and the sinks it fans out to.
+//!
+//! The core sends each alert through a bounded channel ([`ALERT_CHANNEL_CAPACITY`]; `try_send`,
+//! so the core never waits, and an alert it cannot send is counted) to **one sink task**. That
+//! task keeps the recent alerts for `GET /v1/alerts` ([`AlertLog`]), publishes each alert to the
+//! live stream (a `broadcast` channel: slow clients lag and skip, they never hold anything), and
+//! hands it to every configured sink through the sink's own bounded queue, again with
+//! `try_send`: a slow or failing sink (a webhook that times out) fills only its own queue, and
+//! what it misses is counted per sink. Each sink drains its queue in its own task:
+//!
+//! - `log`: one `tracing` event per alert (target `tickstream::alert`);
+//! - `file`: JSON lines, appended and flushed after each burst;
+//! - `webhook`: an HTTP POST of the alert as JSON, with a timeout and retries with exponential
+//!   backoff; failures are counted.
+//!
+//! On shutdown the core drops its sender; the sink task then drains what is queued, closes the
+//! sinks' queues, and waits for each sink to finish (the file is flushed), so nothing the core
+//! sent is lost.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::alerts::Alert;
+use crate::analytics::SymbolSnapshot;
+use crate::metrics::{Metrics, SinkLabels};
+
+/// Alerts the core may have queued for the sink task before it counts a loss.
+pub const ALERT_CHANNEL_CAPACITY: usize = 65_536;
+/// Alerts each sink may have queued before it counts a loss.
+pub const SINK_QUEUE_CAPACITY: usize = 4_096;
+/// Recent alerts kept for `GET /v1/alerts`.
+pub const RECENT_ALERTS: usize = 10_000;
+/// Messages the live stream buffers for its slowest client before that client skips ahead.
+pub const STREAM_CAPACITY: usize = 4_096;
+
+/// The most recent alerts, newest last.
+#[derive(Debug)]
+pub struct AlertLog {
+    recent: Mutex<VecDeque<Arc<Alert>>>,
+    capacity: usize,
+}
+
+impl AlertLog {
+    /// A log keeping the last `capacity` alerts.
+    pub fn new(capacity: usize) -> Self {
+        AlertLog {
+            recent: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Alert>>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an alert.
+    pub fn push(&self, alert: Arc<Alert>) {
+        let mut recent = self.lock();
+        if recent.len() == self.capacity {
+            recent.pop_front();
+        }
+        recent.push_back(alert);
+    }
+
+    /// Up to `limit` alerts, newest first, of `symbol` if given.
+    pub fn recent(&self, symbol: Option<&str>, limit: usize) -> Vec<Arc<Alert>> {
+        self.lock()
+            .iter()
+            .rev()
+            .filter(|a| symbol.is_none_or(|s| a.symbol.as_str() == s))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+/// What the live stream carries.
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    /// An alert, as it fired.
+    Alert(Arc<Alert>),
+    /// A symbol's new snapshot (clients throttle these per symbol).
+    Stats(Arc<SymbolSnapshot>),
+}
+
+/// Where alerts are delivered besides the log of recent alerts and the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSettings {
+    /// Log each alert with `tracing`.
+    pub log: bool,
+    /// Append alerts as JSON lines to this file.
+    pub file: Option<PathBuf>,
+    /// POST alerts to this URL.
+    pub webhook: Option<WebhookSettings>,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        SinkSettings {
+            log: true,
+            file: None,
+            webhook: None,
+        }
+    }
+}
+
+/// How alerts are POSTed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// The URL (`http://` or `https://`).
+    pub url: String,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// Wait before the first retry; doubled before each next one.
+    pub backoff: Duration,
+}
+
+/// A sink's queue and task.
+struct SinkHandle {
+    name: &'static str,
+    queue: mpsc::Sender<Arc<Alert>>,
+    task: JoinHandle<()>,
+}
+
+/// Starts the sink task and every configured sink. Returns the sender the core uses, and the
+/// task, which ends after the sender is dropped and every sink has finished.
+pub fn start(
+    settings: &SinkSettings,
+    log: Arc<AlertLog>,
+    stream: broadcast::Sender<StreamEvent>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(mpsc::Sender<Alert>, JoinHandle<()>)> {
+    let mut sinks = Vec::new();
+    if settings.log {
+        sinks.push(spawn_sink("log", &metrics, |rx, m| log_sink(rx, m)));
+    }
+    if let Some(path) = &settings.file {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        // Opened now, so a bad path is a startup error rather than a silent loss.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let file = tokio::fs::File::from_std(file);
+        sinks.push(spawn_sink("file", &metrics, move |rx, m| {
+            file_sink(rx, file, m)
+        }));
+    }
+    if let Some(webhook) = &settings.webhook {
+        let client = reqwest::Client::builder()
+            .timeout(webhook.timeout)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let webhook = webhook.clone();
+        sinks.push(spawn_sink("webhook", &metrics, move |rx, m| {
+            webhook_sink(rx, client, webhook, m)
+        }));
+    }
+    let (sender, receiver) = mpsc::channel(ALERT_CHANNEL_CAPACITY);
+    let task = tokio::spawn(fan_out(receiver, sinks, log, stream, metrics));
+    Ok((sender, task))
+}
+
+fn spawn_sink<F, Fut>(name: &'static str, metrics: &Arc<Metrics>, run: F) -> SinkHandle
+where
+    F: FnOnce(mpsc::Receiver<Arc<Alert>>, Arc<Metrics>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (queue, receiver) = mpsc::channel(SINK_QUEUE_CAPACITY);
+    let task = tokio::spawn(run(receiver, Arc::clone(metrics)));
+    SinkHandle { name, queue, task }
+}
+
+fn labels(sink: &str) -> SinkLabels {
+    SinkLabels {
+        sink: sink.to_string(),
+    }
+}
+
+/// The one sink task.
+async fn fan_out(
+    mut alerts: mpsc::Receiver<Alert>,
+    sinks: Vec<SinkHandle>,
+    log: Arc<AlertLog>,
+    stream: broadcast::Sender<StreamEvent>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(alert) = alerts.recv().await {
+        let alert = Arc::new(alert);
+        log.push(Arc::clone(&alert));
+        // No receiver (no client connected) is not a loss.
+        let _ = stream.send(StreamEvent::Alert(Arc::clone(&alert)));
+        for sink in &sinks {
+            if sink.queue.try_send(Arc::clone(&alert)).is_err() {
+                metrics
+                    .alerts_dropped
+                    .get_or_create(&labels(sink.name))
+                    .inc();
+                tracing::warn!(sink = sink.name, "alert sink queue full; alert dropped");
+            }
+        }
+    }
+    for sink in sinks {
+        drop(sink.queue);
+        if let Err(error) = sink.task.await {
+            tracing::error!(sink = sink.name, %error, "alert sink task failed");
+        }
+    }
+    tracing::debug!("alert sinks drained");
+}
+
+async fn log_sink(mut alerts: mpsc::Receiver<Arc<Alert>>, metrics: Arc<Metrics>) {
+    let delivered = metrics
+        .alerts_delivered
+        .get_or_create(&labels("log"))
+        .clone();
+    while let Some(alert) = alerts.recv().await {
+        tracing::warn!(
+            target: "tickstream::alert",
+            id = alert.id,
+            rule = %alert.rule_id,
+            symbol = %alert.symbol,
+            kind = alert.kind,
+            value = alert.value,
+            threshold = alert.threshold,
+            ts_ms = alert.ts_ms,
+            "{}",
+            alert.message
+        );
+        delivered.inc();
+    }
+}
+
+async fn file_sink(
+    mut alerts: mpsc::Receiver<Arc<Alert>>,
+    file: tokio::fs::File,
+    metrics: Arc<Metrics>,
+) {
+    let delivered = metrics
+        .alerts_delivered
+        .get_or_create(&labels("file"))
+        .clone();
+    let failed = metrics
+        .alert_sink_failures
+        .get_or_create(&labels("file"))
+        .clone();
+    let mut writer = tokio::io::BufWriter::new(file);
+    while let Some(first) = alerts.recv().await {
+        let mut burst = vec![first];
+        while let Ok(next) = alerts.try_recv() {
+            burst.push(next);
+        }
+        let mut lines = Vec::new();
+        for alert in &burst {
+            if serde_json::to_writer(&mut lines, alert.as_ref()).is_ok() {
+                lines.push(b'\n');
+            }
+        }
+        let written = async {
+            writer.write_all(&lines).await?;
+            writer.flush().await
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                delivered.inc_by(burst.len() as u64);
+            }
+            Err(error) => {
+                failed.inc_by(burst.len() as u64);
+                tracing::error!(%error, "cannot write alerts file");
+            }
+        }
+    }
+    if let Err(error) = writer.flush().await {
+        tracing::error!(%error, "cannot flush alerts file");
+    }
+}
+
+async fn webhook_sink(
+    mut alerts: mpsc::Receiver<Arc<Alert>>,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+    metrics: Arc<Metrics>,
+) {
+    let delivered = metrics
+        .alerts_delivered
+        .get_or_create(&labels("webhook"))
+        .clone();
+    let failed = metrics
+        .alert_sink_failures
+        .get_or_create(&labels("webhook"))
+        .clone();
+    let retried = metrics.webhook_retries.clone();
+    while let Some(alert) = alerts.recv().await {
+        let mut backoff = settings.backoff;
+        let mut attempt = 0;
+        loop {
+            let outcome = client.post(&settings.url).json(alert.as_ref()).send().await;
+            let error = match outcome {
+                Ok(response) if response.status().is_success() => {
+                    delivered.inc();
+                    break;
+                }
+                Ok(response) => format!("status {}", response.status()),
+                Err(error) => error.to_string(),
+            };
+            if attempt >= settings.retries {
+                failed.inc();
+                tracing::warn!(
+                    alert = alert.id,
+                    attempts = attempt + 1,
+                    %error,
+                    "webhook delivery failed; alert not delivered to the webhook"
+                );
+                break;
+            }
+            attempt += 1;
+            retried.inc();
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: u64, symbol: &str) -> Alert {
+        Alert {
+            id,
+            rule_id: "r".into(),
+            symbol: crate::model::Symbol::new(symbol),
+            kind: "price_above",
+            value: 2.0,
+            threshold: 1.0,
+            ts_ms: id as i64,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_first_and_filters() {
+        let log = AlertLog::new(3);
+        for id in 1..=5 {
+            log.push(Arc::new(alert(id, if id % 2 == 0 { "A" } else { "B" })));
+        }
+        let ids: Vec<u64> = log.recent(None, 10).iter().map(|a| a.id).collect();
+        assert_eq!(ids, vec![5, 4, 3]);
+        let ids: Vec<u64> = log.recent(Some("A"), 10).iter().map(|a| a.id).collect();
+        assert_eq!(ids, vec![4]);
+        assert_eq!(log.recent(None, 1).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_file_holds_every_alert_once_the_task_ends() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("nested/alerts.jsonl");
+        let settings = SinkSettings {
+            log: false,
+            file: Some(path.clone()),
+            webhook: None,
+        };
+        let (stream, _) = broadcast::channel(16);
+        let log = Arc::new(AlertLog::new(100));
+        let metrics = Arc::new(Metrics::new());
+        let (sender, task) =
+            start(&settings, Arc::clone(&log), stream, Arc::clone(&metrics)).expect("started");
+        for id in 1..=1000 {
+            sender.send(alert(id, "A")).await.expect("sent");
+        }
+        drop(sender);
+        task.await.expect("sink task");
+        let text = std::fs::read_to_string(&path).expect("file");
+        let ids: Vec<u64> = text
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).expect("json")["id"]
+                    .as_u64()
+                    .expect("id")
+            })
+            .collect();
+        assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(log.recent(None, 1)[0].id, 1000);
+    }
+}
