@@ -140,7 +140,7 @@ pub fn start(
 ) -> std::io::Result<(mpsc::Sender<Alert>, JoinHandle<()>)> {
     let mut sinks = Vec::new();
     if settings.log {
-        sinks.push(spawn_sink("log", &metrics, |rx, m| log_sink(rx, m)));
+        sinks.push(spawn_sink("log", &metrics, log_sink));
     }
     if let Some(path) = &settings.file {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
