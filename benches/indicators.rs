@@ -6,7 +6,6 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -15,10 +14,7 @@ use tickstream::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
 use tickstream::analytics::{Candle, DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec};
 use tickstream::api::{AppState, router};
 use tickstream::config::{CacheSettings, DEFAULT_WINDOWS, parse_intervals, parse_windows};
-use tickstream::feeds::FeedRegistry;
 use tickstream::indicators::Indicator;
-use tickstream::indicators::cache::IndicatorCache;
-use tickstream::metrics::Metrics;
 use tickstream::model::{FeedId, Symbol, Trade};
 use tower::ServiceExt;
 
@@ -79,7 +75,6 @@ fn computation(c: &mut Criterion) {
 
 /// The API over the engine's final state, with an indicator cache of `capacity` results.
 fn app(engine: &Engine, capacity: u64) -> axum::Router {
-    let metrics = Arc::new(Metrics::new());
     let snapshots = Arc::new(SnapshotStore::new());
     let mut publisher = SnapshotPublisher::new(Arc::clone(&snapshots));
     let everything = ["IBM", "AIG"]
@@ -91,15 +86,13 @@ fn app(engine: &Engine, capacity: u64) -> axum::Router {
         capacity,
         ..CacheSettings::default()
     };
-    router(AppState {
+    let intervals = parse_intervals(&["1s".to_string()]).expect("1s").into();
+    router(AppState::over_snapshots(
         snapshots,
-        feeds: Arc::new(FeedRegistry::new()),
-        metrics: Arc::clone(&metrics),
-        windows: Arc::clone(engine.windows()),
-        intervals: parse_intervals(&["1s".to_string()]).expect("1s").into(),
-        indicators: IndicatorCache::new(settings, metrics),
-        ready: Arc::new(AtomicBool::new(true)),
-    })
+        Arc::clone(engine.windows()),
+        intervals,
+        settings,
+    ))
 }
 
 fn requests(c: &mut Criterion) {

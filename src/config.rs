@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::alerts::RuleSpec;
+use crate::alerts::sink::{SinkSettings, WebhookSettings};
 use crate::analytics::{DEFAULT_CANDLE_HISTORY, IntervalSpec, WindowSpec};
 use crate::feeds::connector::{Credentials, FeedSpec, Provider, Secret};
 use crate::replay::{ReplayError, ReplaySource, Speed};
@@ -30,6 +32,14 @@ pub const DEFAULT_INDICATOR_CACHE_CAPACITY: u64 = 10_000;
 /// Default time an indicator result may stay cached; results are keyed by the closed candles
 /// they were computed from, so this only bounds how long unused ones stay.
 pub const DEFAULT_INDICATOR_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Default timeout of one webhook attempt.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default webhook retries after the first attempt.
+pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
+/// Wait before the first webhook retry (doubled before each next one).
+pub const WEBHOOK_BACKOFF: Duration = Duration::from_millis(200);
+/// Default least time between two `stats` events of one symbol on the live stream.
+pub const DEFAULT_STREAM_THROTTLE: Duration = Duration::from_millis(250);
 /// Default allowed lateness.
 pub const DEFAULT_LATENESS: &str = "1s";
 /// Speed of the embedded sample when no speed is given.
@@ -59,7 +69,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: replay sources and live feeds through the analytics core and serve the
     /// HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Serve a recorded file over a local WebSocket in a provider's wire format.
     MockExchange(MockExchangeArgs),
 }
@@ -92,7 +102,7 @@ impl Cli {
     pub fn into_command(self) -> Command {
         match self.command {
             Some(command) => command,
-            None => Command::Serve(self.serve),
+            None => Command::Serve(Box::new(self.serve)),
         }
     }
 }
@@ -141,6 +151,28 @@ pub struct ServeArgs {
     /// Longest time an indicator result stays cached (e.g. `5m`).
     #[arg(long, value_name = "DURATION")]
     pub indicator_cache_ttl: Option<String>,
+    /// An alert rule as JSON (e.g. `{"kind":"price_above","symbol":"IBM","threshold":185}`);
+    /// repeatable; replaces the file's `[[alerts]]`.
+    #[arg(long = "alert", value_name = "JSON")]
+    pub alert: Vec<String>,
+    /// Append alerts as JSON lines to this file.
+    #[arg(long, value_name = "PATH")]
+    pub alerts_file: Option<PathBuf>,
+    /// POST every alert as JSON to this URL.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Timeout of one webhook attempt (default 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub webhook_timeout: Option<String>,
+    /// Webhook retries after the first attempt, with exponential backoff (default 3).
+    #[arg(long, value_name = "N")]
+    pub webhook_retries: Option<u32>,
+    /// Do not log alerts.
+    #[arg(long)]
+    pub no_alert_log: bool,
+    /// Least time between two `stats` events of one symbol on `/v1/stream` (default 250ms).
+    #[arg(long, value_name = "DURATION")]
+    pub stream_throttle: Option<String>,
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", env = "TICKSTREAM_LISTEN")]
     pub listen: Option<String>,
@@ -185,6 +217,13 @@ struct FileConfig {
     candle_history: Option<usize>,
     indicator_cache_capacity: Option<u64>,
     indicator_cache_ttl: Option<String>,
+    alerts: Option<Vec<RuleSpec>>,
+    alerts_file: Option<PathBuf>,
+    alert_log: Option<bool>,
+    webhook_url: Option<String>,
+    webhook_timeout: Option<String>,
+    webhook_retries: Option<u32>,
+    stream_throttle: Option<String>,
 }
 
 /// A configuration that cannot run.
@@ -247,6 +286,12 @@ pub struct Settings {
     pub candle_history: usize,
     /// Indicator cache bounds.
     pub indicator_cache: CacheSettings,
+    /// Alert rules to start with (validated; ids may still be missing).
+    pub alert_rules: Vec<RuleSpec>,
+    /// Where alerts go.
+    pub sinks: SinkSettings,
+    /// Least time between two `stats` events of one symbol on the live stream.
+    pub stream_throttle: Duration,
 }
 
 /// Bounds of the indicator cache.
@@ -387,6 +432,57 @@ impl Settings {
             return Err(invalid("indicator_cache_ttl", "must be positive"));
         }
 
+        let alert_rules = if args.alert.is_empty() {
+            file.alerts.unwrap_or_default()
+        } else {
+            args.alert
+                .iter()
+                .map(|text| {
+                    serde_json::from_str::<RuleSpec>(text)
+                        .map_err(|error| invalid("alert", format!("{text}: {error}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let windows: Arc<[WindowSpec]> = windows.into();
+        let intervals: Arc<[IntervalSpec]> = intervals.into();
+        crate::alerts::RuleBook::new(&alert_rules, Arc::clone(&windows), Arc::clone(&intervals))
+            .map_err(|error| invalid("alerts", error.to_string()))?;
+        let webhook = match args.webhook.or(file.webhook_url) {
+            None => None,
+            Some(url) => {
+                let parsed = reqwest::Url::parse(&url)
+                    .map_err(|error| invalid("webhook", format!("{url:?}: {error}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(invalid("webhook", format!("{url:?}: not http(s)")));
+                }
+                let timeout = match args.webhook_timeout.or(file.webhook_timeout) {
+                    Some(text) => parse_duration("webhook_timeout", &text)?,
+                    None => DEFAULT_WEBHOOK_TIMEOUT,
+                };
+                if timeout.is_zero() {
+                    return Err(invalid("webhook_timeout", "must be positive"));
+                }
+                Some(WebhookSettings {
+                    url,
+                    timeout,
+                    retries: args
+                        .webhook_retries
+                        .or(file.webhook_retries)
+                        .unwrap_or(DEFAULT_WEBHOOK_RETRIES),
+                    backoff: WEBHOOK_BACKOFF,
+                })
+            }
+        };
+        let sinks = SinkSettings {
+            log: !args.no_alert_log && file.alert_log.unwrap_or(true),
+            file: args.alerts_file.or(file.alerts_file),
+            webhook,
+        };
+        let stream_throttle = match args.stream_throttle.or(file.stream_throttle) {
+            Some(text) => parse_duration("stream_throttle", &text)?,
+            None => DEFAULT_STREAM_THROTTLE,
+        };
+
         Ok(Settings {
             listen,
             sources,
@@ -395,11 +491,14 @@ impl Settings {
             record: args.record.or(file.record),
             speed,
             max_pause,
-            windows: windows.into(),
+            windows,
             allowed_lateness,
-            intervals: intervals.into(),
+            intervals,
             candle_history,
             indicator_cache,
+            alert_rules,
+            sinks,
+            stream_throttle,
         })
     }
 }
@@ -675,6 +774,19 @@ mod tests {
         assert!(Settings::from_toml("intervals = [\"1500us\"]").is_err());
         assert!(Settings::from_toml("intervals = []").is_err());
         assert!(Settings::from_toml("candle_history = 0").is_err());
+        assert!(Settings::from_toml("webhook_url = \"ftp://x\"").is_err());
+        let error = Settings::from_toml("[[alerts]]\nkind = \"price_above\"\nsymbol = \"A\"")
+            .expect_err("no threshold");
+        assert!(error.to_string().contains("threshold"), "{error}");
+        let settings = Settings::from_toml(
+            "alerts_file = \"a.jsonl\"\nwebhook_url = \"http://127.0.0.1:9/hook\"\n\n[[alerts]]\nkind = \"stale\"\nsymbol = \"*\"\nafter = \"30s\"",
+        )
+        .expect("valid");
+        assert_eq!(settings.alert_rules.len(), 1);
+        assert_eq!(
+            settings.sinks.webhook.map(|w| w.retries),
+            Some(DEFAULT_WEBHOOK_RETRIES)
+        );
         assert!(Settings::from_toml("indicator_cache_ttl = \"0s\"").is_err());
         let settings = Settings::from_toml("intervals = [\"250ms\", \"1h\"]\ncandle_history = 5")
             .expect("valid");

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::analytics::Engine;
+use crate::alerts::sink::StreamEvent;
+use crate::alerts::{Alert, AlertEvaluator};
 use crate::analytics::snapshot::SnapshotPublisher;
+use crate::analytics::{Engine, Outcome};
 use crate::feeds::FeedRegistry;
 use crate::merge::MergedEvent;
 use crate::metrics::Metrics;
@@ -94,6 +96,14 @@ pub struct AnalyticsTask {
     pub feeds: Arc<FeedRegistry>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
+    /// The alert rules, evaluated as trades are applied.
+    pub evaluator: AlertEvaluator,
+    /// To the alert sink task (`try_send`: the core never waits; a full channel is counted).
+    pub alerts: mpsc::Sender<Alert>,
+    /// Alerts fired since the last publication.
+    pub pending_alerts: Vec<Alert>,
+    /// The live stream: changed snapshots go there when a client listens.
+    pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
     /// With live feeds: the wall-clock estimate that keeps a quiet market's clock moving.
     pub live_clock: Option<LiveClock>,
 }
@@ -120,6 +130,7 @@ impl AnalyticsTask {
                     if let Some(estimate) = estimate {
                         if self.engine.now().is_some_and(|now| estimate > now) {
                             self.engine.advance_clock(estimate);
+                            self.evaluator.on_clock(&self.engine, &mut self.pending_alerts);
                             self.publish(&mut ended);
                         }
                     }
@@ -139,11 +150,36 @@ impl AnalyticsTask {
         tracing::debug!("analytics task stopped");
     }
 
+    /// Hands the alerts fired since the last call to the sink task, and picks up rule edits.
+    fn send_alerts(&mut self) {
+        self.metrics
+            .alerts_fired
+            .inc_by(self.pending_alerts.len() as u64);
+        for alert in self.pending_alerts.drain(..) {
+            if self.alerts.try_send(alert).is_err() {
+                self.metrics
+                    .alerts_dropped
+                    .get_or_create(&crate::metrics::SinkLabels {
+                        sink: "core".to_string(),
+                    })
+                    .inc();
+            }
+        }
+        self.evaluator.refresh();
+    }
+
     fn handle(&mut self, event: MergedEvent, ended: &mut Vec<(FeedId, Option<String>)>) {
         match event {
             MergedEvent::Trades(trades) => {
                 for trade in &trades {
-                    self.engine.apply(trade);
+                    if self.engine.apply(trade) == Outcome::Applied {
+                        self.evaluator.on_trade(
+                            &self.engine,
+                            trade.symbol.as_str(),
+                            trade.exchange_ts,
+                            &mut self.pending_alerts,
+                        );
+                    }
                 }
                 if let Some(clock) = &mut self.live_clock {
                     for trade in &trades {
@@ -163,7 +199,16 @@ impl AnalyticsTask {
 
     fn publish(&mut self, ended: &mut Vec<(FeedId, Option<String>)>) {
         let changed = self.engine.take_changed();
-        self.publisher.publish(changed, self.engine.now());
+        let stream = &self.stream;
+        if stream.receiver_count() > 0 {
+            self.publisher
+                .publish_each(changed, self.engine.now(), |snapshot| {
+                    let _ = stream.send(StreamEvent::Stats(Arc::clone(snapshot)));
+                });
+        } else {
+            self.publisher.publish(changed, self.engine.now());
+        }
+        self.send_alerts();
         for (index, tally) in self.engine.take_tallies().into_iter().enumerate() {
             let Some(feed) = u16::try_from(index)
                 .ok()

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::MockExchange(args) => runtime.block_on(mock_exchange(args)),
     };
     match result {

@@ -25,6 +25,8 @@ use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::sink::{AlertLog, RECENT_ALERTS, STREAM_CAPACITY};
+use crate::alerts::{AlertEvaluator, RuleBook};
 use crate::analytics::Engine;
 use crate::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
 use crate::api::{self, AppState};
@@ -108,6 +110,13 @@ impl App {
             })
             .collect();
         let indicators = IndicatorCache::new(settings.indicator_cache, Arc::clone(&metrics));
+        let rules = RuleBook::new(
+            &settings.alert_rules,
+            Arc::clone(&settings.windows),
+            Arc::clone(&settings.intervals),
+        )
+        .context("invalid alert rules")?;
+        let (stream, _) = tokio::sync::broadcast::channel(STREAM_CAPACITY);
         let state = AppState {
             snapshots: Arc::new(SnapshotStore::new()),
             feeds,
@@ -116,6 +125,11 @@ impl App {
             intervals: Arc::clone(&settings.intervals),
             indicators,
             ready: Arc::new(AtomicBool::new(false)),
+            rules: Arc::new(rules),
+            alerts: Arc::new(AlertLog::new(RECENT_ALERTS)),
+            stream,
+            stream_throttle: settings.stream_throttle,
+            stopping: CancellationToken::new(),
         };
         Ok(App {
             listener,
@@ -150,8 +164,15 @@ impl App {
             live,
             demo_exchange,
         } = self;
-        let cancel = CancellationToken::new();
+        let cancel = state.stopping.clone();
         let tasks = TaskTracker::new();
+        let (alerts_tx, sink_task) = crate::alerts::sink::start(
+            &settings.sinks,
+            Arc::clone(&state.alerts),
+            state.stream.clone(),
+            Arc::clone(&state.metrics),
+        )
+        .context("cannot start the alert sinks")?;
         let (events_tx, events_rx) = mpsc::channel(CORE_CHANNEL_CAPACITY);
         let (recorder, recorder_thread, trade_recorder, trade_recorder_thread) =
             match &settings.record {
@@ -177,6 +198,10 @@ impl App {
             publisher: SnapshotPublisher::new(Arc::clone(&state.snapshots)),
             feeds: Arc::clone(&state.feeds),
             metrics: Arc::clone(&state.metrics),
+            evaluator: AlertEvaluator::new(Arc::clone(&state.rules)),
+            alerts: alerts_tx,
+            pending_alerts: Vec::new(),
+            stream: state.stream.clone(),
             live_clock: (!live.is_empty()).then(|| {
                 LiveClock::new(
                     live.iter().map(|(_, status)| status.id()),
@@ -240,6 +265,14 @@ impl App {
             .is_err()
         {
             tracing::warn!(deadline = ?DRAIN_DEADLINE, "tasks did not stop within the deadline");
+        }
+        // The analytics task has stopped and dropped its sender: the sinks drain and flush.
+        match tokio::time::timeout(DRAIN_DEADLINE, sink_task).await {
+            Ok(Ok(())) => tracing::debug!("alert sinks flushed"),
+            Ok(Err(error)) => tracing::error!(%error, "the alert sink task failed"),
+            Err(_) => {
+                tracing::warn!(deadline = ?DRAIN_DEADLINE, "alert sinks did not drain within the deadline")
+            }
         }
         // Every connector has stopped: the recorders drain what they were sent and flush.
         drop(recorder);

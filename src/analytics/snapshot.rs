@@ -106,8 +106,20 @@ impl SnapshotPublisher {
 
     /// Publishes changed snapshots, then the clock they are exact for.
     pub fn publish(&mut self, snapshots: Vec<SymbolSnapshot>, clock: Option<Timestamp>) {
+        self.publish_each(snapshots, clock, |_| {});
+    }
+
+    /// [`publish`](Self::publish), handing each published snapshot to `each` as well (the live
+    /// stream).
+    pub fn publish_each(
+        &mut self,
+        snapshots: Vec<SymbolSnapshot>,
+        clock: Option<Timestamp>,
+        mut each: impl FnMut(&Arc<SymbolSnapshot>),
+    ) {
         for snapshot in snapshots {
             let snapshot = Arc::new(snapshot);
+            each(&snapshot);
             if let Some(slot) = self.slots.get(&snapshot.symbol) {
                 slot.store(snapshot);
                 continue;

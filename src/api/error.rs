@@ -17,6 +17,15 @@ pub enum ApiError {
     /// No indicator of that name (400 `unknown_indicator`).
     #[error("{0}")]
     UnknownIndicator(String),
+    /// An alert rule is invalid (400 `invalid_rule`; the message names the field).
+    #[error("{0}")]
+    InvalidRule(String),
+    /// No alert rule with that id (404 `unknown_rule`).
+    #[error("{0}")]
+    UnknownRule(String),
+    /// The request conflicts with the current state (409 `conflict`).
+    #[error("{0}")]
+    Conflict(String),
     /// A query parameter is invalid (400 `bad_parameter`).
     #[error("{0}")]
     BadParameter(String),
@@ -38,10 +47,14 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::UnknownSymbol(_) | ApiError::NotFound(_) | ApiError::NoQuote(_) => {
-                StatusCode::NOT_FOUND
-            }
-            ApiError::BadParameter(_) | ApiError::UnknownIndicator(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownSymbol(_)
+            | ApiError::NotFound(_)
+            | ApiError::NoQuote(_)
+            | ApiError::UnknownRule(_) => StatusCode::NOT_FOUND,
+            ApiError::BadParameter(_)
+            | ApiError::UnknownIndicator(_)
+            | ApiError::InvalidRule(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,6 +67,9 @@ impl ApiError {
             ApiError::UnknownSymbol(_) => "unknown_symbol",
             ApiError::NoQuote(_) => "no_quote",
             ApiError::UnknownIndicator(_) => "unknown_indicator",
+            ApiError::InvalidRule(_) => "invalid_rule",
+            ApiError::UnknownRule(_) => "unknown_rule",
+            ApiError::Conflict(_) => "conflict",
             ApiError::BadParameter(_) => "bad_parameter",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",

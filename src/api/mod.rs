@@ -5,13 +5,17 @@
 //! counters; none of them takes a lock the analytics core needs.
 //!
 //! - [`error`]: the one error type and its JSON body.
+//! - [`alerts`]: recent alerts and the rules (list, add, remove).
 //! - [`candles`]: candles and indicators (through the shared indicator cache).
+//! - [`stream`]: the live stream of alerts and statistics (Server-Sent Events).
 //! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
 //! - [`system`]: health, readiness, feeds and metrics.
 
+pub mod alerts;
 pub mod candles;
 pub mod error;
 pub mod stats;
+pub mod stream;
 pub mod system;
 
 use std::sync::Arc;
@@ -25,6 +29,8 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 
+use crate::alerts::RuleBook;
+use crate::alerts::sink::{AlertLog, StreamEvent};
 use crate::analytics::snapshot::SnapshotStore;
 use crate::analytics::{IntervalSpec, WindowSpec};
 use crate::feeds::FeedRegistry;
@@ -49,6 +55,45 @@ pub struct AppState {
     pub indicators: IndicatorCache,
     /// Whether the pipeline is up (readiness).
     pub ready: Arc<AtomicBool>,
+    /// The alert rules in force.
+    pub rules: Arc<RuleBook>,
+    /// The most recent alerts.
+    pub alerts: Arc<AlertLog>,
+    /// The live stream (alerts and snapshots) that `/v1/stream` clients subscribe to.
+    pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
+    /// Least time between two `stats` events of one symbol on the stream.
+    pub stream_throttle: std::time::Duration,
+    /// Cancelled when the service starts shutting down (ends live streams).
+    pub stopping: tokio_util::sync::CancellationToken,
+}
+
+impl AppState {
+    /// A state serving `snapshots` with no feeds and no alert rules, ready (for benches and
+    /// tools that drive the core themselves).
+    pub fn over_snapshots(
+        snapshots: Arc<SnapshotStore>,
+        windows: Arc<[WindowSpec]>,
+        intervals: Arc<[IntervalSpec]>,
+        cache: crate::config::CacheSettings,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let rules = RuleBook::new(&[], Arc::clone(&windows), Arc::clone(&intervals))
+            .unwrap_or_else(|_| unreachable!("an empty rule book is valid"));
+        AppState {
+            snapshots,
+            feeds: Arc::new(FeedRegistry::new()),
+            indicators: IndicatorCache::new(cache, Arc::clone(&metrics)),
+            metrics,
+            windows,
+            intervals,
+            ready: Arc::new(AtomicBool::new(true)),
+            rules: Arc::new(rules),
+            alerts: Arc::new(AlertLog::new(crate::alerts::sink::RECENT_ALERTS)),
+            stream: tokio::sync::broadcast::channel(crate::alerts::sink::STREAM_CAPACITY).0,
+            stream_throttle: crate::config::DEFAULT_STREAM_THROTTLE,
+            stopping: tokio_util::sync::CancellationToken::new(),
+        }
+    }
 }
 
 /// The whole API.
@@ -71,6 +116,16 @@ pub fn router(state: AppState) -> Router {
             get(candles::indicator),
         )
         .route("/v1/stats", get(stats::all_stats))
+        .route("/v1/alerts", get(alerts::alerts))
+        .route(
+            "/v1/alerts/rules",
+            get(alerts::rules).post(alerts::add_rule),
+        )
+        .route(
+            "/v1/alerts/rules/{id}",
+            axum::routing::delete(alerts::remove_rule),
+        )
+        .route("/v1/stream", get(stream::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -124,6 +179,25 @@ where
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| ApiError::BadParameter(rejection.body_text()))
+    }
+}
+
+/// A JSON body, with a rejection that is an [`ApiError`] (400 with the JSON error body).
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Json::<T>::from_request(request, state)
+            .await
+            .map(|axum::Json(value)| ApiJson(value))
             .map_err(|rejection| ApiError::BadParameter(rejection.body_text()))
     }
 }

@@ -14,7 +14,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState};
-use crate::analytics::{SymbolSnapshot, WindowStats};
+use crate::analytics::{SymbolSnapshot, WindowSpec, WindowStats};
 use crate::model::{Symbol, Timestamp, to_millis};
 
 /// Rows returned by `/v1/stats` when no `limit` is given.
@@ -138,22 +138,39 @@ pub async fn symbol_stats(
         .snapshots
         .get(&symbol)
         .ok_or_else(|| ApiError::UnknownSymbol(symbol.clone()))?;
-    let windows = state
-        .windows
-        .iter()
-        .zip(snapshot.windows.iter())
-        .enumerate()
-        .filter(|(index, _)| only.is_none_or(|only| only == *index))
-        .map(|(_, (spec, stats))| (spec.label.clone(), stats.clone()))
-        .collect();
-    Ok(Json(SymbolStats {
-        symbol: snapshot.symbol.clone(),
-        as_of_ms: to_millis(as_of),
-        last_price: snapshot.last_price,
-        last_ms: snapshot.last_ts.map(to_millis),
-        trade_count: snapshot.trade_count,
-        windows: WindowMap(windows),
-    }))
+    Ok(Json(SymbolStats::new(
+        &snapshot,
+        as_of,
+        &state.windows,
+        only,
+    )))
+}
+
+impl SymbolStats {
+    /// The statistics of `snapshot` as of stream time `as_of`: every window, or only window
+    /// `only`.
+    pub fn new(
+        snapshot: &SymbolSnapshot,
+        as_of: Timestamp,
+        windows: &[WindowSpec],
+        only: Option<usize>,
+    ) -> Self {
+        let windows = windows
+            .iter()
+            .zip(snapshot.windows.iter())
+            .enumerate()
+            .filter(|(index, _)| only.is_none_or(|only| only == *index))
+            .map(|(_, (spec, stats))| (spec.label.clone(), stats.clone()))
+            .collect();
+        SymbolStats {
+            symbol: snapshot.symbol.clone(),
+            as_of_ms: to_millis(as_of),
+            last_price: snapshot.last_price,
+            last_ms: snapshot.last_ts.map(to_millis),
+            trade_count: snapshot.trade_count,
+            windows: WindowMap(windows),
+        }
+    }
 }
 
 /// The body of `GET /v1/symbols/{symbol}/quote`.

@@ -1,0 +1,170 @@
+//! `GET /v1/stream`: a live stream of alerts and per-symbol statistics, as Server-Sent Events.
+//!
+//! ```text
+//! curl -N 'localhost:8080/v1/stream?symbols=IBM,AIG&events=alert,stats'
+//! event: stats
+//! data: {"symbol":"IBM","as_of_ms":…,"last_price":…,"windows":{…}}
+//!
+//! event: alert
+//! data: {"id":1,"rule_id":"ibm-185","symbol":"IBM","kind":"price_above",…}
+//! ```
+//!
+//! Alerts are sent as they fire. `stats` events (the body of `GET /v1/symbols/{s}/stats`) are
+//! throttled per symbol: at most one per `--stream-throttle` (default 250 ms), always the latest.
+//! Each client reads from a bounded `broadcast` channel: a client that reads too slowly skips
+//! ahead (a `lagged` event says how many messages it missed, and `/metrics` counts them); it
+//! never holds memory or slows the pipeline. Streams end when the service shuts down.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use tokio_stream::Stream;
+
+use super::stats::SymbolStats;
+use super::{ApiError, ApiQuery, AppState};
+use crate::alerts::sink::StreamEvent;
+use crate::analytics::SymbolSnapshot;
+use crate::metrics::Metrics;
+use crate::model::Symbol;
+
+/// Most symbols one stream may filter on.
+pub const MAX_STREAM_SYMBOLS: usize = 1_000;
+
+/// Query of `GET /v1/stream`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Comma-separated symbols; every symbol when absent.
+    pub symbols: Option<String>,
+    /// Comma-separated event kinds: `alert`, `stats` (default both).
+    pub events: Option<String>,
+}
+
+/// Counts a connected client for as long as its stream lives.
+struct ClientGuard(Arc<Metrics>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.stream_clients.dec();
+    }
+}
+
+fn stats_event(state: &AppState, snapshot: &SymbolSnapshot) -> Event {
+    let as_of = state
+        .snapshots
+        .clock()
+        .map_or(snapshot.as_of, |c| c.max(snapshot.as_of));
+    let body = SymbolStats::new(snapshot, as_of, &state.windows, None);
+    Event::default()
+        .event("stats")
+        .json_data(body)
+        .unwrap_or_else(|_| Event::default().event("error").data("cannot encode stats"))
+}
+
+/// `GET /v1/stream`.
+pub async fn stream(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let symbols: Option<HashSet<String>> = match &query.symbols {
+        None => None,
+        Some(list) => {
+            let set: HashSet<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if set.is_empty() || set.len() > MAX_STREAM_SYMBOLS {
+                return Err(ApiError::BadParameter(format!(
+                    "symbols must list 1 to {MAX_STREAM_SYMBOLS} symbols"
+                )));
+            }
+            Some(set)
+        }
+    };
+    let (mut want_alerts, mut want_stats) = (query.events.is_none(), query.events.is_none());
+    for kind in query
+        .events
+        .iter()
+        .flat_map(|e| e.split(','))
+        .map(str::trim)
+    {
+        match kind {
+            "alert" | "alerts" => want_alerts = true,
+            "stats" => want_stats = true,
+            other => {
+                return Err(ApiError::BadParameter(format!(
+                    "unknown event kind {other:?}; expected alert, stats"
+                )));
+            }
+        }
+    }
+    let mut receiver = state.stream.subscribe();
+    let throttle = state.stream_throttle;
+    let stopping = state.stopping.clone();
+    state.metrics.stream_clients.inc();
+    let guard = ClientGuard(Arc::clone(&state.metrics));
+    let watched = move |symbol: &str| symbols.as_ref().is_none_or(|s| s.contains(symbol));
+    let events = async_stream::stream! {
+        let _guard = guard;
+        let mut last_sent: HashMap<Symbol, Instant> = HashMap::new();
+        let mut pending: HashMap<Symbol, Arc<SymbolSnapshot>> = HashMap::new();
+        let mut flush = tokio::time::interval((throttle / 4).max(std::time::Duration::from_millis(5)));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = stopping.cancelled() => break,
+                message = receiver.recv() => match message {
+                    Ok(StreamEvent::Alert(alert)) => {
+                        if want_alerts && watched(alert.symbol.as_str()) {
+                            if let Ok(event) = Event::default().event("alert").json_data(alert.as_ref()) {
+                                yield Ok(event);
+                            }
+                        }
+                    }
+                    Ok(StreamEvent::Stats(snapshot)) => {
+                        if !want_stats || !watched(snapshot.symbol.as_str()) {
+                            continue;
+                        }
+                        let due = last_sent
+                            .get(&snapshot.symbol)
+                            .is_none_or(|sent| sent.elapsed() >= throttle);
+                        if due {
+                            last_sent.insert(snapshot.symbol.clone(), Instant::now());
+                            pending.remove(&snapshot.symbol);
+                            yield Ok(stats_event(&state, &snapshot));
+                        } else {
+                            pending.insert(snapshot.symbol.clone(), snapshot);
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        state.metrics.stream_lagged.inc_by(missed);
+                        yield Ok(Event::default().event("lagged").data(missed.to_string()));
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = flush.tick() => {
+                    let due: Vec<Symbol> = pending
+                        .keys()
+                        .filter(|s| last_sent.get(*s).is_none_or(|sent| sent.elapsed() >= throttle))
+                        .cloned()
+                        .collect();
+                    for symbol in due {
+                        if let Some(snapshot) = pending.remove(&symbol) {
+                            last_sent.insert(symbol, Instant::now());
+                            yield Ok(stats_event(&state, &snapshot));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
