@@ -11,9 +11,13 @@
 //!
 //! Alerts are sent as they fire. `stats` events (the body of `GET /v1/symbols/{s}/stats`) are
 //! throttled per symbol: at most one per `--stream-throttle` (default 250 ms), always the latest.
-//! Each client reads from a bounded `broadcast` channel: a client that reads too slowly skips
-//! ahead (a `lagged` event says how many messages it missed, and `/metrics` counts them); it
-//! never holds memory or slows the pipeline. Streams end when the service shuts down.
+//!
+//! Each client has a forwarding task that follows the service's `broadcast` channel (so the
+//! channel never waits for a client), filters and throttles, and puts the events into the
+//! client's own bounded queue ([`CLIENT_QUEUE`] events) with `try_send`; the HTTP body drains that
+//! queue as fast as the client reads. A client that reads too slowly has events dropped, counted
+//! in `/metrics` (`tickstream_stream_lagged_total`); it never holds more memory than its queue,
+//! and never slows the pipeline. Streams end when the service shuts down.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -23,8 +27,11 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::time::Instant;
-use tokio_stream::Stream;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::{Duration, Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 
 use super::stats::SymbolStats;
 use super::{ApiError, ApiQuery, AppState};
@@ -32,6 +39,9 @@ use crate::alerts::sink::StreamEvent;
 use crate::analytics::SymbolSnapshot;
 use crate::metrics::Metrics;
 use crate::model::Symbol;
+
+/// Events queued for one client before further ones are dropped.
+pub const CLIENT_QUEUE: usize = 256;
 
 /// Most symbols one stream may filter on.
 pub const MAX_STREAM_SYMBOLS: usize = 1_000;
@@ -65,6 +75,94 @@ fn stats_event(state: &AppState, snapshot: &SymbolSnapshot) -> Event {
         .event("stats")
         .json_data(body)
         .unwrap_or_else(|_| Event::default().event("error").data("cannot encode stats"))
+}
+
+/// What one client asked for.
+struct Filter {
+    alerts: bool,
+    stats: bool,
+    watched: Box<dyn Fn(&str) -> bool + Send>,
+}
+
+/// Follows the broadcast for one client until it disconnects or the service stops.
+async fn forward(
+    state: AppState,
+    mut receiver: tokio::sync::broadcast::Receiver<StreamEvent>,
+    queue: mpsc::Sender<Event>,
+    filter: Filter,
+    _guard: ClientGuard,
+) {
+    let throttle = state.stream_throttle;
+    let mut last_sent: HashMap<Symbol, Instant> = HashMap::new();
+    let mut pending: HashMap<Symbol, Arc<SymbolSnapshot>> = HashMap::new();
+    let mut flush = tokio::time::interval((throttle / 4).max(Duration::from_millis(5)));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Queues an event; false once the client is gone.
+    let send = |event: Event| match queue.try_send(event) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            state.metrics.stream_lagged.inc();
+            true
+        }
+        Err(TrySendError::Closed(_)) => false,
+    };
+    loop {
+        let open = tokio::select! {
+            _ = state.stopping.cancelled() => false,
+            _ = queue.closed() => false,
+            message = receiver.recv() => match message {
+                Ok(StreamEvent::Alert(alert)) => {
+                    if filter.alerts && (filter.watched)(alert.symbol.as_str()) {
+                        match Event::default().event("alert").json_data(alert.as_ref()) {
+                            Ok(event) => send(event),
+                            Err(_) => true,
+                        }
+                    } else {
+                        true
+                    }
+                }
+                Ok(StreamEvent::Stats(snapshot)) => {
+                    if !filter.stats || !(filter.watched)(snapshot.symbol.as_str()) {
+                        true
+                    } else if last_sent
+                        .get(&snapshot.symbol)
+                        .is_none_or(|sent| sent.elapsed() >= throttle)
+                    {
+                        last_sent.insert(snapshot.symbol.clone(), Instant::now());
+                        pending.remove(&snapshot.symbol);
+                        send(stats_event(&state, &snapshot))
+                    } else {
+                        pending.insert(snapshot.symbol.clone(), snapshot);
+                        true
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    // Only if this task itself falls behind the broadcast.
+                    state.metrics.stream_lagged.inc_by(missed);
+                    send(Event::default().event("lagged").data(missed.to_string()))
+                }
+                Err(RecvError::Closed) => false,
+            },
+            _ = flush.tick() => {
+                let due: Vec<Symbol> = pending
+                    .keys()
+                    .filter(|s| last_sent.get(*s).is_none_or(|sent| sent.elapsed() >= throttle))
+                    .cloned()
+                    .collect();
+                let mut open = true;
+                for symbol in due {
+                    if let Some(snapshot) = pending.remove(&symbol) {
+                        last_sent.insert(symbol, Instant::now());
+                        open &= send(stats_event(&state, &snapshot));
+                    }
+                }
+                open
+            }
+        };
+        if !open {
+            break;
+        }
+    }
 }
 
 /// `GET /v1/stream`.
@@ -106,65 +204,17 @@ pub async fn stream(
             }
         }
     }
-    let mut receiver = state.stream.subscribe();
-    let throttle = state.stream_throttle;
-    let stopping = state.stopping.clone();
+    let receiver = state.stream.subscribe();
+    let (queue, events) = mpsc::channel(CLIENT_QUEUE);
     state.metrics.stream_clients.inc();
     let guard = ClientGuard(Arc::clone(&state.metrics));
     let watched = move |symbol: &str| symbols.as_ref().is_none_or(|s| s.contains(symbol));
-    let events = async_stream::stream! {
-        let _guard = guard;
-        let mut last_sent: HashMap<Symbol, Instant> = HashMap::new();
-        let mut pending: HashMap<Symbol, Arc<SymbolSnapshot>> = HashMap::new();
-        let mut flush = tokio::time::interval((throttle / 4).max(std::time::Duration::from_millis(5)));
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = stopping.cancelled() => break,
-                message = receiver.recv() => match message {
-                    Ok(StreamEvent::Alert(alert)) => {
-                        if want_alerts && watched(alert.symbol.as_str()) {
-                            if let Ok(event) = Event::default().event("alert").json_data(alert.as_ref()) {
-                                yield Ok(event);
-                            }
-                        }
-                    }
-                    Ok(StreamEvent::Stats(snapshot)) => {
-                        if !want_stats || !watched(snapshot.symbol.as_str()) {
-                            continue;
-                        }
-                        let due = last_sent
-                            .get(&snapshot.symbol)
-                            .is_none_or(|sent| sent.elapsed() >= throttle);
-                        if due {
-                            last_sent.insert(snapshot.symbol.clone(), Instant::now());
-                            pending.remove(&snapshot.symbol);
-                            yield Ok(stats_event(&state, &snapshot));
-                        } else {
-                            pending.insert(snapshot.symbol.clone(), snapshot);
-                        }
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        state.metrics.stream_lagged.inc_by(missed);
-                        yield Ok(Event::default().event("lagged").data(missed.to_string()));
-                    }
-                    Err(RecvError::Closed) => break,
-                },
-                _ = flush.tick() => {
-                    let due: Vec<Symbol> = pending
-                        .keys()
-                        .filter(|s| last_sent.get(*s).is_none_or(|sent| sent.elapsed() >= throttle))
-                        .cloned()
-                        .collect();
-                    for symbol in due {
-                        if let Some(snapshot) = pending.remove(&symbol) {
-                            last_sent.insert(symbol, Instant::now());
-                            yield Ok(stats_event(&state, &snapshot));
-                        }
-                    }
-                }
-            }
-        }
+    let filter = Filter {
+        alerts: want_alerts,
+        stats: want_stats,
+        watched: Box::new(watched),
     };
+    tokio::spawn(forward(state, receiver, queue, filter, guard));
+    let events = ReceiverStream::new(events).map(Ok);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -1,6 +1,8 @@
 //! Integration tests: one binary, grouped by concern.
 //!
 //! - `support`: data loading, the polars oracle, a real service on a random loopback port.
+//! - `alerts`: golden alerts over a replay at two speeds, the rules API, webhook, file (SIGTERM),
+//!   the SSE stream and a stalled stream client.
 //! - `candles_vs_polars`: candles from the core against polars `group_by_dynamic`.
 //! - `indicators_http`: candles and indicators over real HTTP, errors, the cache's single flight.
 //! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
@@ -9,6 +11,7 @@
 //! - `live`: the mock exchange and the real connector over loopback WebSockets.
 //! - `replay`: the file formats, malformed, late and duplicate rows, missing files, exit codes.
 
+mod alerts;
 mod candles_vs_polars;
 mod http;
 mod indicators_golden;
