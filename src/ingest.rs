@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::sink::StreamEvent;
+use crate::alerts::sink::{AlertLog, StreamEvent};
 use crate::alerts::{Alert, AlertEvaluator};
 use crate::analytics::snapshot::SnapshotPublisher;
 use crate::analytics::{Engine, Outcome};
@@ -99,7 +99,9 @@ pub struct AnalyticsTask {
     /// The alert rules, evaluated as trades are applied.
     pub evaluator: AlertEvaluator,
     /// To the alert sink task (`try_send`: the core never waits; a full channel is counted).
-    pub alerts: mpsc::Sender<Alert>,
+    pub alerts: mpsc::Sender<Arc<Alert>>,
+    /// The recent alerts `GET /v1/alerts` reads, recorded before the snapshots are published.
+    pub alert_log: Arc<AlertLog>,
     /// Alerts fired since the last publication.
     pub pending_alerts: Vec<Alert>,
     /// The live stream: changed snapshots go there when a client listens.
@@ -156,6 +158,8 @@ impl AnalyticsTask {
             .alerts_fired
             .inc_by(self.pending_alerts.len() as u64);
         for alert in self.pending_alerts.drain(..) {
+            let alert = Arc::new(alert);
+            self.alert_log.push(Arc::clone(&alert));
             if self.alerts.try_send(alert).is_err() {
                 self.metrics
                     .alerts_dropped
@@ -198,6 +202,7 @@ impl AnalyticsTask {
     }
 
     fn publish(&mut self, ended: &mut Vec<(FeedId, Option<String>)>) {
+        self.send_alerts();
         let changed = self.engine.take_changed();
         let stream = &self.stream;
         if stream.receiver_count() > 0 {
@@ -208,7 +213,6 @@ impl AnalyticsTask {
         } else {
             self.publisher.publish(changed, self.engine.now());
         }
-        self.send_alerts();
         for (index, tally) in self.engine.take_tallies().into_iter().enumerate() {
             let Some(feed) = u16::try_from(index)
                 .ok()

@@ -168,7 +168,6 @@ impl App {
         let tasks = TaskTracker::new();
         let (alerts_tx, sink_task) = crate::alerts::sink::start(
             &settings.sinks,
-            Arc::clone(&state.alerts),
             state.stream.clone(),
             Arc::clone(&state.metrics),
         )
@@ -200,6 +199,7 @@ impl App {
             metrics: Arc::clone(&state.metrics),
             evaluator: AlertEvaluator::new(Arc::clone(&state.rules)),
             alerts: alerts_tx,
+            alert_log: Arc::clone(&state.alerts),
             pending_alerts: Vec::new(),
             stream: state.stream.clone(),
             live_clock: (!live.is_empty()).then(|| {

@@ -1,8 +1,9 @@
 //! Delivery: the one sink task, and the sinks it fans out to.
 //!
-//! The core sends each alert through a bounded channel ([`ALERT_CHANNEL_CAPACITY`]; `try_send`,
-//! so the core never waits, and an alert it cannot send is counted) to **one sink task**. That
-//! task keeps the recent alerts for `GET /v1/alerts` ([`AlertLog`]), publishes each alert to the
+//! The core records each alert in the [`AlertLog`] of recent alerts (what `GET /v1/alerts`
+//! reads, so an answer is consistent with the statistics published with it) and sends it through
+//! a bounded channel ([`ALERT_CHANNEL_CAPACITY`]; `try_send`, so the core never waits, and an
+//! alert it cannot send is counted) to **one sink task**. That task publishes each alert to the
 //! live stream (a `broadcast` channel: slow clients lag and skip, they never hold anything), and
 //! hands it to every configured sink through the sink's own bounded queue, again with
 //! `try_send`: a slow or failing sink (a webhook that times out) fills only its own queue, and
@@ -134,10 +135,9 @@ struct SinkHandle {
 /// task, which ends after the sender is dropped and every sink has finished.
 pub fn start(
     settings: &SinkSettings,
-    log: Arc<AlertLog>,
     stream: broadcast::Sender<StreamEvent>,
     metrics: Arc<Metrics>,
-) -> std::io::Result<(mpsc::Sender<Alert>, JoinHandle<()>)> {
+) -> std::io::Result<(mpsc::Sender<Arc<Alert>>, JoinHandle<()>)> {
     let mut sinks = Vec::new();
     if settings.log {
         sinks.push(spawn_sink("log", &metrics, log_sink));
@@ -167,7 +167,7 @@ pub fn start(
         }));
     }
     let (sender, receiver) = mpsc::channel(ALERT_CHANNEL_CAPACITY);
-    let task = tokio::spawn(fan_out(receiver, sinks, log, stream, metrics));
+    let task = tokio::spawn(fan_out(receiver, sinks, stream, metrics));
     Ok((sender, task))
 }
 
@@ -189,15 +189,12 @@ fn labels(sink: &str) -> SinkLabels {
 
 /// The one sink task.
 async fn fan_out(
-    mut alerts: mpsc::Receiver<Alert>,
+    mut alerts: mpsc::Receiver<Arc<Alert>>,
     sinks: Vec<SinkHandle>,
-    log: Arc<AlertLog>,
     stream: broadcast::Sender<StreamEvent>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(alert) = alerts.recv().await {
-        let alert = Arc::new(alert);
-        log.push(Arc::clone(&alert));
         // No receiver (no client connected) is not a loss.
         let _ = stream.send(StreamEvent::Alert(Arc::clone(&alert)));
         for sink in &sinks {
@@ -371,13 +368,11 @@ mod tests {
             file: Some(path.clone()),
             webhook: None,
         };
-        let (stream, _) = broadcast::channel(16);
-        let log = Arc::new(AlertLog::new(100));
+        let (stream, mut listener) = broadcast::channel(2000);
         let metrics = Arc::new(Metrics::new());
-        let (sender, task) =
-            start(&settings, Arc::clone(&log), stream, Arc::clone(&metrics)).expect("started");
+        let (sender, task) = start(&settings, stream, Arc::clone(&metrics)).expect("started");
         for id in 1..=1000 {
-            sender.send(alert(id, "A")).await.expect("sent");
+            sender.send(Arc::new(alert(id, "A"))).await.expect("sent");
         }
         drop(sender);
         task.await.expect("sink task");
@@ -391,6 +386,6 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
-        assert_eq!(log.recent(None, 1)[0].id, 1000);
+        assert!(matches!(listener.try_recv(), Ok(StreamEvent::Alert(a)) if a.id == 1));
     }
 }
