@@ -1,6 +1,7 @@
 //! Trades per second through the analytics core (default six windows and default candle
 //! intervals), on the recorded data in `data/` and on a generated stream of 100 symbols; and the
-//! same without candles, to show what they cost.
+//! same without candles, to show what they cost; and with the alert rules of a typical
+//! configuration evaluated after every trade.
 //!
 //! Run with `cargo bench --bench core`.
 
@@ -8,7 +9,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_main};
-use tickstream::analytics::{DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec, WindowSpec};
+use tickstream::alerts::{AlertEvaluator, RuleBook, RuleSpec};
+use tickstream::analytics::{DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec, Outcome, WindowSpec};
 use tickstream::config::{DEFAULT_INTERVALS, DEFAULT_WINDOWS, parse_intervals, parse_windows};
 use tickstream::model::{FeedId, Symbol, Trade};
 
@@ -115,6 +117,52 @@ fn run_with(c: &mut Criterion, name: &str, trades: &[Trade], candles: bool) {
     group.finish();
 }
 
+/// A typical configuration's rules: one per kind, most on every symbol.
+const RULES: [&str; 6] = [
+    r#"{"kind":"price_above","symbol":"IBM","threshold":183}"#,
+    r#"{"kind":"change_pct","symbol":"*","window":"1m","threshold":0.15}"#,
+    r#"{"kind":"volume","symbol":"*","window":"1m","threshold":40000}"#,
+    r#"{"kind":"vwap_deviation","symbol":"*","window":"5m","threshold":0.12}"#,
+    r#"{"kind":"indicator","symbol":"*","indicator":"rsi","interval":"1m","params":{"period":14},"below":30}"#,
+    r#"{"kind":"stale","symbol":"*","after":"2m"}"#,
+];
+
+fn run_with_rules(c: &mut Criterion, name: &str, trades: &[Trade]) {
+    let specs: Vec<RuleSpec> = RULES
+        .iter()
+        .map(|r| serde_json::from_str(r).expect("rule"))
+        .collect();
+    let mut group = c.benchmark_group("core");
+    group.throughput(Throughput::Elements(trades.len() as u64));
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                let book = RuleBook::new(&specs, windows(), intervals()).expect("rules");
+                (
+                    engine(true),
+                    AlertEvaluator::new(Arc::new(book)),
+                    Vec::new(),
+                )
+            },
+            |(mut engine, mut evaluator, mut alerts)| {
+                for trade in trades {
+                    if engine.apply(trade) == Outcome::Applied {
+                        evaluator.on_trade(
+                            &engine,
+                            trade.symbol.as_str(),
+                            trade.exchange_ts,
+                            &mut alerts,
+                        );
+                    }
+                }
+                (engine, evaluator, alerts)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 fn core(c: &mut Criterion) {
     run(
         c,
@@ -127,6 +175,11 @@ fn core(c: &mut Criterion) {
         &recorded("btcusdt_20240808_trades.csv"),
     );
     run(c, "generated_100_symbols", &generated(100, 1_000_000));
+    run_with_rules(
+        c,
+        "equities_ibm_aig_with_alert_rules",
+        &recorded("ibm_aig_20131007_trades.csv"),
+    );
     run_with(
         c,
         "equities_ibm_aig_windows_only",

@@ -443,6 +443,11 @@ impl Settings {
                 })
                 .collect::<Result<Vec<_>, _>>()?
         };
+        let alert_rules = if embedded && alert_rules.is_empty() {
+            demo_rules()
+        } else {
+            alert_rules
+        };
         let windows: Arc<[WindowSpec]> = windows.into();
         let intervals: Arc<[IntervalSpec]> = intervals.into();
         crate::alerts::RuleBook::new(&alert_rules, Arc::clone(&windows), Arc::clone(&intervals))
@@ -667,6 +672,19 @@ pub fn parse_windows(labels: &[String]) -> Result<Vec<WindowSpec>, ConfigError> 
     Ok(windows)
 }
 
+/// The demo's alert rules (with nothing configured), so that alerts show at once: any symbol
+/// moving more than 0.15 % within a minute, or trading more than 0.12 % away from its 5-minute
+/// VWAP.
+fn demo_rules() -> Vec<RuleSpec> {
+    [
+        r#"{"id":"demo-move-1m","kind":"change_pct","symbol":"*","window":"1m","threshold":0.15}"#,
+        r#"{"id":"demo-vwap-5m","kind":"vwap_deviation","symbol":"*","window":"5m","threshold":0.12}"#,
+    ]
+    .iter()
+    .filter_map(|rule| serde_json::from_str(rule).ok())
+    .collect()
+}
+
 /// Parses candle intervals: each a positive whole number of milliseconds, no two alike.
 pub fn parse_intervals(labels: &[String]) -> Result<Vec<IntervalSpec>, ConfigError> {
     if labels.is_empty() {
@@ -707,6 +725,7 @@ mod tests {
     fn defaults_run_the_embedded_sample() {
         let settings = Settings::from_toml("").expect("valid");
         assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(settings.alert_rules.len(), 2, "the demo has alert rules");
         assert!(settings.demo && settings.sources.is_empty() && settings.feeds.is_empty());
         assert_eq!(settings.speed, Speed::Factor(EMBEDDED_SPEED));
         let labels: Vec<_> = settings.windows.iter().map(|w| w.label.as_str()).collect();
