@@ -439,7 +439,19 @@ async fn the_stream_carries_alerts_and_throttled_stats_for_the_symbols_asked() {
         (status, body["error"]["code"].as_str()),
         (400, Some("bad_parameter"))
     );
+    // A client still connected does not hold the shutdown: its stream ends.
+    let open = app
+        .client
+        .get(app.url("/v1/stream"))
+        .send()
+        .await
+        .expect("stream");
     app.stop().await;
+    let rest = open
+        .bytes()
+        .await
+        .expect("the stream ends with the service");
+    assert!(rest.len() < 10_000_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
