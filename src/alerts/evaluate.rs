@@ -68,12 +68,11 @@ impl Default for FiringState {
     }
 }
 
-/// What a condition observed.
+/// What a condition observed (the alert's message is written only if it fires).
 struct Observation {
     holds: bool,
     value: f64,
     threshold: f64,
-    message: String,
 }
 
 /// Evaluates the rule book's rules as trades are applied.
@@ -81,7 +80,8 @@ struct Observation {
 pub struct AlertEvaluator {
     book: Arc<RuleBook>,
     rules: Arc<RuleSet>,
-    states: HashMap<(Arc<str>, Symbol), FiringState>,
+    /// Per rule (parallel to `rules.rules`): the firing state of each symbol it has seen.
+    states: Vec<HashMap<Symbol, FiringState>>,
     next_id: u64,
     /// Earliest stream time at which a stale rule may change state (`i64::MAX`: none).
     stale_due: Timestamp,
@@ -93,8 +93,8 @@ impl AlertEvaluator {
         let rules = book.load();
         AlertEvaluator {
             book,
+            states: vec![HashMap::new(); rules.rules.len()],
             rules,
-            states: HashMap::new(),
             next_id: 1,
             stale_due: Timestamp::MIN,
         }
@@ -106,8 +106,18 @@ impl AlertEvaluator {
         if current.version == self.rules.version {
             return;
         }
-        self.states
-            .retain(|(rule, _), _| current.rules.iter().any(|r| r.id == *rule));
+        let mut old: HashMap<Arc<str>, HashMap<Symbol, FiringState>> = self
+            .rules
+            .rules
+            .iter()
+            .map(|r| Arc::clone(&r.id))
+            .zip(std::mem::take(&mut self.states))
+            .collect();
+        self.states = current
+            .rules
+            .iter()
+            .map(|r| old.remove(&r.id).unwrap_or_default())
+            .collect();
         self.rules = current;
         self.stale_due = Timestamp::MIN;
     }
@@ -126,17 +136,19 @@ impl AlertEvaluator {
         let now = engine.now().unwrap_or(ts);
         let rules = Arc::clone(&self.rules);
         if let Some(view) = engine.view(symbol) {
-            for rule in rules.rules.iter().filter(|r| r.watches(symbol)) {
+            for (index, rule) in rules.rules.iter().enumerate() {
+                if !rule.watches(symbol) {
+                    continue;
+                }
                 if let Condition::Stale { after } = rule.condition {
                     // The trade makes the symbol fresh: re-arm, and note its next deadline.
-                    let state = self.state(rule, view.symbol());
-                    state.armed = true;
+                    self.state(index, view.symbol()).armed = true;
                     let due = view.last_ts().unwrap_or(now).saturating_add(after) + 1;
                     self.stale_due = self.stale_due.min(due);
                     continue;
                 }
-                let observation = self.observe(rule, &view, now);
-                self.decide(rule, view.symbol(), observation, ts, out);
+                let observation = self.observe(index, rule, &view, now);
+                self.decide(index, rule, view.symbol(), observation, ts, out);
             }
         }
         self.on_clock(engine, out);
@@ -158,7 +170,7 @@ impl AlertEvaluator {
             .filter_map(|(symbol, last)| last.map(|last| (symbol, last)))
             .collect();
         symbols.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        for rule in rules.rules.iter() {
+        for (index, rule) in rules.rules.iter().enumerate() {
             let Condition::Stale { after } = rule.condition else {
                 continue;
             };
@@ -169,14 +181,9 @@ impl AlertEvaluator {
                     holds,
                     value: silent as f64 / 1e9,
                     threshold: after as f64 / 1e9,
-                    message: format!(
-                        "{symbol}: no trade for {:.3} s (more than {:.3} s)",
-                        silent as f64 / 1e9,
-                        after as f64 / 1e9
-                    ),
                 };
-                self.decide(rule, symbol, Some(observation), now, out);
-                let state = self.state(rule, symbol);
+                self.decide(index, rule, symbol, Some(observation), now, out);
+                let state = self.state(index, symbol);
                 let due = if !holds {
                     last.saturating_add(after) + 1
                 } else if state.armed {
@@ -194,22 +201,25 @@ impl AlertEvaluator {
         self.stale_due = next_due;
     }
 
-    fn state(&mut self, rule: &Rule, symbol: &Symbol) -> &mut FiringState {
-        self.states
-            .entry((Arc::clone(&rule.id), symbol.clone()))
-            .or_default()
+    /// The firing state of rule `index` for `symbol`.
+    fn state(&mut self, index: usize, symbol: &Symbol) -> &mut FiringState {
+        if self.states.len() <= index {
+            self.states.resize_with(index + 1, HashMap::new);
+        }
+        self.states[index].entry(symbol.clone()).or_default()
     }
 
     /// Applies the firing rule to one observation.
     fn decide(
         &mut self,
+        index: usize,
         rule: &Rule,
         symbol: &Symbol,
         observation: Option<Observation>,
         ts: Timestamp,
         out: &mut Vec<Alert>,
     ) {
-        let state = self.state(rule, symbol);
+        let state = self.state(index, symbol);
         let Some(observation) = observation.filter(|o| o.holds) else {
             state.armed = true;
             return;
@@ -232,7 +242,7 @@ impl AlertEvaluator {
             value: observation.value,
             threshold: observation.threshold,
             ts_ms: to_millis(ts),
-            message: observation.message,
+            message: describe(rule, symbol, observation.value),
         });
     }
 
@@ -240,6 +250,7 @@ impl AlertEvaluator {
     /// too few candles): the condition does not hold.
     fn observe(
         &mut self,
+        index: usize,
         rule: &Rule,
         view: &SymbolView<'_>,
         now: Timestamp,
@@ -252,7 +263,6 @@ impl AlertEvaluator {
                     holds: price > level,
                     value: price,
                     threshold: level,
-                    message: format!("{symbol} at {price} is above {level}"),
                 })
             }
             Condition::PriceBelow(level) => {
@@ -261,7 +271,6 @@ impl AlertEvaluator {
                     holds: price < level,
                     value: price,
                     threshold: level,
-                    message: format!("{symbol} at {price} is below {level}"),
                 })
             }
             Condition::ChangePct {
@@ -279,10 +288,6 @@ impl AlertEvaluator {
                     holds,
                     value: change,
                     threshold,
-                    message: format!(
-                        "{symbol} moved {change:+.4} % over {} (threshold {threshold} %)",
-                        rule.spec.window.as_deref().unwrap_or_default()
-                    ),
                 })
             }
             Condition::Volume { window, threshold } => {
@@ -291,10 +296,6 @@ impl AlertEvaluator {
                     holds: volume > threshold,
                     value: volume,
                     threshold,
-                    message: format!(
-                        "{symbol} traded {volume} over {} (threshold {threshold})",
-                        rule.spec.window.as_deref().unwrap_or_default()
-                    ),
                 })
             }
             Condition::VwapDeviation { window, threshold } => {
@@ -305,10 +306,6 @@ impl AlertEvaluator {
                     holds: deviation.abs() > threshold,
                     value: deviation,
                     threshold,
-                    message: format!(
-                        "{symbol} at {price} is {deviation:+.4} % from its {} VWAP {vwap} (threshold {threshold} %)",
-                        rule.spec.window.as_deref().unwrap_or_default()
-                    ),
                 })
             }
             Condition::Indicator {
@@ -319,7 +316,7 @@ impl AlertEvaluator {
             } => {
                 let candles = view.candles(interval)?;
                 let sequence = candles.sequence(now);
-                let state = self.state(rule, symbol);
+                let state = self.state(index, symbol);
                 let value = match state.indicator {
                     Some((seen, value)) if seen == sequence => value,
                     _ => {
@@ -333,23 +330,53 @@ impl AlertEvaluator {
                     }
                 };
                 let value = value?;
-                let (holds, side) = match level {
-                    Level::Above(l) => (value > l, "above"),
-                    Level::Below(l) => (value < l, "below"),
+                let holds = match level {
+                    Level::Above(l) => value > l,
+                    Level::Below(l) => value < l,
                 };
                 Some(Observation {
                     holds,
                     value,
                     threshold: level.value(),
-                    message: format!(
-                        "{symbol} {indicator} on {} candles is {value:.4}, {side} {}",
-                        rule.spec.interval.as_deref().unwrap_or_default(),
-                        level.value()
-                    ),
                 })
             }
             Condition::Stale { .. } => None,
         }
+    }
+}
+
+/// The alert's sentence, written only when a rule fires.
+fn describe(rule: &Rule, symbol: &Symbol, value: f64) -> String {
+    let window = rule.spec.window.as_deref().unwrap_or_default();
+    match rule.condition {
+        Condition::PriceAbove(level) => format!("{symbol} at {value} is above {level}"),
+        Condition::PriceBelow(level) => format!("{symbol} at {value} is below {level}"),
+        Condition::ChangePct { threshold, .. } => {
+            format!("{symbol} moved {value:+.4} % over {window} (threshold {threshold} %)")
+        }
+        Condition::Volume { threshold, .. } => {
+            format!("{symbol} traded {value} over {window} (threshold {threshold})")
+        }
+        Condition::VwapDeviation { threshold, .. } => {
+            format!("{symbol} is {value:+.4} % from its {window} VWAP (threshold {threshold} %)")
+        }
+        Condition::Indicator {
+            indicator, level, ..
+        } => {
+            let side = match level {
+                Level::Above(_) => "above",
+                Level::Below(_) => "below",
+            };
+            format!(
+                "{symbol} {indicator} on {} candles is {value:.4}, {side} {}",
+                rule.spec.interval.as_deref().unwrap_or_default(),
+                level.value()
+            )
+        }
+        Condition::Stale { after } => format!(
+            "{symbol}: no trade for {value:.3} s (more than {:.3} s)",
+            after as f64 / 1e9
+        ),
     }
 }
 
