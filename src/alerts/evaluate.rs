@@ -80,8 +80,9 @@ struct Observation {
 pub struct AlertEvaluator {
     book: Arc<RuleBook>,
     rules: Arc<RuleSet>,
-    /// Per rule (parallel to `rules.rules`): the firing state of each symbol it has seen.
-    states: Vec<HashMap<Symbol, FiringState>>,
+    /// Per rule (parallel to `rules.rules`), per symbol (by the engine's dense symbol index):
+    /// the firing state. No hashing on the per-trade path.
+    states: Vec<Vec<FiringState>>,
     next_id: u64,
     /// Earliest stream time at which a stale rule may change state (`i64::MAX`: none).
     stale_due: Timestamp,
@@ -93,7 +94,7 @@ impl AlertEvaluator {
         let rules = book.load();
         AlertEvaluator {
             book,
-            states: vec![HashMap::new(); rules.rules.len()],
+            states: vec![Vec::new(); rules.rules.len()],
             rules,
             next_id: 1,
             stale_due: Timestamp::MIN,
@@ -106,7 +107,7 @@ impl AlertEvaluator {
         if current.version == self.rules.version {
             return;
         }
-        let mut old: HashMap<Arc<str>, HashMap<Symbol, FiringState>> = self
+        let mut old: HashMap<Arc<str>, Vec<FiringState>> = self
             .rules
             .rules
             .iter()
@@ -142,13 +143,20 @@ impl AlertEvaluator {
                 }
                 if let Condition::Stale { after } = rule.condition {
                     // The trade makes the symbol fresh: re-arm, and note its next deadline.
-                    self.state(index, view.symbol()).armed = true;
+                    self.state(index, view.index()).armed = true;
                     let due = view.last_ts().unwrap_or(now).saturating_add(after) + 1;
                     self.stale_due = self.stale_due.min(due);
                     continue;
                 }
                 let observation = self.observe(index, rule, &view, now);
-                self.decide(index, rule, view.symbol(), observation, ts, out);
+                self.decide(
+                    index,
+                    rule,
+                    (view.index(), view.symbol()),
+                    observation,
+                    ts,
+                    out,
+                );
             }
         }
         self.on_clock(engine, out);
@@ -165,16 +173,18 @@ impl AlertEvaluator {
         }
         let rules = Arc::clone(&self.rules);
         let mut next_due = Timestamp::MAX;
-        let mut symbols: Vec<(&Symbol, Timestamp)> = engine
+        let mut symbols: Vec<(usize, &Symbol, Timestamp)> = engine
             .last_trades()
-            .filter_map(|(symbol, last)| last.map(|last| (symbol, last)))
+            .filter_map(|(index, symbol, last)| last.map(|last| (index, symbol, last)))
             .collect();
-        symbols.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        symbols.sort_by(|a, b| a.1.as_str().cmp(b.1.as_str()));
         for (index, rule) in rules.rules.iter().enumerate() {
             let Condition::Stale { after } = rule.condition else {
                 continue;
             };
-            for &(symbol, last) in symbols.iter().filter(|(s, _)| rule.watches(s.as_str())) {
+            for &(symbol_index, symbol, last) in
+                symbols.iter().filter(|(_, s, _)| rule.watches(s.as_str()))
+            {
                 let silent = now.saturating_sub(last);
                 let holds = silent > after;
                 let observation = Observation {
@@ -182,8 +192,15 @@ impl AlertEvaluator {
                     value: silent as f64 / 1e9,
                     threshold: after as f64 / 1e9,
                 };
-                self.decide(index, rule, symbol, Some(observation), now, out);
-                let state = self.state(index, symbol);
+                self.decide(
+                    index,
+                    rule,
+                    (symbol_index, symbol),
+                    Some(observation),
+                    now,
+                    out,
+                );
+                let state = self.state(index, symbol_index);
                 let due = if !holds {
                     last.saturating_add(after) + 1
                 } else if state.armed {
@@ -201,12 +218,16 @@ impl AlertEvaluator {
         self.stale_due = next_due;
     }
 
-    /// The firing state of rule `index` for `symbol`.
-    fn state(&mut self, index: usize, symbol: &Symbol) -> &mut FiringState {
+    /// The firing state of rule `index` for the symbol of dense index `symbol`.
+    fn state(&mut self, index: usize, symbol: usize) -> &mut FiringState {
         if self.states.len() <= index {
-            self.states.resize_with(index + 1, HashMap::new);
+            self.states.resize_with(index + 1, Vec::new);
         }
-        self.states[index].entry(symbol.clone()).or_default()
+        let per_symbol = &mut self.states[index];
+        if per_symbol.len() <= symbol {
+            per_symbol.resize_with(symbol + 1, FiringState::default);
+        }
+        &mut per_symbol[symbol]
     }
 
     /// Applies the firing rule to one observation.
@@ -214,12 +235,12 @@ impl AlertEvaluator {
         &mut self,
         index: usize,
         rule: &Rule,
-        symbol: &Symbol,
+        (symbol_index, symbol): (usize, &Symbol),
         observation: Option<Observation>,
         ts: Timestamp,
         out: &mut Vec<Alert>,
     ) {
-        let state = self.state(index, symbol);
+        let state = self.state(index, symbol_index);
         let Some(observation) = observation.filter(|o| o.holds) else {
             state.armed = true;
             return;
@@ -255,7 +276,6 @@ impl AlertEvaluator {
         view: &SymbolView<'_>,
         now: Timestamp,
     ) -> Option<Observation> {
-        let symbol = view.symbol();
         match rule.condition {
             Condition::PriceAbove(level) => {
                 let price = view.last_price()?;
@@ -314,12 +334,12 @@ impl AlertEvaluator {
                 output,
                 level,
             } => {
-                let candles = view.candles(interval)?;
-                let sequence = candles.sequence(now);
-                let state = self.state(index, symbol);
+                let sequence = view.closed_sequence(interval, now)?;
+                let state = self.state(index, view.index());
                 let value = match state.indicator {
                     Some((seen, value)) if seen == sequence => value,
                     _ => {
+                        let candles = view.candles(interval)?;
                         let closed: Vec<_> = candles.closed(now).copied().collect();
                         let value = indicator
                             .compute(&closed)

@@ -158,6 +158,19 @@ impl CandleSeries {
         }
     }
 
+    /// Which closed bars there are at stream time `now` (the same as the view's, without one).
+    pub fn sequence(&self, now: Timestamp) -> ClosedSequence {
+        let forming_closed = self
+            .forming
+            .as_ref()
+            .filter(|f| f.start.saturating_add(self.length) <= now);
+        let last = forming_closed.or(self.closed.last());
+        ClosedSequence {
+            last_start: last.map_or(Timestamp::MIN, |c| c.start),
+            revision: self.revision,
+        }
+    }
+
     /// Closed bars held (not counting a forming bar the clock has closed).
     pub fn closed_len(&self) -> usize {
         self.closed.len()
@@ -378,6 +391,9 @@ mod tests {
         let closed: Vec<_> = view.closed(10 * SEC).map(|c| c.close).collect();
         assert_eq!(closed, vec![7.0, 8.0, 9.0]);
         assert_eq!(view.sequence(10 * SEC).last_start, 9 * SEC);
+        for clock in [9 * SEC, 10 * SEC] {
+            assert_eq!(series.sequence(clock), view.sequence(clock));
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::analytics::WindowSpec;
-use crate::analytics::candles::{CandleSeries, CandleView, IntervalSpec};
+use crate::analytics::candles::{CandleSeries, CandleView, ClosedSequence, IntervalSpec};
 use crate::analytics::window::{Entry, RollingWindow, WindowStats};
 use crate::clock::{Admission, StreamClock};
 use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
@@ -74,12 +74,18 @@ pub struct SymbolSnapshot {
 #[derive(Debug, Clone, Copy)]
 pub struct SymbolView<'a> {
     state: &'a SymbolState,
+    index: usize,
 }
 
 impl SymbolView<'_> {
     /// The symbol.
     pub fn symbol(&self) -> &Symbol {
         &self.state.symbol
+    }
+
+    /// The symbol's dense index in the engine (0, 1, 2, … in order of appearance; stable).
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// Price of the latest trade by event time.
@@ -103,6 +109,11 @@ impl SymbolView<'_> {
     /// Candles of configured interval `index`.
     pub fn candles(&self, index: usize) -> Option<CandleView> {
         self.state.candles.get(index).map(CandleSeries::view)
+    }
+
+    /// Which closed candles interval `index` has at stream time `now` (cheaper than a view).
+    pub fn closed_sequence(&self, index: usize, now: Timestamp) -> Option<ClosedSequence> {
+        self.state.candles.get(index).map(|c| c.sequence(now))
     }
 }
 
@@ -406,15 +417,17 @@ impl Engine {
         let index = *self.index.get(symbol)?;
         Some(SymbolView {
             state: &self.symbols[index],
+            index,
         })
     }
 
-    /// Every symbol with the event time of its latest trade (`None` before it has traded, e.g. a
-    /// symbol known only from quotes).
-    pub fn last_trades(&self) -> impl Iterator<Item = (&Symbol, Option<Timestamp>)> + '_ {
+    /// Every symbol (with its dense index) and the event time of its latest trade (`None` before
+    /// it has traded, e.g. a symbol known only from quotes).
+    pub fn last_trades(&self) -> impl Iterator<Item = (usize, &Symbol, Option<Timestamp>)> + '_ {
         self.symbols
             .iter()
-            .map(|s| (&s.symbol, (s.trade_count > 0).then_some(s.last_ts)))
+            .enumerate()
+            .map(|(i, s)| (i, &s.symbol, (s.trade_count > 0).then_some(s.last_ts)))
     }
 
     /// Snapshots of every symbol that changed since the last call.
