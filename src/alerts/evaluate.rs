@@ -298,7 +298,7 @@ impl AlertEvaluator {
                 threshold,
                 direction,
             } => {
-                let change = view.window(window).change_pct?;
+                let change = view.window_change_pct(window)?;
                 let holds = match direction {
                     Direction::Up => change > threshold,
                     Direction::Down => change < -threshold,
@@ -311,7 +311,7 @@ impl AlertEvaluator {
                 })
             }
             Condition::Volume { window, threshold } => {
-                let volume = view.window(window).volume;
+                let volume = view.window_volume(window);
                 Some(Observation {
                     holds: volume > threshold,
                     value: volume,
@@ -320,7 +320,7 @@ impl AlertEvaluator {
             }
             Condition::VwapDeviation { window, threshold } => {
                 let price = view.last_price()?;
-                let vwap = view.window(window).vwap?;
+                let vwap = view.window_vwap(window)?;
                 let deviation = (price / vwap - 1.0) * 100.0;
                 Some(Observation {
                     holds: deviation.abs() > threshold,

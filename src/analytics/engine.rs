@@ -106,6 +106,27 @@ impl SymbolView<'_> {
             .map_or_else(WindowStats::empty, |w| w.stats(&self.state.trades))
     }
 
+    /// Volume of configured window `index` (0 if there is no such window).
+    pub fn window_volume(&self, index: usize) -> f64 {
+        self.state
+            .windows
+            .get(index)
+            .map_or(0.0, RollingWindow::volume)
+    }
+
+    /// VWAP of configured window `index`.
+    pub fn window_vwap(&self, index: usize) -> Option<f64> {
+        self.state.windows.get(index)?.vwap()
+    }
+
+    /// change_pct of configured window `index`.
+    pub fn window_change_pct(&self, index: usize) -> Option<f64> {
+        self.state
+            .windows
+            .get(index)?
+            .change_pct(&self.state.trades)
+    }
+
     /// Candles of configured interval `index`.
     pub fn candles(&self, index: usize) -> Option<CandleView> {
         self.state.candles.get(index).map(CandleSeries::view)

@@ -399,6 +399,30 @@ impl RollingWindow {
         self.reference + self.shifted_sum.value() / self.count as f64
     }
 
+    /// Σ size of the window (what a volume rule reads, without computing every statistic).
+    pub fn volume(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.volume.value()
+        }
+    }
+
+    /// The window's VWAP, if its volume is positive.
+    pub fn vwap(&self) -> Option<f64> {
+        let volume = self.volume();
+        (volume > 0.0).then(|| self.notional.value() / volume)
+    }
+
+    /// The window's change in percent (close / open − 1) × 100, if it holds a trade.
+    pub fn change_pct(&self, trades: &VecDeque<Entry>) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let (first, last) = (trades.get(self.start)?, trades.back()?);
+        Some((last.price / first.price - 1.0) * 100.0)
+    }
+
     /// The window's statistics; `trades` is the symbol's deque.
     pub fn stats(&self, trades: &VecDeque<Entry>) -> WindowStats {
         let (Some(first), Some(last)) = (trades.get(self.start), trades.back()) else {
