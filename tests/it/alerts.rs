@@ -582,3 +582,67 @@ fn sigterm_flushes_every_alert_to_the_file() {
         .expect("read");
     assert!(text.ends_with('\n'));
 }
+
+/// A webhook receiver that never answers.
+async fn hang() -> StatusCode {
+    std::future::pending::<()>().await;
+    StatusCode::OK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_webhook_does_not_hold_back_the_file() {
+    let rule =
+        r#"{"id":"high","kind":"price_above","symbol":"IBM","threshold":183.2,"cooldown":"0s"}"#;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let router = axum::Router::new().route("/hook", axum::routing::post(hang));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("alerts.jsonl");
+    let args = ServeArgs {
+        webhook: Some(url),
+        webhook_timeout: Some("100ms".into()),
+        webhook_retries: Some(0),
+        alerts_file: Some(file.clone()),
+        ..equities_with_rules(vec![rule.to_string()])
+    };
+    let app = TestApp::spawn(args).await;
+    app.wait_for_feeds().await;
+    let fired = all_alerts(&app).await;
+    assert!(fired.len() >= 3, "{} alerts", fired.len());
+    // The file has every alert while the webhook is still stuck on the first ones.
+    let mut written = Vec::new();
+    for _ in 0..500 {
+        written = std::fs::read_to_string(&file)
+            .map(|text| text.lines().count())
+            .map(|n| vec![(); n])
+            .unwrap_or_default();
+        if written.len() == fired.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(written.len(), fired.len());
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let given_up = metric_value(
+        &text,
+        "tickstream_alert_sink_failures_total{sink=\"webhook\"} ",
+    );
+    assert!(
+        (given_up as usize) < fired.len(),
+        "the webhook is still working through its queue ({given_up} of {})",
+        fired.len()
+    );
+    app.stop().await;
+    assert_alerts_match(&file_alerts(&file), &fired, "file beside a hanging webhook");
+}
