@@ -1,5 +1,7 @@
 //! Live-path benches: trade frames parsed per second for every provider, and trades per second from the mock
-//! exchange through a real connector into the analytics core over loopback.
+//! exchange through a real connector into the analytics core over loopback — with the connector
+//! driving an engine directly, and through the whole service (`App`: the feed task, its channel,
+//! the analytics task with candles, snapshot publication).
 //!
 //! Run with `cargo bench --bench feeds`.
 
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_main};
 use tickstream::analytics::Engine;
-use tickstream::config::{DEFAULT_WINDOWS, parse_windows};
+use tickstream::config::{DEFAULT_WINDOWS, ServeArgs, parse_windows};
 use tickstream::feeds::FeedDescription;
 use tickstream::feeds::FeedRegistry;
 use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
@@ -18,6 +20,7 @@ use tickstream::metrics::Metrics;
 use tickstream::mock_exchange::{MockExchange, MockOptions, render_trade_frames};
 use tickstream::model::{FeedId, Trade};
 use tickstream::replay::{ReplaySource, load_all};
+use tickstream::{App, Settings};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -98,6 +101,39 @@ async fn mock_to_core(trades: &[Trade]) -> Duration {
     elapsed
 }
 
+/// One run through the whole service: a fresh mock exchange at full speed and an `App` with one
+/// live Binance feed on it; until the core has applied every trade (polled from its metrics).
+async fn mock_to_service(trades: &[Trade]) -> Duration {
+    let exchange = MockExchange::bind(([127, 0, 0, 1], 0).into(), trades, MockOptions::default())
+        .await
+        .expect("binds");
+    let url = exchange.url().expect("url");
+    let cancel = CancellationToken::new();
+    tokio::spawn(exchange.run(cancel.clone()));
+    let settings = Settings::load(ServeArgs {
+        feed: vec![format!("binance:BTCUSDT@{url}")],
+        listen: Some("127.0.0.1:0".into()),
+        no_alert_log: true,
+        ..ServeArgs::default()
+    })
+    .expect("settings");
+    let app = App::build(settings).await.expect("app");
+    let processed = app.state().metrics.trades_processed.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let start = Instant::now();
+    let service = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    while processed.get() < trades.len() as u64 {
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
+    let elapsed = start.elapsed();
+    let _ = stop.send(());
+    let _ = service.await;
+    cancel.cancel();
+    elapsed
+}
+
 fn end_to_end(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let trades = recorded(&runtime);
@@ -109,6 +145,15 @@ fn end_to_end(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 total += runtime.block_on(mock_to_core(&trades));
+            }
+            total
+        })
+    });
+    group.bench_function("mock_binance_to_service", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                total += runtime.block_on(mock_to_service(&trades));
             }
             total
         })

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
@@ -45,6 +46,9 @@ use crate::shutdown::DRAIN_DEADLINE;
 /// Events (each a batch of up to [`crate::replay::BATCH_SIZE`] trades) queued for the analytics
 /// task. When full, the sources wait: market data is never dropped on the way into the core.
 pub const CORE_CHANNEL_CAPACITY: usize = 64;
+
+/// Most trades and quotes of a live feed's already-arrived frames sent to the core as one event.
+const LIVE_EVENTS_PER_SEND: usize = 4096;
 
 /// A built, not yet running service.
 pub struct App {
@@ -251,6 +255,12 @@ impl App {
         let ready = Arc::clone(&state.ready);
         let stop = cancel.clone();
         let router = api::router(state);
+        // Small JSON answers: send them at once rather than waiting for Nagle's algorithm.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on an HTTP connection");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -326,19 +336,35 @@ async fn run_live(
             _ = cancel.cancelled() => return,
             batch = batches.next() => batch,
         };
-        let Some(batch) = batch else {
+        let Some(mut batch) = batch else {
             return;
         };
+        // Frames that have already arrived go in the same send: one channel hop (and one share
+        // of a snapshot publication) per burst rather than per frame.
+        let mut ended = false;
+        while batch.trades.len() + batch.quotes.len() < LIVE_EVENTS_PER_SEND {
+            match batches.next().now_or_never() {
+                Some(Some(more)) => {
+                    batch.trades.extend(more.trades);
+                    batch.quotes.extend(more.quotes);
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
         if let Some(recorder) = &trade_recorder {
             if !batch.trades.is_empty() && recorder.send(batch.trades.clone()).await.is_err() {
                 tracing::error!("the trade recorder stopped; trades are no longer recorded");
             }
         }
-        let events_of_frame = [
+        let events_of_burst = [
             MergedEvent::Quotes(batch.quotes),
             MergedEvent::Trades(batch.trades),
         ];
-        for event in events_of_frame {
+        for event in events_of_burst {
             let empty = match &event {
                 MergedEvent::Quotes(quotes) => quotes.is_empty(),
                 MergedEvent::Trades(trades) => trades.is_empty(),
@@ -350,6 +376,9 @@ async fn run_live(
             if events.send(event).await.is_err() {
                 return;
             }
+        }
+        if ended {
+            return;
         }
     }
 }
