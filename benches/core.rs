@@ -5,10 +5,13 @@
 //!
 //! Run with `cargo bench --bench core`.
 
+mod fixtures;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_main};
+use fixtures::recorded;
 use tickstream::alerts::{AlertEvaluator, RuleBook, RuleSpec};
 use tickstream::analytics::{DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec, Outcome, WindowSpec};
 use tickstream::config::{DEFAULT_INTERVALS, DEFAULT_WINDOWS, parse_intervals, parse_windows};
@@ -34,35 +37,6 @@ fn engine(candles: bool) -> Engine {
     } else {
         engine
     }
-}
-
-/// Loads a `ts,symbol,price,size` file from `data/`.
-fn recorded(name: &str) -> Vec<Trade> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name);
-    let text = std::fs::read_to_string(path).expect("data file");
-    let mut symbols = std::collections::HashMap::new();
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            let ts = f[0].parse::<i64>().expect("ts") * 1_000_000;
-            Trade {
-                symbol: symbols
-                    .entry(f[1].to_string())
-                    .or_insert_with(|| Symbol::new(f[1]))
-                    .clone(),
-                price: f[2].parse().expect("price"),
-                size: f[3].parse().expect("size"),
-                exchange_ts: ts,
-                receive_ts: ts,
-                feed: FeedId(0),
-                trade_id: None,
-                side: None,
-            }
-        })
-        .collect()
 }
 
 /// `count` trades over `symbols` symbols, 20 µs apart, prices on a deterministic random walk.

@@ -4,6 +4,8 @@
 //! The candles are the last 1000 one-second bars of IBM on 2013-10-07 (`data/`), as the core
 //! builds them. Run with `cargo bench --bench indicators`.
 
+mod fixtures;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -15,37 +17,9 @@ use tickstream::analytics::{Candle, DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec
 use tickstream::api::{AppState, router};
 use tickstream::config::{CacheSettings, DEFAULT_WINDOWS, parse_intervals, parse_windows};
 use tickstream::indicators::Indicator;
-use tickstream::model::{FeedId, Symbol, Trade};
 use tower::ServiceExt;
 
-/// The IBM and AIG trades of `data/`.
-fn recorded() -> Vec<Trade> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ibm_aig_20131007_trades.csv");
-    let text = std::fs::read_to_string(path).expect("data file");
-    let (ibm, aig) = (Symbol::new("IBM"), Symbol::new("AIG"));
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            let ts = f[0].parse::<i64>().expect("ts") * 1_000_000;
-            Trade {
-                symbol: if f[1] == "IBM" {
-                    ibm.clone()
-                } else {
-                    aig.clone()
-                },
-                price: f[2].parse().expect("price"),
-                size: f[3].parse().expect("size"),
-                exchange_ts: ts,
-                receive_ts: ts,
-                feed: FeedId(0),
-                trade_id: None,
-                side: None,
-            }
-        })
-        .collect()
-}
+use fixtures::recorded;
 
 /// The engine after the whole day, with 1 s candles (1000 kept).
 fn engine() -> Engine {
@@ -53,7 +27,7 @@ fn engine() -> Engine {
     let intervals: Arc<[IntervalSpec]> = parse_intervals(&["1s".to_string()]).expect("1s").into();
     let mut engine =
         Engine::new(windows.into(), 1_000_000_000).with_candles(intervals, DEFAULT_CANDLE_HISTORY);
-    for trade in recorded() {
+    for trade in recorded("ibm_aig_20131007_trades.csv") {
         engine.apply(&trade);
     }
     engine
