@@ -113,15 +113,7 @@ async fn replayed_trades_fire_exactly_the_golden_alerts_at_any_speed() {
         assert_eq!(one["count"], 2);
         assert_eq!(one["alerts"][0]["id"], newest_aig[0]["id"]);
         assert_eq!(one["alerts"][1]["id"], newest_aig[1]["id"]);
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = app.metrics().await;
         assert!(
             metrics.contains(&format!("tickstream_alerts_fired_total {}", expected.len())),
             "{metrics}"
@@ -302,15 +294,7 @@ async fn the_webhook_receives_every_alert_and_a_failing_one_is_retried_then_coun
     let fired = all_alerts(&app).await.len();
     let mut failures = 0.0;
     for _ in 0..500 {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = app.metrics().await;
         failures = metric_value(
             &text,
             "tickstream_alert_sink_failures_total{sink=\"webhook\"} ",
@@ -482,25 +466,11 @@ async fn a_client_that_stops_reading_does_not_slow_the_pipeline() {
     // A raw client that asks for the stream and never reads a byte.
     let mut stalled = std::net::TcpStream::connect(app.address).expect("connect");
     write!(stalled, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let metrics = |app: &TestApp| {
-        let url = app.url("/metrics");
-        let client = app.client.clone();
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text")
-        }
-    };
     let mut lagged = 0.0;
     let mut processed = 0.0;
     // Safety limit only: the loop ends as soon as the stalled client has lagged.
     for _ in 0..3000 {
-        let text = metrics(&app).await;
+        let text = app.metrics().await;
         lagged = metric_value(&text, "tickstream_stream_lagged_total ");
         processed = metric_value(&text, "tickstream_trades_processed_total ");
         if lagged > 0.0 && processed > 100_000.0 {
@@ -513,7 +483,7 @@ async fn a_client_that_stops_reading_does_not_slow_the_pipeline() {
         processed > 100_000.0,
         "the pipeline kept going: {processed} trades"
     );
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(metric_value(&text, "tickstream_stream_clients "), 1.0);
     drop(stalled);
     app.stop().await;
@@ -625,15 +595,7 @@ async fn a_hanging_webhook_does_not_hold_back_the_file() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(written.len(), fired.len());
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     let given_up = metric_value(
         &text,
         "tickstream_alert_sink_failures_total{sink=\"webhook\"} ",

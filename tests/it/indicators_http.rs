@@ -262,22 +262,11 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in metrics"))
 }
 
-async fn metrics_text(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_requests_compute_once() {
     let app = TestApp::spawn(replay_args(EQUITIES)).await;
     app.wait_for_feeds().await;
-    let before = metrics_text(&app).await;
+    let before = app.metrics().await;
     let path = "/v1/symbols/IBM/indicators/macd?interval=1s&fast=7&slow=19&signal=5&series=50";
     let requests: Vec<_> = (0..32)
         .map(|_| {
@@ -298,7 +287,7 @@ async fn concurrent_identical_requests_compute_once() {
         "one answer for all"
     );
     assert!(bodies[0]["value"]["macd"].is_number());
-    let after = metrics_text(&app).await;
+    let after = app.metrics().await;
     let delta = |name: &str| metric(&after, name) - metric(&before, name);
     assert_eq!(
         delta("tickstream_indicator_computations_total"),

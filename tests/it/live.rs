@@ -243,7 +243,8 @@ async fn an_unreachable_exchange_is_retried_and_the_service_stays_up() {
     app.stop().await;
 }
 
-/// A minimal Binance-speaking peer: acknowledges the subscription, sends `frames`, then idles.
+/// A minimal Binance-speaking peer: on every connection, acknowledges the subscription, sends
+/// `frames`, then idles.
 async fn scripted_peer(frames: Vec<String>) -> SocketAddr {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
@@ -251,25 +252,33 @@ async fn scripted_peer(frames: Vec<String>) -> SocketAddr {
         .await
         .expect("bind");
     let address = listener.local_addr().expect("addr");
+    // Every connection (a reconnect too) gets the same script.
     tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let mut socket = tokio_tungstenite::accept_async(stream)
-            .await
-            .expect("handshake");
-        let Some(Ok(Message::Text(request))) = socket.next().await else {
-            return;
-        };
-        assert!(request.as_str().contains("\"SUBSCRIBE\""), "{request}");
-        socket
-            .send(Message::text(r#"{"result":null,"id":1}"#))
-            .await
-            .expect("ack");
-        for frame in frames {
-            socket.send(Message::text(frame)).await.expect("send");
+        while let Ok((stream, _)) = listener.accept().await {
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let Some(Ok(Message::Text(request))) = socket.next().await else {
+                    return;
+                };
+                assert!(request.as_str().contains("\"SUBSCRIBE\""), "{request}");
+                if socket
+                    .send(Message::text(r#"{"result":null,"id":1}"#))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                for frame in frames {
+                    if socket.send(Message::text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                while let Some(Ok(_)) = socket.next().await {}
+            });
         }
-        while let Some(Ok(_)) = socket.next().await {}
     });
     address
 }

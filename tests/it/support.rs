@@ -396,6 +396,18 @@ impl TestApp {
         (status, body)
     }
 
+    /// GETs `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Waits until every feed is finished or failed (a safety limit, not a performance check).
     pub async fn wait_for_feeds(&self) -> serde_json::Value {
         for _ in 0..6000 {
