@@ -1,7 +1,8 @@
 //! Live-path benches: trade frames parsed per second for every provider, and trades per second from the mock
 //! exchange through a real connector into the analytics core over loopback — with the connector
 //! driving an engine directly, and through the whole service (`App`: the feed task, its channel,
-//! the analytics task with candles, snapshot publication).
+//! the analytics task with candles, snapshot publication) — beside the limit: a bare
+//! tokio-tungstenite client that only receives and counts the same frames.
 //!
 //! Run with `cargo bench --bench feeds`.
 
@@ -101,6 +102,40 @@ async fn mock_to_core(trades: &[Trade]) -> Duration {
     elapsed
 }
 
+/// The limit: a bare tokio-tungstenite client that subscribes and only counts the frames the
+/// same mock exchange sends (no parsing, no core), until every trade frame is in.
+async fn mock_to_bare_receiver(trades: &[Trade]) -> Duration {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let exchange = MockExchange::bind(([127, 0, 0, 1], 0).into(), trades, MockOptions::default())
+        .await
+        .expect("binds");
+    let url = exchange.url().expect("url");
+    let cancel = CancellationToken::new();
+    tokio::spawn(exchange.run(cancel.clone()));
+    let start = Instant::now();
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connects");
+    let request = r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}"#;
+    socket
+        .send(Message::text(request))
+        .await
+        .expect("subscribes");
+    let mut frames = 0;
+    // The acknowledgement, then one frame per trade.
+    while frames < trades.len() + 1 {
+        match socket.next().await {
+            Some(Ok(Message::Text(_))) => frames += 1,
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    let elapsed = start.elapsed();
+    cancel.cancel();
+    elapsed
+}
+
 /// One run through the whole service: a fresh mock exchange at full speed and an `App` with one
 /// live Binance feed on it; until the core has applied every trade (polled from its metrics).
 async fn mock_to_service(trades: &[Trade]) -> Duration {
@@ -140,6 +175,15 @@ fn end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group("live_path");
     group.throughput(Throughput::Elements(trades.len() as u64));
     group.sample_size(20);
+    group.bench_function("mock_binance_to_bare_receiver", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                total += runtime.block_on(mock_to_bare_receiver(&trades));
+            }
+            total
+        })
+    });
     group.bench_function("mock_binance_to_core", |b| {
         b.iter_custom(|iterations| {
             let mut total = Duration::ZERO;
