@@ -59,6 +59,10 @@ use crate::feeds::connector::Provider;
 use crate::model::{Side, Trade};
 use crate::replay::Speed;
 
+/// Trade frames written before a flush when frames are due back to back (at full speed): one
+/// socket write per burst rather than per frame, small enough to keep a burst's latency low.
+const FRAMES_PER_FLUSH: usize = 64;
+
 /// How the mock exchange serves.
 #[derive(Debug, Clone)]
 pub struct MockOptions {
@@ -697,6 +701,7 @@ async fn serve(
     let mut sent_this_pass = 0usize;
     // (event time, wall time) the pacing is anchored at.
     let mut anchor: Option<(i64, Instant)> = None;
+    let mut unflushed = 0usize;
     loop {
         let subscribed = !session.symbols.is_empty();
         // The next subscribed frame and when it is due; `None`: nothing to send now.
@@ -727,6 +732,14 @@ async fn serve(
                 due
             }
         });
+        // Frames are written without flushing while more are due at once (at full speed, up to
+        // FRAMES_PER_FLUSH), and flushed before any wait: one write per burst, not per frame.
+        if unflushed > 0
+            && (unflushed >= FRAMES_PER_FLUSH || due.is_none_or(|due| due > Instant::now()))
+        {
+            socket.flush().await?;
+            unflushed = 0;
+        }
         // A frame already due is sent without a timer: timers tick in milliseconds, and one per
         // frame would cap the mock at a thousand frames a second.
         let frame_ready = async {
@@ -759,12 +772,14 @@ async fn serve(
             }
             _ = frame_ready, if due.is_some() => {
                 let text = session.trade_text(provider, &frames[next], time_offset, id_shift.saturating_mul(pass));
-                socket.send(Message::text(text)).await?;
+                socket.feed(Message::text(text)).await?;
+                unflushed += 1;
                 next += 1;
                 sent_this_pass += 1;
             }
         }
     }
+    let _ = socket.flush().await;
     let _ = socket.close(None).await;
     Ok(())
 }
