@@ -1,0 +1,116 @@
+//! Memory: resident set size of the analytics core with 10,000 symbols, the default windows and
+//! the default candles, fed a steady generated stream; sampled every 30 minutes of event time to
+//! show it stops growing once the longest window (1 h) and the candle histories are full.
+//!
+//! Each scenario runs in a fresh process (this binary re-executed), so allocator reuse between
+//! scenarios does not blur the figures. Run with `cargo bench --bench memory`.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use tickstream::analytics::{DEFAULT_CANDLE_HISTORY, Engine};
+use tickstream::config::{DEFAULT_INTERVALS, DEFAULT_WINDOWS, parse_intervals, parse_windows};
+use tickstream::model::{FeedId, Symbol, Trade};
+
+const SYMBOLS: usize = 10_000;
+const HOURS: i64 = 5;
+const SCENARIO: &str = "TICKSTREAM_MEMORY_SCENARIO";
+
+/// Resident set size of this process, bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Feeds `SYMBOLS` symbols `per_minute` trades each, evenly spread, for `HOURS` of event time;
+/// prints `sample <minutes> <rss> <held trades>` every 30 minutes.
+fn run(per_minute: i64) {
+    let windows = parse_windows(&DEFAULT_WINDOWS.map(String::from)).expect("windows");
+    let intervals = parse_intervals(&DEFAULT_INTERVALS.map(String::from)).expect("intervals");
+    let names: Vec<Symbol> = (0..SYMBOLS)
+        .map(|i| Symbol::new(&format!("S{i:05}")))
+        .collect();
+    let baseline = rss_bytes();
+    let mut engine = Engine::new(Arc::from(windows), 1_000_000_000)
+        .with_candles(Arc::from(intervals), DEFAULT_CANDLE_HISTORY);
+    let start = 1_700_000_000_000_000_000i64;
+    let step = 60_000_000_000 / per_minute;
+    let spacing = step / SYMBOLS as i64;
+    let mut price = 100.0;
+    for slot in 0..HOURS * 60 * per_minute {
+        for (s, symbol) in names.iter().enumerate() {
+            let ts = start + slot * step + s as i64 * spacing;
+            price = if price > 101.0 { 99.0 } else { price + 0.01 };
+            engine.apply(&Trade {
+                symbol: symbol.clone(),
+                price,
+                size: 1.0 + (s % 7) as f64,
+                exchange_ts: ts,
+                receive_ts: ts,
+                feed: FeedId(0),
+                trade_id: Some(slot as u64 * SYMBOLS as u64 + s as u64),
+                side: None,
+            });
+        }
+        if (slot + 1) % (30 * per_minute) == 0 {
+            let (held, _) = engine.held_entries();
+            println!(
+                "sample {} {} {}",
+                (slot + 1) / per_minute,
+                rss_bytes().saturating_sub(baseline),
+                held
+            );
+        }
+    }
+}
+
+fn main() {
+    if let Ok(per_minute) = std::env::var(SCENARIO) {
+        run(per_minute.parse().expect("trades per minute"));
+        return;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    println!("{SYMBOLS} symbols, default windows and candles, {HOURS} h of event time");
+    let mut finals = Vec::new();
+    for per_minute in [6i64, 60] {
+        let output = Command::new(&exe)
+            .env(SCENARIO, per_minute.to_string())
+            .output()
+            .expect("scenario runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        println!("\n{per_minute} trades per symbol per minute:");
+        println!(
+            "{:>8} {:>12} {:>14} {:>14}",
+            "minutes", "RSS MiB", "held trades", "bytes/symbol"
+        );
+        let mut last = (0u64, 0u64);
+        for line in text.lines().filter_map(|l| l.strip_prefix("sample ")) {
+            let fields: Vec<u64> = line.split(' ').filter_map(|f| f.parse().ok()).collect();
+            let [minutes, rss, held] = fields[..] else {
+                continue;
+            };
+            println!(
+                "{minutes:>8} {:>12.1} {held:>14} {:>14}",
+                rss as f64 / (1 << 20) as f64,
+                rss / SYMBOLS as u64
+            );
+            last = (rss, held);
+        }
+        finals.push(last);
+    }
+    if let [(rss_a, held_a), (rss_b, held_b)] = finals[..] {
+        let per_trade = (rss_b as f64 - rss_a as f64) / (held_b as f64 - held_a as f64);
+        let per_symbol = (rss_a as f64 - per_trade * held_a as f64) / SYMBOLS as f64;
+        println!(
+            "\nper trade held in the longest window: {per_trade:.0} bytes; per symbol otherwise \
+             (windows, candles, dedup ids): {per_symbol:.0} bytes"
+        );
+    }
+}
