@@ -139,26 +139,46 @@ impl SymbolView<'_> {
 }
 
 /// The last trade ids seen from one feed for one symbol, bounded.
+///
+/// Most venues number a symbol's trades in increasing order (Binance, Coinbase, Kraken): while
+/// the ids only grow, the queue of recent ids is sorted, a new id above the last is new without
+/// any lookup, and a resent one is found by binary search — 8 bytes per id. The first id that
+/// arrives out of order (venues that interleave several exchanges' ids) switches this feed and
+/// symbol to a hash set beside the queue for good.
 #[derive(Debug, Default)]
 struct RecentIds {
-    seen: HashSet<u64>,
+    /// The last ids, in arrival order (sorted while `seen` is `None`).
     order: VecDeque<u64>,
+    /// Every id in `order`, once ids have arrived out of order.
+    seen: Option<HashSet<u64>>,
 }
 
 impl RecentIds {
     fn contains(&self, id: u64) -> bool {
-        self.seen.contains(&id)
+        match &self.seen {
+            Some(seen) => seen.contains(&id),
+            None => self
+                .order
+                .back()
+                .is_some_and(|&last| id <= last && self.order.binary_search(&id).is_ok()),
+        }
     }
 
     /// Records `id`; returns false when it was already there.
     fn insert(&mut self, id: u64, capacity: usize) -> bool {
-        if !self.seen.insert(id) {
+        if self.contains(id) {
             return false;
+        }
+        if self.seen.is_none() && self.order.back().is_some_and(|&last| id < last) {
+            self.seen = Some(self.order.iter().copied().collect());
+        }
+        if let Some(seen) = &mut self.seen {
+            seen.insert(id);
         }
         self.order.push_back(id);
         if self.order.len() > capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
+            if let (Some(oldest), Some(seen)) = (self.order.pop_front(), &mut self.seen) {
+                seen.remove(&oldest);
             }
         }
         true
@@ -530,6 +550,26 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_ids_find_resent_ids_in_order_and_out_of_order() {
+        let mut ids = RecentIds::default();
+        for id in [10, 11, 15, 20] {
+            assert!(ids.insert(id, 3));
+        }
+        assert!(ids.seen.is_none(), "increasing ids need no set");
+        assert!(
+            !ids.insert(15, 3) && !ids.insert(20, 3),
+            "resent ids are duplicates"
+        );
+        assert!(!ids.contains(10), "forgotten beyond the capacity");
+        assert!(ids.insert(12, 3), "a new id below the last one");
+        assert!(ids.seen.is_some(), "out of order: a set from now on");
+        assert!(!ids.insert(12, 3) && !ids.insert(20, 3));
+        assert!(ids.insert(21, 3));
+        assert!(!ids.contains(15), "the set forgets what the queue drops");
+        assert_eq!(ids.order.len(), 3);
+    }
 
     const MS: i64 = 1_000_000;
 
