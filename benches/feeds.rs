@@ -55,14 +55,21 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-/// One run: a fresh mock exchange at full speed, a connector, an engine; until every trade is in.
-async fn mock_to_core(trades: &[Trade]) -> Duration {
+/// A fresh mock exchange serving `trades` at full speed in Binance's format: its URL, and the
+/// token that stops it.
+async fn start_mock(trades: &[Trade]) -> (String, CancellationToken) {
     let exchange = MockExchange::bind(([127, 0, 0, 1], 0).into(), trades, MockOptions::default())
         .await
         .expect("binds");
     let url = exchange.url().expect("url");
     let cancel = CancellationToken::new();
     tokio::spawn(exchange.run(cancel.clone()));
+    (url, cancel)
+}
+
+/// One run: a fresh mock exchange at full speed, a connector, an engine; until every trade is in.
+async fn mock_to_core(trades: &[Trade]) -> Duration {
+    let (url, cancel) = start_mock(trades).await;
     let metrics = Metrics::new();
     let registry = FeedRegistry::new();
     let description = FeedDescription {
@@ -107,12 +114,7 @@ async fn mock_to_core(trades: &[Trade]) -> Duration {
 async fn mock_to_bare_receiver(trades: &[Trade]) -> Duration {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
-    let exchange = MockExchange::bind(([127, 0, 0, 1], 0).into(), trades, MockOptions::default())
-        .await
-        .expect("binds");
-    let url = exchange.url().expect("url");
-    let cancel = CancellationToken::new();
-    tokio::spawn(exchange.run(cancel.clone()));
+    let (url, cancel) = start_mock(trades).await;
     let start = Instant::now();
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -139,12 +141,7 @@ async fn mock_to_bare_receiver(trades: &[Trade]) -> Duration {
 /// One run through the whole service: a fresh mock exchange at full speed and an `App` with one
 /// live Binance feed on it; until the core has applied every trade (polled from its metrics).
 async fn mock_to_service(trades: &[Trade]) -> Duration {
-    let exchange = MockExchange::bind(([127, 0, 0, 1], 0).into(), trades, MockOptions::default())
-        .await
-        .expect("binds");
-    let url = exchange.url().expect("url");
-    let cancel = CancellationToken::new();
-    tokio::spawn(exchange.run(cancel.clone()));
+    let (url, cancel) = start_mock(trades).await;
     let settings = Settings::load(ServeArgs {
         feed: vec![format!("binance:BTCUSDT@{url}")],
         listen: Some("127.0.0.1:0".into()),
@@ -169,38 +166,38 @@ async fn mock_to_service(trades: &[Trade]) -> Duration {
     elapsed
 }
 
+/// Benches one end-to-end run, timed by the run itself (setup excluded).
+fn timed<F, Fut>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    run: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Duration>,
+{
+    group.bench_function(name, |b| {
+        b.iter_custom(|iterations| (0..iterations).map(|_| runtime.block_on(run())).sum())
+    });
+}
+
 fn end_to_end(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let trades = recorded(&runtime);
     let mut group = c.benchmark_group("live_path");
     group.throughput(Throughput::Elements(trades.len() as u64));
     group.sample_size(20);
-    group.bench_function("mock_binance_to_bare_receiver", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                total += runtime.block_on(mock_to_bare_receiver(&trades));
-            }
-            total
-        })
+    timed(
+        &mut group,
+        &runtime,
+        "mock_binance_to_bare_receiver",
+        || mock_to_bare_receiver(&trades),
+    );
+    timed(&mut group, &runtime, "mock_binance_to_core", || {
+        mock_to_core(&trades)
     });
-    group.bench_function("mock_binance_to_core", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                total += runtime.block_on(mock_to_core(&trades));
-            }
-            total
-        })
-    });
-    group.bench_function("mock_binance_to_service", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                total += runtime.block_on(mock_to_service(&trades));
-            }
-            total
-        })
+    timed(&mut group, &runtime, "mock_binance_to_service", || {
+        mock_to_service(&trades)
     });
     group.finish();
 }

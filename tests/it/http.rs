@@ -205,17 +205,7 @@ async fn check_errors(app: &TestApp) {
         ("/v1/stats?limit=ten", 400, "bad_parameter"),
         ("/v2/anything", 404, "not_found"),
     ];
-    for (path, status, code) in cases {
-        let (actual, body) = app.get(path).await;
-        assert_eq!(actual, status, "{path}: {body}");
-        assert_eq!(body["error"]["code"], code, "{path}: {body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{path}"
-        );
-    }
+    app.assert_errors(&cases).await;
     let response = app
         .client
         .post(app.url("/v1/symbols"))

@@ -396,17 +396,7 @@ async fn bad_requests_get_json_errors() {
         ("/v1/symbols/BTCUSDT/candles?size=1", 400, "bad_parameter"),
         ("/v1/symbols/NOPE/candles", 404, "unknown_symbol"),
     ];
-    for (path, status, code) in cases {
-        let (got, body) = app.get(path).await;
-        assert_eq!(got, status, "{path}: {body}");
-        assert_eq!(body["error"]["code"], code, "{path}: {body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{path}"
-        );
-    }
+    app.assert_errors(&cases).await;
     let (_, body) = app.get("/v1/symbols/BTCUSDT/indicators/rsi?k=2").await;
     assert_eq!(
         body["error"]["message"],

@@ -396,6 +396,21 @@ impl TestApp {
         (status, body)
     }
 
+    /// GETs each path and asserts its status and the JSON error body's code (and a message).
+    pub async fn assert_errors(&self, cases: &[(&str, u16, &str)]) {
+        for &(path, status, code) in cases {
+            let (actual, body) = self.get(path).await;
+            assert_eq!(actual, status, "{path}: {body}");
+            assert_eq!(body["error"]["code"], code, "{path}: {body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{path}"
+            );
+        }
+    }
+
     /// GETs `/metrics` as text.
     pub async fn metrics(&self) -> String {
         self.client
