@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::analytics::WindowSpec;
 use crate::analytics::candles::{CandleSeries, CandleView, ClosedSequence, IntervalSpec};
-use crate::analytics::window::{Entry, RollingWindow, WindowStats};
+use crate::analytics::window::{Entry, RollingWindow, TradeLog, WindowStats};
 use crate::clock::{Admission, StreamClock};
 use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
 
@@ -111,12 +111,12 @@ impl SymbolView<'_> {
         self.state
             .windows
             .get(index)
-            .map_or(0.0, RollingWindow::volume)
+            .map_or(0.0, |w| w.volume(&self.state.trades))
     }
 
     /// VWAP of configured window `index`.
     pub fn window_vwap(&self, index: usize) -> Option<f64> {
-        self.state.windows.get(index)?.vwap()
+        self.state.windows.get(index)?.vwap(&self.state.trades)
     }
 
     /// change_pct of configured window `index`.
@@ -190,7 +190,7 @@ impl RecentIds {
 struct SymbolState {
     symbol: Symbol,
     /// Trades inside the longest window, sorted by (event time, arrival).
-    trades: VecDeque<Entry>,
+    trades: TradeLog,
     windows: Vec<RollingWindow>,
     candles: Vec<CandleSeries>,
     next_seq: u64,
@@ -207,7 +207,7 @@ impl SymbolState {
     fn new(symbol: Symbol, windows: &[WindowSpec], candles: &CandleSettings) -> Self {
         SymbolState {
             symbol,
-            trades: VecDeque::new(),
+            trades: TradeLog::new(),
             windows: windows
                 .iter()
                 .map(|w| RollingWindow::new(w.length))
@@ -238,24 +238,15 @@ impl SymbolState {
             .min()
             .unwrap_or(0);
         if unused > 0 {
-            self.trades.drain(..unused);
+            self.trades.drop_front(unused);
             for window in &mut self.windows {
                 window.trades_dropped(unused);
-            }
-            let capacity = self.trades.capacity();
-            if capacity > 1024 && self.trades.len() < capacity / 4 {
-                self.trades.shrink_to(capacity / 2);
             }
         }
     }
 
     fn insert(&mut self, trade: &Trade, now: Timestamp, in_order: bool) {
-        let entry = Entry {
-            ts: trade.exchange_ts,
-            seq: self.next_seq,
-            price: trade.price,
-            size: trade.size,
-        };
+        let entry = Entry::new(trade.exchange_ts, self.next_seq, trade.price, trade.size);
         self.next_seq += 1;
         self.trade_count += 1;
         if trade.exchange_ts >= self.last_ts {
@@ -267,30 +258,26 @@ impl SymbolState {
             series.add(trade.exchange_ts, trade.price, trade.size, now);
         }
         if in_order {
-            self.trades.push_back(entry);
+            self.trades.push(entry);
             for window in &mut self.windows {
-                window.add(&entry);
+                window.appended(entry.ts);
             }
             return;
         }
         if !self.windows.iter().any(|w| w.contains(entry.ts, now)) {
             return;
         }
-        let position = self.trades.partition_point(|e| e.ts <= entry.ts);
+        let position = self.trades.position_of(entry.ts);
         self.trades.insert(position, entry);
         for window in &mut self.windows {
-            if window.contains(entry.ts, now) {
-                window.add(&entry);
-            } else {
-                window.shift_start();
-            }
+            window.inserted(&self.trades, position, now);
         }
     }
 
     fn next_expiry(&self) -> Option<Timestamp> {
         self.windows
             .iter()
-            .filter_map(|w| w.next_expiry(&self.trades))
+            .filter_map(RollingWindow::next_expiry)
             .min()
     }
 
@@ -496,8 +483,7 @@ impl Engine {
         let extrema = self
             .symbols
             .iter()
-            .flat_map(|s| s.windows.iter())
-            .map(RollingWindow::extremum_entries)
+            .map(|s| s.trades.extremum_entries())
             .sum();
         (trades, extrema)
     }

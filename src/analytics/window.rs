@@ -1,18 +1,24 @@
-//! Rolling statistics over one trailing time window, updated incrementally.
+//! Rolling statistics over trailing time windows, updated incrementally.
 //!
-//! A [`RollingWindow`] does not own trades: the symbol keeps one deque of the trades inside its
-//! longest window, sorted by event time (ties in arrival order), and every window of that symbol
-//! is a suffix of it, marked by a start index. Adding or evicting a trade is O(1) amortized:
+//! A symbol keeps one [`TradeLog`]: the trades inside its longest window, sorted by event time
+//! (ties in arrival order). Every window of that symbol is a suffix of the log, marked by a start
+//! index ([`RollingWindow`]), so adding a trade costs the same whatever the number of windows:
 //!
-//! - sums (volume, notional, and prices shifted by a reference for the variance) are
-//!   [`CompensatedSum`]s, whose error-free additions and subtractions do not drift however many
-//!   trades pass through; the window re-bases (recomputes its sums from the trades it holds, with
-//!   a reference price near the current mean) after it has evicted as many trades as it holds,
-//!   which bounds any residual error and keeps the shifted variance well conditioned;
-//! - high and low come from monotonic deques ([`Extremum`]) of (time, price), which also accept
-//!   an insertion behind the newest trade (a reordered trade within the allowed lateness).
+//! - each entry carries the running sums of everything logged before it (volume, notional, and
+//!   prices shifted by a reference for the variance), so a window's sums are the log's totals
+//!   minus the prefix at the window's start — no per-window arithmetic on add or evict. The sums
+//!   are [`CompensatedSum`]s (error-free additions), and the difference of two is taken in
+//!   double-double precision, so a one-second window read out of an hour of prefix is still exact
+//!   to a few units in the last place; the log re-bases its prefixes (recomputes them from the
+//!   trades it holds, with a reference near the current mean) after dropping as many trades as
+//!   it holds, which keeps them small;
+//! - high and low come from one monotonic deque each ([`Extremum`]) over the whole log: the
+//!   highest price of any suffix is the first deque entry at or after the suffix's start, found
+//!   by binary search when a window is read. The deques also accept an insertion behind the
+//!   newest trade (a reordered trade within the allowed lateness).
 //!
-//! This module never reads a clock: callers pass the stream time.
+//! Adding a trade is O(1) amortized, evicting is O(1) per trade and window (a start index moves),
+//! reading a window is O(log n). This module never reads a clock: callers pass the stream time.
 
 use std::collections::VecDeque;
 
@@ -20,30 +26,80 @@ use serde::Serialize;
 
 use crate::model::{Timestamp, to_millis};
 
-/// One trade as the windows keep it: event time, arrival sequence number, price and size.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Entry {
-    /// Event time (exchange time), nanoseconds.
-    pub ts: Timestamp,
-    /// Arrival order within the symbol; breaks ties between equal event times.
-    pub seq: u64,
-    /// Price.
-    pub price: f64,
-    /// Size.
-    pub size: f64,
+/// Splits `a + b` into the rounded sum and its exact rounding error (Knuth's TwoSum).
+#[inline]
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let sum = a + b;
+    let b_part = sum - a;
+    let error = (a - (sum - b_part)) + (b - b_part);
+    (sum, error)
 }
 
-impl Entry {
-    fn key(&self) -> (Timestamp, u64) {
-        (self.ts, self.seq)
+/// TwoSum for `|a| >= |b|` (Dekker's FastTwoSum).
+#[inline]
+fn fast_two_sum(a: f64, b: f64) -> (f64, f64) {
+    let sum = a + b;
+    (sum, b - (sum - a))
+}
+
+/// Splits `a × b` into the rounded product and its exact rounding error (Dekker's TwoProduct,
+/// without FMA so that it is fast on every target).
+#[inline]
+fn two_product(a: f64, b: f64) -> (f64, f64) {
+    /// 2^27 + 1: splits a double into two halves of 26 bits.
+    const SPLITTER: f64 = 134_217_729.0;
+    fn split(x: f64) -> (f64, f64) {
+        let c = SPLITTER * x;
+        let high = c - (c - x);
+        (high, x - high)
+    }
+    let product = a * b;
+    let (a_high, a_low) = split(a);
+    let (b_high, b_low) = split(b);
+    let error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low;
+    (product, error)
+}
+
+/// A number held as an unevaluated sum `high + low` (about 106 significant bits), for the few
+/// operations a window read needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct DoubleDouble {
+    high: f64,
+    low: f64,
+}
+
+impl DoubleDouble {
+    fn new(high: f64, low: f64) -> Self {
+        let (high, low) = fast_two_sum(high, low);
+        DoubleDouble { high, low }
+    }
+
+    fn product(a: f64, b: f64) -> Self {
+        let (high, low) = two_product(a, b);
+        DoubleDouble::new(high, low)
+    }
+
+    fn add(self, other: DoubleDouble) -> Self {
+        let (high, error) = two_sum(self.high, other.high);
+        DoubleDouble::new(high, error + (self.low + other.low))
+    }
+
+    fn scale(self, factor: f64) -> Self {
+        let (high, error) = two_product(self.high, factor);
+        DoubleDouble::new(high, error + self.low * factor)
+    }
+
+    fn value(self) -> f64 {
+        self.high + self.low
     }
 }
 
-/// A running sum that supports adding and subtracting without drift.
+/// A running sum that never drifts, however many terms pass through it.
 ///
 /// Each addition is an error-free transformation (Knuth's TwoSum): the rounding error of the
-/// floating-point sum is computed exactly and accumulated separately, so the value stays within a
-/// few units in the last place of the exact sum of the terms, however long the stream.
+/// floating-point sum is computed exactly and accumulated separately. The difference of two
+/// snapshots of the same sum ([`since`](Self::since)) — the sum of the terms added in between —
+/// is exact to a few units in its own last place, even when it is tiny beside the running total.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CompensatedSum {
     sum: f64,
@@ -54,23 +110,87 @@ impl CompensatedSum {
     /// Adds `x`.
     #[inline]
     pub fn add(&mut self, x: f64) {
-        let sum = self.sum + x;
-        let x_part = sum - self.sum;
-        let error = (self.sum - (sum - x_part)) + (x - x_part);
+        let (sum, error) = two_sum(self.sum, x);
         self.sum = sum;
         self.compensation += error;
-    }
-
-    /// Subtracts `x`.
-    #[inline]
-    pub fn sub(&mut self, x: f64) {
-        self.add(-x);
     }
 
     /// The current value.
     #[inline]
     pub fn value(&self) -> f64 {
         self.sum + self.compensation
+    }
+
+    /// The sum of the terms added since `earlier` (a former value of this sum).
+    pub fn since(&self, earlier: &CompensatedSum) -> f64 {
+        self.difference(earlier).value()
+    }
+
+    fn difference(&self, earlier: &CompensatedSum) -> DoubleDouble {
+        let (high, error) = two_sum(self.sum, -earlier.sum);
+        DoubleDouble::new(high, error + (self.compensation - earlier.compensation))
+    }
+}
+
+/// The running sums of a [`TradeLog`], up to some point of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Prefix {
+    /// Σ size.
+    volume: CompensatedSum,
+    /// Σ price × size.
+    notional: CompensatedSum,
+    /// Σ (price − reference): shifting by a price near the mean keeps the variance well
+    /// conditioned at high price levels.
+    shifted: CompensatedSum,
+    /// Σ (price − reference)².
+    squares: CompensatedSum,
+}
+
+impl Prefix {
+    #[inline]
+    fn add(&mut self, price: f64, size: f64, reference: f64) {
+        let shifted = price - reference;
+        self.volume.add(size);
+        self.notional.add(price * size);
+        self.shifted.add(shifted);
+        // The square's own rounding error goes in too: over many trades far from the reference
+        // those errors would add up to a visible standard deviation of equal prices.
+        let (square, error) = two_product(shifted, shifted);
+        self.squares.add(square);
+        self.squares.compensation += error;
+    }
+}
+
+/// One trade as the log keeps it: event time, arrival sequence number, price, size, and the
+/// running sums of the log before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Entry {
+    /// Event time (exchange time), nanoseconds.
+    pub ts: Timestamp,
+    /// Arrival order within the symbol; breaks ties between equal event times.
+    pub seq: u64,
+    /// Price.
+    pub price: f64,
+    /// Size.
+    pub size: f64,
+    /// Running sums of every logged trade before this one.
+    before: Prefix,
+}
+
+impl Entry {
+    /// A trade to log.
+    pub fn new(ts: Timestamp, seq: u64, price: f64, size: f64) -> Self {
+        Entry {
+            ts,
+            seq,
+            price,
+            size,
+            before: Prefix::default(),
+        }
+    }
+
+    fn key(&self) -> (Timestamp, u64) {
+        (self.ts, self.seq)
     }
 }
 
@@ -83,7 +203,7 @@ pub enum Extreme {
     Low,
 }
 
-/// A monotonic deque giving the highest (or lowest) price in a window in O(1) amortized.
+/// A monotonic deque giving the highest (or lowest) price of any suffix of a trade log.
 ///
 /// Entries are ordered by (time, sequence) and their prices are strictly decreasing (for
 /// [`Extreme::High`]) from front to back: an entry is dropped as soon as a later entry is at least
@@ -142,7 +262,7 @@ impl Extremum {
         }
     }
 
-    /// Called when `entry`, the oldest trade in the window, leaves it.
+    /// Called when `entry`, the oldest trade in the log, leaves it.
     #[inline]
     pub fn evict(&mut self, entry: &Entry) {
         if let Some(&(_, seq, _)) = self.entries.front() {
@@ -156,6 +276,15 @@ impl Extremum {
     #[inline]
     pub fn value(&self) -> Option<f64> {
         self.entries.front().map(|&(_, _, price)| price)
+    }
+
+    /// The extreme price among the trades at or after `key` (time, sequence): the first entry
+    /// held at or after it, since every entry is the extreme of everything from it on.
+    pub fn value_from(&self, key: (Timestamp, u64)) -> Option<f64> {
+        let position = self
+            .entries
+            .partition_point(|&(ts, seq, _)| (ts, seq) < key);
+        self.entries.get(position).map(|&(_, _, price)| price)
     }
 
     fn clear(&mut self) {
@@ -228,227 +357,190 @@ impl WindowStats {
     }
 }
 
-/// A window re-bases after evicting at least this many trades even when it holds fewer.
-const REBASE_MIN_EVICTIONS: usize = 64;
+/// The log re-bases after dropping at least this many trades even when it holds fewer.
+const REBASE_MIN_DROPS: usize = 64;
 
-/// The running state of one trailing window `(T − length, T]` over a symbol's trades.
+/// A symbol's trades inside its longest window, with the running sums and extremes every window
+/// of the symbol reads.
 #[derive(Debug, Clone)]
-pub struct RollingWindow {
-    length: Timestamp,
-    /// Index in the symbol's trade deque of the first trade inside the window.
-    start: usize,
-    count: usize,
-    volume: CompensatedSum,
-    notional: CompensatedSum,
-    /// Σ (price − reference): shifting by a price near the mean keeps the variance formula from
-    /// cancelling catastrophically at high price levels.
-    shifted_sum: CompensatedSum,
-    /// Σ (price − reference)².
-    shifted_squares: CompensatedSum,
+pub struct TradeLog {
+    /// Sorted by (event time, arrival sequence).
+    entries: VecDeque<Entry>,
+    /// Running sums of every entry.
+    total: Prefix,
+    /// The price the variance sums are shifted by.
     reference: f64,
-    evicted_since_rebase: usize,
+    dropped_since_rebase: usize,
     high: Extremum,
     low: Extremum,
 }
 
-impl RollingWindow {
-    /// An empty window of `length` nanoseconds.
-    pub fn new(length: Timestamp) -> Self {
-        RollingWindow {
-            length,
-            start: 0,
-            count: 0,
-            volume: CompensatedSum::default(),
-            notional: CompensatedSum::default(),
-            shifted_sum: CompensatedSum::default(),
-            shifted_squares: CompensatedSum::default(),
+impl Default for TradeLog {
+    fn default() -> Self {
+        TradeLog::new()
+    }
+}
+
+impl TradeLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        TradeLog {
+            entries: VecDeque::new(),
+            total: Prefix::default(),
             reference: 0.0,
-            evicted_since_rebase: 0,
+            dropped_since_rebase: 0,
             high: Extremum::new(Extreme::High),
             low: Extremum::new(Extreme::Low),
         }
     }
 
-    /// The window's length in nanoseconds.
-    pub fn length(&self) -> Timestamp {
-        self.length
+    /// Number of trades held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
-    /// Index of the window's first trade in the symbol's deque.
-    pub fn start(&self) -> usize {
-        self.start
+    /// Whether no trade is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
-    /// Number of trades inside.
-    pub fn count(&self) -> usize {
-        self.count
+    /// The trade at `index` (0 = oldest).
+    pub fn get(&self, index: usize) -> Option<&Entry> {
+        self.entries.get(index)
     }
 
-    /// Whether a trade at `ts` belongs in the window at stream time `now`.
-    #[inline]
-    pub fn contains(&self, ts: Timestamp, now: Timestamp) -> bool {
-        ts > now.saturating_sub(self.length)
-    }
-
-    /// When the oldest trade inside will leave the window: the stream time at which
-    /// [`evict_expired`](Self::evict_expired) next has work. `None` when empty.
-    pub fn next_expiry(&self, trades: &VecDeque<Entry>) -> Option<Timestamp> {
-        if self.count == 0 {
-            return None;
+    /// Index at which a trade at `ts` goes: after every trade at or before `ts`.
+    pub fn position_of(&self, ts: Timestamp) -> usize {
+        match self.entries.back() {
+            Some(last) if last.ts > ts => self.entries.partition_point(|e| e.ts <= ts),
+            _ => self.entries.len(),
         }
-        trades
-            .get(self.start)
-            .map(|first| first.ts.saturating_add(self.length))
     }
 
-    /// Adds a trade already inserted into `trades` at an index at or after `start`.
+    /// Appends a trade at or after every trade held.
     #[inline]
-    pub fn add(&mut self, entry: &Entry) {
-        if self.count == 0 {
+    pub fn push(&mut self, mut entry: Entry) {
+        if self.entries.is_empty() {
             self.reference = entry.price;
         }
-        self.count += 1;
-        self.accumulate(entry);
-        self.high.insert(entry);
-        self.low.insert(entry);
+        entry.before = self.total;
+        self.total.add(entry.price, entry.size, self.reference);
+        self.high.insert(&entry);
+        self.low.insert(&entry);
+        self.entries.push_back(entry);
     }
 
-    #[inline]
-    fn accumulate(&mut self, entry: &Entry) {
-        let shifted = entry.price - self.reference;
-        self.volume.add(entry.size);
-        self.notional.add(entry.price * entry.size);
-        self.shifted_sum.add(shifted);
-        self.shifted_squares.add(shifted * shifted);
-    }
-
-    #[inline]
-    fn remove(&mut self, entry: &Entry) {
-        let shifted = entry.price - self.reference;
-        self.volume.sub(entry.size);
-        self.notional.sub(entry.price * entry.size);
-        self.shifted_sum.sub(shifted);
-        self.shifted_squares.sub(shifted * shifted);
-        self.high.evict(entry);
-        self.low.evict(entry);
-    }
-
-    /// Records that a trade outside this window was inserted before its start.
-    #[inline]
-    pub fn shift_start(&mut self) {
-        self.start += 1;
-    }
-
-    /// Records that `n` trades were removed from the front of the symbol's deque (all of them
-    /// before this window's start).
-    #[inline]
-    pub fn trades_dropped(&mut self, n: usize) {
-        self.start -= n;
-    }
-
-    /// Evicts the trades that have left `(now − length, now]`.
-    pub fn evict_expired(&mut self, trades: &VecDeque<Entry>, now: Timestamp) {
-        let cutoff = now.saturating_sub(self.length);
-        let mut evicted = 0;
-        while let Some(entry) = trades.get(self.start) {
-            if entry.ts > cutoff {
-                break;
-            }
-            self.remove(entry);
-            self.start += 1;
-            evicted += 1;
-        }
-        if evicted == 0 {
+    /// Inserts a trade at `position` (from [`position_of`](Self::position_of)): the running sums
+    /// of every later trade move by its amounts.
+    pub fn insert(&mut self, position: usize, mut entry: Entry) {
+        if position >= self.entries.len() {
+            self.push(entry);
             return;
         }
-        self.count -= evicted;
-        if self.count == 0 {
-            self.reset();
-        } else {
-            self.evicted_since_rebase += evicted;
-            if self.evicted_since_rebase >= self.count.max(REBASE_MIN_EVICTIONS) {
-                self.rebase(trades);
-            }
+        entry.before = self.entries[position].before;
+        for later in self.entries.range_mut(position..) {
+            later.before.add(entry.price, entry.size, self.reference);
+        }
+        self.total.add(entry.price, entry.size, self.reference);
+        self.high.insert(&entry);
+        self.low.insert(&entry);
+        self.entries.insert(position, entry);
+    }
+
+    /// Drops the `n` oldest trades (no window may still start before index `n`).
+    pub fn drop_front(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        for entry in self.entries.range(..n) {
+            self.high.evict(entry);
+            self.low.evict(entry);
+        }
+        self.entries.drain(..n);
+        let capacity = self.entries.capacity();
+        if capacity > 1024 && self.entries.len() < capacity / 4 {
+            self.entries.shrink_to(capacity / 2);
+        }
+        if self.entries.is_empty() {
+            self.total = Prefix::default();
+            self.dropped_since_rebase = 0;
+            self.high.clear();
+            self.low.clear();
+            return;
+        }
+        self.dropped_since_rebase += n;
+        if self.dropped_since_rebase >= self.entries.len().max(REBASE_MIN_DROPS) {
+            self.rebase();
         }
     }
 
-    fn reset(&mut self) {
-        self.volume = CompensatedSum::default();
-        self.notional = CompensatedSum::default();
-        self.shifted_sum = CompensatedSum::default();
-        self.shifted_squares = CompensatedSum::default();
-        self.evicted_since_rebase = 0;
-        self.high.clear();
-        self.low.clear();
-    }
-
-    /// Recomputes the sums from the trades inside, shifted by the current mean.
-    fn rebase(&mut self, trades: &VecDeque<Entry>) {
-        self.reference = self.mean();
-        self.volume = CompensatedSum::default();
-        self.notional = CompensatedSum::default();
-        self.shifted_sum = CompensatedSum::default();
-        self.shifted_squares = CompensatedSum::default();
-        for entry in trades.range(self.start..) {
-            self.accumulate(entry);
+    /// Recomputes the running sums from the trades held, shifted by their mean.
+    fn rebase(&mut self) {
+        let count = self.entries.len() as f64;
+        if let Some(first) = self.entries.front() {
+            let shifted = self.total.shifted.since(&first.before.shifted);
+            self.reference += shifted / count;
         }
-        self.evicted_since_rebase = 0;
-    }
-
-    fn mean(&self) -> f64 {
-        self.reference + self.shifted_sum.value() / self.count as f64
-    }
-
-    /// Σ size of the window (what a volume rule reads, without computing every statistic).
-    pub fn volume(&self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.volume.value()
+        let mut running = Prefix::default();
+        for entry in &mut self.entries {
+            entry.before = running;
+            running.add(entry.price, entry.size, self.reference);
         }
+        self.total = running;
+        self.dropped_since_rebase = 0;
     }
 
-    /// The window's VWAP, if its volume is positive.
-    pub fn vwap(&self) -> Option<f64> {
-        let volume = self.volume();
-        (volume > 0.0).then(|| self.notional.value() / volume)
+    /// Σ size of the trades from index `start` on.
+    pub fn volume_from(&self, start: usize) -> f64 {
+        self.entries
+            .get(start)
+            .map_or(0.0, |first| self.total.volume.since(&first.before.volume))
     }
 
-    /// The window's change in percent (close / open − 1) × 100, if it holds a trade.
-    pub fn change_pct(&self, trades: &VecDeque<Entry>) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let (first, last) = (trades.get(self.start)?, trades.back()?);
+    /// VWAP of the trades from index `start` on, if their volume is positive.
+    pub fn vwap_from(&self, start: usize) -> Option<f64> {
+        let first = self.entries.get(start)?;
+        let volume = self.total.volume.since(&first.before.volume);
+        (volume > 0.0).then(|| self.total.notional.since(&first.before.notional) / volume)
+    }
+
+    /// (last / first − 1) × 100 over the trades from index `start` on.
+    pub fn change_pct_from(&self, start: usize) -> Option<f64> {
+        let (first, last) = (self.entries.get(start)?, self.entries.back()?);
         Some((last.price / first.price - 1.0) * 100.0)
     }
 
-    /// The window's statistics; `trades` is the symbol's deque.
-    pub fn stats(&self, trades: &VecDeque<Entry>) -> WindowStats {
-        let (Some(first), Some(last)) = (trades.get(self.start), trades.back()) else {
+    /// The statistics of the trades from index `start` on.
+    pub fn stats_from(&self, start: usize) -> WindowStats {
+        let (Some(first), Some(last)) = (self.entries.get(start), self.entries.back()) else {
             return WindowStats::empty();
         };
-        if self.count == 0 {
-            return WindowStats::empty();
-        }
-        let count = self.count as f64;
-        let volume = self.volume.value();
-        let notional = self.notional.value();
-        let stddev = (self.count >= 2).then(|| {
-            let shifted_sum = self.shifted_sum.value();
-            let squares = self.shifted_squares.value() - shifted_sum * shifted_sum / count;
-            (squares.max(0.0) / (count - 1.0)).sqrt()
+        let count = (self.entries.len() - start) as f64;
+        let before = &first.before;
+        let volume = self.total.volume.since(&before.volume);
+        let notional = self.total.notional.since(&before.notional);
+        let shifted = self.total.shifted.difference(&before.shifted);
+        let mean_shift = shifted.value() / count;
+        // Σ (x − m)² = Σx² − 2mΣx + n·m² for the shifted prices x and any m; with m the mean,
+        // in double-double so that nothing cancels.
+        let stddev = (count >= 2.0).then(|| {
+            let squares = self.total.squares.difference(&before.squares);
+            let deviation = squares
+                .add(shifted.scale(-2.0 * mean_shift))
+                .add(DoubleDouble::product(mean_shift, mean_shift).scale(count))
+                .value();
+            (deviation.max(0.0) / (count - 1.0)).sqrt()
         });
         WindowStats {
-            count: self.count as u64,
+            count: self.entries.len() as u64 - start as u64,
             volume,
             notional,
             vwap: (volume > 0.0).then(|| notional / volume),
             open: Some(first.price),
-            high: self.high.value(),
-            low: self.low.value(),
+            high: self.high.value_from(first.key()),
+            low: self.low.value_from(first.key()),
             close: Some(last.price),
-            mean: Some(self.mean()),
+            mean: Some(self.reference + mean_shift),
             stddev,
             change: Some(last.price - first.price),
             change_pct: Some((last.price / first.price - 1.0) * 100.0),
@@ -463,21 +555,133 @@ impl RollingWindow {
     }
 }
 
+/// One trailing window `(T − length, T]` over a symbol's [`TradeLog`]: where in the log it
+/// starts.
+#[derive(Debug, Clone)]
+pub struct RollingWindow {
+    length: Timestamp,
+    /// Index in the log of the first trade inside the window (= the log's length when empty).
+    start: usize,
+    /// When the first trade inside leaves the window (`Timestamp::MAX` when empty), so that the
+    /// clock's moves cost nothing until then.
+    expires_at: Timestamp,
+}
+
+impl RollingWindow {
+    /// An empty window of `length` nanoseconds.
+    pub fn new(length: Timestamp) -> Self {
+        RollingWindow {
+            length,
+            start: 0,
+            expires_at: Timestamp::MAX,
+        }
+    }
+
+    /// The window's length in nanoseconds.
+    pub fn length(&self) -> Timestamp {
+        self.length
+    }
+
+    /// Index of the window's first trade in the log.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Whether a trade at `ts` belongs in the window at stream time `now`.
+    #[inline]
+    pub fn contains(&self, ts: Timestamp, now: Timestamp) -> bool {
+        ts > now.saturating_sub(self.length)
+    }
+
+    /// When the oldest trade inside will leave the window: the stream time at which
+    /// [`evict_expired`](Self::evict_expired) next has work. `None` when empty.
+    #[inline]
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        (self.expires_at != Timestamp::MAX).then_some(self.expires_at)
+    }
+
+    /// Records that a trade was appended to the log (at or after every trade inside).
+    #[inline]
+    pub fn appended(&mut self, ts: Timestamp) {
+        if self.expires_at == Timestamp::MAX {
+            self.expires_at = ts.saturating_add(self.length);
+        }
+    }
+
+    /// Records that a trade was inserted into the log at `position`, before the newest trade.
+    pub fn inserted(&mut self, log: &TradeLog, position: usize, now: Timestamp) {
+        let Some(entry) = log.get(position) else {
+            return;
+        };
+        if !self.contains(entry.ts, now) {
+            // Older than the window: it went in before the window's first trade.
+            self.start += 1;
+        } else if position <= self.start {
+            self.start = position;
+            self.expires_at = entry.ts.saturating_add(self.length);
+        }
+    }
+
+    /// Records that `n` trades were removed from the front of the log (all of them before this
+    /// window's start).
+    #[inline]
+    pub fn trades_dropped(&mut self, n: usize) {
+        self.start -= n;
+    }
+
+    /// Moves the start past the trades that have left `(now − length, now]`.
+    #[inline]
+    pub fn evict_expired(&mut self, log: &TradeLog, now: Timestamp) {
+        if now < self.expires_at {
+            return;
+        }
+        let cutoff = now.saturating_sub(self.length);
+        while let Some(entry) = log.get(self.start) {
+            if entry.ts > cutoff {
+                self.expires_at = entry.ts.saturating_add(self.length);
+                return;
+            }
+            self.start += 1;
+        }
+        self.expires_at = Timestamp::MAX;
+    }
+
+    /// Number of trades inside.
+    pub fn count(&self, log: &TradeLog) -> usize {
+        log.len().saturating_sub(self.start)
+    }
+
+    /// Σ size of the window (what a volume rule reads, without computing every statistic).
+    pub fn volume(&self, log: &TradeLog) -> f64 {
+        log.volume_from(self.start)
+    }
+
+    /// The window's VWAP, if its volume is positive.
+    pub fn vwap(&self, log: &TradeLog) -> Option<f64> {
+        log.vwap_from(self.start)
+    }
+
+    /// The window's change in percent (close / open − 1) × 100, if it holds a trade.
+    pub fn change_pct(&self, log: &TradeLog) -> Option<f64> {
+        log.change_pct_from(self.start)
+    }
+
+    /// The window's statistics.
+    pub fn stats(&self, log: &TradeLog) -> WindowStats {
+        log.stats_from(self.start)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(ts: i64, seq: u64, price: f64) -> Entry {
-        Entry {
-            ts,
-            seq,
-            price,
-            size: 1.0,
-        }
+        Entry::new(ts, seq, price, 1.0)
     }
 
     #[test]
-    fn compensated_sum_does_not_drift() {
+    fn differences_of_running_sums_do_not_drift() {
         // A sliding window of 1000 values, each an exact multiple of 2^-20, so that the exact
         // window sum is known from integers; the running sums are far above 2^33, where adding
         // such values rounds.
@@ -485,31 +689,44 @@ mod tests {
         let units: Vec<i64> = (0..200_000i64)
             .map(|i| (i * 7_919_000_003) % 1_000_000_000_000 + 10_000_000_000_000)
             .collect();
-        let mut compensated = CompensatedSum::default();
+        let mut running = CompensatedSum::default();
+        let mut history = VecDeque::new();
         let mut naive = 0.0f64;
+        let mut naive_history = VecDeque::new();
         let mut exact: i128 = 0;
         let mut worst_naive = 0.0f64;
         for (i, &unit) in units.iter().enumerate() {
-            compensated.add(unit as f64 / scale);
+            history.push_back(running);
+            naive_history.push_back(naive);
+            running.add(unit as f64 / scale);
             naive += unit as f64 / scale;
             exact += i128::from(unit);
             if i >= 1000 {
-                let old = units[i - 1000];
-                compensated.sub(old as f64 / scale);
-                naive -= old as f64 / scale;
-                exact -= i128::from(old);
+                exact -= i128::from(units[i - 1000]);
+                history.pop_front();
+                naive_history.pop_front();
             }
+            let (Some(start), Some(naive_start)) = (history.front(), naive_history.front()) else {
+                continue;
+            };
             let exact = exact as f64 / scale;
-            assert!(
-                (compensated.value() - exact).abs() <= exact * f64::EPSILON,
-                "at {i}"
-            );
-            worst_naive = worst_naive.max((naive - exact).abs() / exact);
+            let window = running.since(start);
+            assert!((window - exact).abs() <= exact * f64::EPSILON, "at {i}");
+            worst_naive = worst_naive.max(((naive - naive_start) - exact).abs() / exact);
         }
         assert!(
             worst_naive > 4.0 * f64::EPSILON,
-            "the naive sum drifts: {worst_naive:e}"
+            "the naive difference drifts: {worst_naive:e}"
         );
+    }
+
+    #[test]
+    fn double_double_products_are_exact() {
+        let (a, b) = (1.0 + f64::EPSILON, 1.0 - f64::EPSILON);
+        let product = DoubleDouble::product(a, b);
+        // (1 + e)(1 − e) = 1 − e², which a double cannot hold.
+        assert_eq!(product.high, 1.0);
+        assert_eq!(product.low, -f64::EPSILON * f64::EPSILON);
     }
 
     #[test]
@@ -528,6 +745,9 @@ mod tests {
         }
         assert_eq!(high.value(), Some(6.0));
         assert_eq!(low.value(), Some(1.0));
+        assert_eq!(low.value_from((2, 2)), Some(1.0));
+        assert_eq!(low.value_from((5, 5)), Some(6.0));
+        assert_eq!(high.value_from((6, 0)), None);
         // Evict the first five: only 6.0 remains.
         for e in &entries[..5] {
             high.evict(e);
@@ -547,6 +767,7 @@ mod tests {
         high.insert(&b);
         high.insert(&late);
         assert_eq!(high.value(), Some(5.0));
+        assert_eq!(high.value_from(late.key()), Some(4.0));
         high.evict(&a);
         assert_eq!(high.value(), Some(4.0));
         high.evict(&late);
@@ -557,28 +778,86 @@ mod tests {
         assert_eq!(high.len(), 1);
     }
 
-    #[test]
-    fn window_evicts_and_empties() {
-        let mut trades = VecDeque::new();
-        let mut window = RollingWindow::new(10);
-        for (i, (ts, price)) in [(1, 10.0), (5, 12.0), (9, 11.0)].into_iter().enumerate() {
-            let e = entry(ts, i as u64, price);
-            window.evict_expired(&trades, ts);
-            trades.push_back(e);
-            window.add(&e);
+    /// Moves every window to `now` and drops what no window holds, as the engine does.
+    fn advance(log: &mut TradeLog, windows: &mut [RollingWindow], now: Timestamp) {
+        for window in windows.iter_mut() {
+            window.evict_expired(log, now);
         }
-        let stats = window.stats(&trades);
+        let unused = windows.iter().map(RollingWindow::start).min().unwrap_or(0);
+        log.drop_front(unused);
+        for window in windows.iter_mut() {
+            window.trades_dropped(unused);
+        }
+    }
+
+    #[test]
+    fn windows_evict_and_empty() {
+        let mut log = TradeLog::new();
+        let mut windows = [RollingWindow::new(10), RollingWindow::new(5)];
+        for (i, (ts, price)) in [(1, 10.0), (5, 12.0), (9, 11.0)].into_iter().enumerate() {
+            advance(&mut log, &mut windows, ts);
+            log.push(entry(ts, i as u64, price));
+            for window in &mut windows {
+                window.appended(ts);
+            }
+        }
+        let stats = windows[0].stats(&log);
         assert_eq!(stats.count, 3);
         assert_eq!(stats.high, Some(12.0));
         assert_eq!(stats.open, Some(10.0));
         assert_eq!(stats.close, Some(11.0));
         assert_eq!(stats.mean, Some(11.0));
         assert_eq!(stats.stddev, Some(1.0));
-        window.evict_expired(&trades, 11);
-        assert_eq!(window.stats(&trades).count, 2);
-        assert_eq!(window.next_expiry(&trades), Some(15));
-        window.evict_expired(&trades, 100);
-        assert_eq!(window.stats(&trades), WindowStats::empty());
-        assert_eq!(window.next_expiry(&trades), None);
+        let short = windows[1].stats(&log);
+        assert_eq!(
+            (short.count, short.high, short.low),
+            (2, Some(12.0), Some(11.0))
+        );
+        advance(&mut log, &mut windows, 11);
+        assert_eq!(windows[0].stats(&log).count, 2);
+        assert_eq!(windows[0].next_expiry(), Some(15));
+        assert_eq!(windows[1].stats(&log).count, 1);
+        assert_eq!(log.len(), 2, "the first trade left every window");
+        advance(&mut log, &mut windows, 100);
+        assert_eq!(windows[0].stats(&log), WindowStats::empty());
+        assert_eq!(windows[0].next_expiry(), None);
+        assert!(log.is_empty());
+    }
+
+    #[test]
+    fn a_reordered_trade_moves_the_later_running_sums() {
+        let mut log = TradeLog::new();
+        let mut window = RollingWindow::new(100);
+        for (seq, ts) in [10, 30].into_iter().enumerate() {
+            log.push(Entry::new(ts, seq as u64, 2.0, 1.0));
+            window.appended(ts);
+        }
+        let position = log.position_of(20);
+        assert_eq!(position, 1);
+        log.insert(position, Entry::new(20, 2, 5.0, 3.0));
+        window.inserted(&log, position, 30);
+        let stats = window.stats(&log);
+        assert_eq!(stats.count, 3);
+        assert_eq!(stats.volume, 5.0);
+        assert_eq!(stats.notional, 19.0);
+        assert_eq!(stats.high, Some(5.0));
+        assert_eq!((stats.open, stats.close), (Some(2.0), Some(2.0)));
+        // From the reordered trade on: 5 × 3 + 2 × 1 over 4.
+        assert_eq!(log.vwap_from(1), Some(17.0 / 4.0));
+    }
+
+    #[test]
+    fn stddev_of_equal_prices_far_from_the_reference_is_zero() {
+        let mut log = TradeLog::new();
+        log.push(Entry::new(0, 0, 100.0, 1.0));
+        for seq in 1..1000 {
+            log.push(Entry::new(seq, seq as u64, 60_000.1, 0.001));
+        }
+        // The last 999 trades, 59,900 away from the reference price.
+        let stats = log.stats_from(1);
+        let stddev = stats.stddev.unwrap_or(f64::NAN);
+        assert!(stddev < 1e-9, "stddev {stddev:e}");
+        let mean = stats.mean.unwrap_or(f64::NAN);
+        assert!((mean - 60_000.1).abs() < 1e-10, "mean {mean}");
     }
 }
