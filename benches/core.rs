@@ -1,5 +1,6 @@
 //! Trades per second through the analytics core (default six windows and default candle
-//! intervals), on the recorded data in `data/` and on a generated stream of 100 symbols; and the
+//! intervals), on the recorded data in `data/` and on generated streams of 100 and of 10,000
+//! symbols (the same million trades, 20 µs apart, spread over more symbols); and the
 //! same without candles, to show what they cost; and with the alert rules of a typical
 //! configuration evaluated after every trade.
 //!
@@ -149,6 +150,7 @@ fn core(c: &mut Criterion) {
         &recorded("btcusdt_20240808_trades.csv"),
     );
     run(c, "generated_100_symbols", &generated(100, 1_000_000));
+    run(c, "generated_10000_symbols", &generated(10_000, 1_000_000));
     run_with_rules(
         c,
         "equities_ibm_aig_with_alert_rules",

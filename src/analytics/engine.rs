@@ -8,11 +8,15 @@
 //!
 //! Windows of symbols that stop trading still drain as the clock advances: every symbol is
 //! scheduled (in a min-heap) for the stream time at which its oldest windowed trade expires, and
-//! the engine evicts it when the clock gets there. After every call all windows of all symbols are
-//! exact as of the stream clock.
+//! the engine evicts what is due in one pass every 1,024 trades, when the clock moves
+//! without a trade, and before it hands out changed snapshots — so a symbol is marked changed when
+//! its windows lose a trade, and memory follows the longest window. Reads are exact at the stream
+//! clock at any time: a window not yet moved there finds its start by binary search.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::Arc;
 
 use crate::analytics::WindowSpec;
@@ -23,6 +27,12 @@ use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
 
 /// How many recent trade ids per feed and symbol are remembered to detect duplicates.
 pub const DEFAULT_DEDUP_CAPACITY: usize = 4096;
+
+/// A trade moves the windows of its own symbol to the clock; the other symbols' windows are
+/// brought there in one pass every this many applied trades (and before snapshots are taken), so
+/// that a symbol whose trades expire one by one is visited once per pass rather than once per
+/// expiry.
+const SETTLE_EVERY: usize = 1024;
 
 /// Closed candles kept per symbol and interval unless configured otherwise.
 pub const DEFAULT_CANDLE_HISTORY: usize = 1000;
@@ -75,6 +85,8 @@ pub struct SymbolSnapshot {
 pub struct SymbolView<'a> {
     state: &'a SymbolState,
     index: usize,
+    /// The stream time the view reads the windows at.
+    now: Timestamp,
 }
 
 impl SymbolView<'_> {
@@ -103,7 +115,9 @@ impl SymbolView<'_> {
         self.state
             .windows
             .get(index)
-            .map_or_else(WindowStats::empty, |w| w.stats(&self.state.trades))
+            .map_or_else(WindowStats::empty, |w| {
+                w.stats(&self.state.trades, self.now)
+            })
     }
 
     /// Volume of configured window `index` (0 if there is no such window).
@@ -111,12 +125,15 @@ impl SymbolView<'_> {
         self.state
             .windows
             .get(index)
-            .map_or(0.0, |w| w.volume(&self.state.trades))
+            .map_or(0.0, |w| w.volume(&self.state.trades, self.now))
     }
 
     /// VWAP of configured window `index`.
     pub fn window_vwap(&self, index: usize) -> Option<f64> {
-        self.state.windows.get(index)?.vwap(&self.state.trades)
+        self.state
+            .windows
+            .get(index)?
+            .vwap(&self.state.trades, self.now)
     }
 
     /// change_pct of configured window `index`.
@@ -124,7 +141,7 @@ impl SymbolView<'_> {
         self.state
             .windows
             .get(index)?
-            .change_pct(&self.state.trades)
+            .change_pct(&self.state.trades, self.now)
     }
 
     /// Candles of configured interval `index`.
@@ -289,7 +306,11 @@ impl SymbolState {
             last_ts: (self.trade_count > 0).then_some(self.last_ts),
             quote: self.quote.clone(),
             trade_count: self.trade_count,
-            windows: self.windows.iter().map(|w| w.stats(&self.trades)).collect(),
+            windows: self
+                .windows
+                .iter()
+                .map(|w| w.stats(&self.trades, as_of))
+                .collect(),
             candles: self.candles.iter().map(CandleSeries::view).collect(),
         }
     }
@@ -309,6 +330,7 @@ pub struct Engine {
     candles: CandleSettings,
     clock: StreamClock,
     symbols: Vec<SymbolState>,
+    /// Symbol → dense index (foldhash: every trade looks its symbol up here).
     index: HashMap<Symbol, usize>,
     /// (expiry time, symbol index), earliest first; entries superseded by an earlier one for the
     /// same symbol are skipped when they surface.
@@ -317,6 +339,8 @@ pub struct Engine {
     tallies: Vec<FeedTally>,
     recent_ids: HashMap<(FeedId, usize), RecentIds>,
     dedup_capacity: usize,
+    /// Trades applied since other symbols' windows were last brought to the clock.
+    unsettled: usize,
 }
 
 impl Engine {
@@ -335,6 +359,7 @@ impl Engine {
             tallies: Vec::new(),
             recent_ids: HashMap::new(),
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
+            unsettled: 0,
         }
     }
 
@@ -407,7 +432,8 @@ impl Engine {
         }
         self.reschedule(symbol_index);
         self.tallies[feed].applied += 1;
-        if admission == Admission::InOrder {
+        self.unsettled += 1;
+        if self.unsettled >= SETTLE_EVERY {
             self.expire_due(now);
         }
         Outcome::Applied
@@ -446,6 +472,7 @@ impl Engine {
         Some(SymbolView {
             state: &self.symbols[index],
             index,
+            now: self.clock.now().unwrap_or(0),
         })
     }
 
@@ -461,6 +488,7 @@ impl Engine {
     /// Snapshots of every symbol that changed since the last call.
     pub fn take_changed(&mut self) -> Vec<SymbolSnapshot> {
         let now = self.clock.now().unwrap_or(0);
+        self.expire_due(now);
         let mut changed = Vec::with_capacity(self.dirty.len());
         for index in self.dirty.drain(..) {
             let state = &mut self.symbols[index];
@@ -513,6 +541,7 @@ impl Engine {
     }
 
     fn expire_due(&mut self, now: Timestamp) {
+        self.unsettled = 0;
         while let Some(&Reverse((expiry, index))) = self.expiries.peek() {
             if expiry > now {
                 break;

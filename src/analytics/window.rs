@@ -646,29 +646,44 @@ impl RollingWindow {
         self.expires_at = Timestamp::MAX;
     }
 
-    /// Number of trades inside.
-    pub fn count(&self, log: &TradeLog) -> usize {
-        log.len().saturating_sub(self.start)
+    /// Index of the window's first trade at stream time `now`, which may be past
+    /// [`start`](Self::start) if the window has not been brought to `now` (reads are exact
+    /// either way: a binary search finds trades that have expired since).
+    #[inline]
+    pub fn start_at(&self, log: &TradeLog, now: Timestamp) -> usize {
+        if now < self.expires_at {
+            return self.start;
+        }
+        let cutoff = now.saturating_sub(self.length);
+        log.entries
+            .partition_point(|e| e.ts <= cutoff)
+            .max(self.start)
     }
 
-    /// Σ size of the window (what a volume rule reads, without computing every statistic).
-    pub fn volume(&self, log: &TradeLog) -> f64 {
-        log.volume_from(self.start)
+    /// Number of trades inside at stream time `now`.
+    pub fn count(&self, log: &TradeLog, now: Timestamp) -> usize {
+        log.len().saturating_sub(self.start_at(log, now))
     }
 
-    /// The window's VWAP, if its volume is positive.
-    pub fn vwap(&self, log: &TradeLog) -> Option<f64> {
-        log.vwap_from(self.start)
+    /// Σ size of the window at `now` (what a volume rule reads, without computing every
+    /// statistic).
+    pub fn volume(&self, log: &TradeLog, now: Timestamp) -> f64 {
+        log.volume_from(self.start_at(log, now))
     }
 
-    /// The window's change in percent (close / open − 1) × 100, if it holds a trade.
-    pub fn change_pct(&self, log: &TradeLog) -> Option<f64> {
-        log.change_pct_from(self.start)
+    /// The window's VWAP at `now`, if its volume is positive.
+    pub fn vwap(&self, log: &TradeLog, now: Timestamp) -> Option<f64> {
+        log.vwap_from(self.start_at(log, now))
     }
 
-    /// The window's statistics.
-    pub fn stats(&self, log: &TradeLog) -> WindowStats {
-        log.stats_from(self.start)
+    /// The window's change in percent (close / open − 1) × 100 at `now`, if it holds a trade.
+    pub fn change_pct(&self, log: &TradeLog, now: Timestamp) -> Option<f64> {
+        log.change_pct_from(self.start_at(log, now))
+    }
+
+    /// The window's statistics at `now`.
+    pub fn stats(&self, log: &TradeLog, now: Timestamp) -> WindowStats {
+        log.stats_from(self.start_at(log, now))
     }
 }
 
@@ -801,25 +816,32 @@ mod tests {
                 window.appended(ts);
             }
         }
-        let stats = windows[0].stats(&log);
+        let stats = windows[0].stats(&log, 9);
         assert_eq!(stats.count, 3);
         assert_eq!(stats.high, Some(12.0));
         assert_eq!(stats.open, Some(10.0));
         assert_eq!(stats.close, Some(11.0));
         assert_eq!(stats.mean, Some(11.0));
         assert_eq!(stats.stddev, Some(1.0));
-        let short = windows[1].stats(&log);
+        let short = windows[1].stats(&log, 9);
         assert_eq!(
             (short.count, short.high, short.low),
             (2, Some(12.0), Some(11.0))
         );
+        // Read at a later time without moving the windows: still exact.
+        let later = windows[1].stats(&log, 13);
+        assert_eq!(
+            (later.count, later.open, later.high),
+            (1, Some(11.0), Some(11.0))
+        );
+        assert_eq!(windows[0].count(&log, 100), 0);
         advance(&mut log, &mut windows, 11);
-        assert_eq!(windows[0].stats(&log).count, 2);
+        assert_eq!(windows[0].stats(&log, 11).count, 2);
         assert_eq!(windows[0].next_expiry(), Some(15));
-        assert_eq!(windows[1].stats(&log).count, 1);
+        assert_eq!(windows[1].stats(&log, 11).count, 1);
         assert_eq!(log.len(), 2, "the first trade left every window");
         advance(&mut log, &mut windows, 100);
-        assert_eq!(windows[0].stats(&log), WindowStats::empty());
+        assert_eq!(windows[0].stats(&log, 100), WindowStats::empty());
         assert_eq!(windows[0].next_expiry(), None);
         assert!(log.is_empty());
     }
@@ -836,7 +858,7 @@ mod tests {
         assert_eq!(position, 1);
         log.insert(position, Entry::new(20, 2, 5.0, 3.0));
         window.inserted(&log, position, 30);
-        let stats = window.stats(&log);
+        let stats = window.stats(&log, 30);
         assert_eq!(stats.count, 3);
         assert_eq!(stats.volume, 5.0);
         assert_eq!(stats.notional, 19.0);
