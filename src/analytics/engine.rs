@@ -17,6 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use foldhash::{HashMap, HashMapExt, HashSet};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 use crate::analytics::WindowSpec;
@@ -208,7 +209,9 @@ struct SymbolState {
     symbol: Symbol,
     /// Trades inside the longest window, sorted by (event time, arrival).
     trades: TradeLog,
-    windows: Vec<RollingWindow>,
+    /// Inline for up to six windows (the default): every trade reads them, and a
+    /// pointer away they would cost a cache miss per trade once symbols outnumber the cache.
+    windows: SmallVec<[RollingWindow; 6]>,
     candles: Vec<CandleSeries>,
     next_seq: u64,
     last_price: f64,
