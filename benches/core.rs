@@ -12,11 +12,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_main};
-use fixtures::recorded;
+use fixtures::{generated, generated_every, recorded};
 use tickstream::alerts::{AlertEvaluator, RuleBook, RuleSpec};
 use tickstream::analytics::{DEFAULT_CANDLE_HISTORY, Engine, IntervalSpec, Outcome, WindowSpec};
 use tickstream::config::{DEFAULT_INTERVALS, DEFAULT_WINDOWS, parse_intervals, parse_windows};
-use tickstream::model::{FeedId, Symbol, Trade};
+use tickstream::model::Trade;
 
 fn windows() -> Arc<[WindowSpec]> {
     parse_windows(&DEFAULT_WINDOWS.map(String::from))
@@ -38,36 +38,6 @@ fn engine(candles: bool) -> Engine {
     } else {
         engine
     }
-}
-
-/// `count` trades over `symbols` symbols, 20 µs apart, prices on a deterministic random walk.
-fn generated(symbols: usize, count: usize) -> Vec<Trade> {
-    let names: Vec<Symbol> = (0..symbols)
-        .map(|i| Symbol::new(&format!("S{i:05}")))
-        .collect();
-    let mut prices = vec![100.0f64; symbols];
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..count)
-        .map(|i| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let s = (state % symbols as u64) as usize;
-            let step = ((state >> 20) % 21) as f64 - 10.0;
-            prices[s] = (prices[s] + step * 0.01).max(1.0);
-            let ts = 1_700_000_000_000_000_000 + i as i64 * 20_000;
-            Trade {
-                symbol: names[s].clone(),
-                price: prices[s],
-                size: ((state >> 40) % 500 + 1) as f64,
-                exchange_ts: ts,
-                receive_ts: ts,
-                feed: FeedId(0),
-                trade_id: None,
-                side: None,
-            }
-        })
-        .collect()
 }
 
 fn run(c: &mut Criterion, name: &str, trades: &[Trade]) {
@@ -151,6 +121,12 @@ fn core(c: &mut Criterion) {
     );
     run(c, "generated_100_symbols", &generated(100, 1_000_000));
     run(c, "generated_10000_symbols", &generated(10_000, 1_000_000));
+    // The replay bench's file: 5 M trades, 1.5 ms apart, 2 h, the 1 h window full then sliding.
+    run(
+        c,
+        "generated_100_symbols_2h",
+        &generated_every(100, 5_000_000, 1_500_000),
+    );
     run_with_rules(
         c,
         "equities_ibm_aig_with_alert_rules",

@@ -2,6 +2,11 @@
 //! the default candles, fed a steady generated stream; sampled every 30 minutes of event time to
 //! show it stops growing once the longest window (1 h) and the candle histories are full.
 //!
+//! Three scenarios: 6 and 60 trades per symbol per minute for 5 hours with the default candle
+//! history (1,000 bars per interval; the two give bytes per held trade and per symbol), and 6 a
+//! minute for 12 hours with 100 bars, so that every history — the 5-minute bars' after 500
+//! minutes — fills within the run and the flat line after it shows.
+//!
 //! Each scenario runs in a fresh process (this binary re-executed), so allocator reuse between
 //! scenarios does not blur the figures. Run with `cargo bench --bench memory`.
 
@@ -13,8 +18,14 @@ use tickstream::config::{DEFAULT_INTERVALS, DEFAULT_WINDOWS, parse_intervals, pa
 use tickstream::model::{FeedId, Symbol, Trade};
 
 const SYMBOLS: usize = 10_000;
-const HOURS: i64 = 5;
+/// `per_minute,hours,history` of the scenario a child process runs.
 const SCENARIO: &str = "TICKSTREAM_MEMORY_SCENARIO";
+/// (trades per symbol per minute, hours of event time, candle history).
+const SCENARIOS: [(i64, i64, usize); 3] = [
+    (6, 5, DEFAULT_CANDLE_HISTORY),
+    (60, 5, DEFAULT_CANDLE_HISTORY),
+    (6, 12, 100),
+];
 
 /// Resident set size of this process, bytes.
 fn rss_bytes() -> u64 {
@@ -29,22 +40,23 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Feeds `SYMBOLS` symbols `per_minute` trades each, evenly spread, for `HOURS` of event time;
-/// prints `sample <minutes> <rss> <held trades>` every 30 minutes.
-fn run(per_minute: i64) {
+/// Feeds `SYMBOLS` symbols `per_minute` trades each, evenly spread, for `hours` of event time,
+/// keeping `history` closed candles per interval; prints `sample <minutes> <rss> <held trades>`
+/// every 30 minutes.
+fn run(per_minute: i64, hours: i64, history: usize) {
     let windows = parse_windows(&DEFAULT_WINDOWS.map(String::from)).expect("windows");
     let intervals = parse_intervals(&DEFAULT_INTERVALS.map(String::from)).expect("intervals");
     let names: Vec<Symbol> = (0..SYMBOLS)
         .map(|i| Symbol::new(&format!("S{i:05}")))
         .collect();
     let baseline = rss_bytes();
-    let mut engine = Engine::new(Arc::from(windows), 1_000_000_000)
-        .with_candles(Arc::from(intervals), DEFAULT_CANDLE_HISTORY);
+    let mut engine =
+        Engine::new(Arc::from(windows), 1_000_000_000).with_candles(Arc::from(intervals), history);
     let start = 1_700_000_000_000_000_000i64;
     let step = 60_000_000_000 / per_minute;
     let spacing = step / SYMBOLS as i64;
     let mut price = 100.0;
-    for slot in 0..HOURS * 60 * per_minute {
+    for slot in 0..hours * 60 * per_minute {
         for (s, symbol) in names.iter().enumerate() {
             let ts = start + slot * step + s as i64 * spacing;
             price = if price > 101.0 { 99.0 } else { price + 0.01 };
@@ -72,20 +84,31 @@ fn run(per_minute: i64) {
 }
 
 fn main() {
-    if let Ok(per_minute) = std::env::var(SCENARIO) {
-        run(per_minute.parse().expect("trades per minute"));
+    if let Ok(scenario) = std::env::var(SCENARIO) {
+        let fields: Vec<&str> = scenario.split(',').collect();
+        let [per_minute, hours, history] = fields[..] else {
+            panic!("{SCENARIO}: per_minute,hours,history");
+        };
+        run(
+            per_minute.parse().expect("trades per minute"),
+            hours.parse().expect("hours"),
+            history.parse().expect("history"),
+        );
         return;
     }
     let exe = std::env::current_exe().expect("own path");
-    println!("{SYMBOLS} symbols, default windows and candles, {HOURS} h of event time");
+    println!("{SYMBOLS} symbols, default windows and candle intervals");
     let mut finals = Vec::new();
-    for per_minute in [6i64, 60] {
+    for (per_minute, hours, history) in SCENARIOS {
         let output = Command::new(&exe)
-            .env(SCENARIO, per_minute.to_string())
+            .env(SCENARIO, format!("{per_minute},{hours},{history}"))
             .output()
             .expect("scenario runs");
         let text = String::from_utf8_lossy(&output.stdout);
-        println!("\n{per_minute} trades per symbol per minute:");
+        println!(
+            "\n{per_minute} trades per symbol per minute, {hours} h, {history} closed candles per \
+             interval:"
+        );
         println!(
             "{:>8} {:>12} {:>14} {:>14}",
             "minutes", "RSS MiB", "held trades", "bytes/symbol"
@@ -105,7 +128,7 @@ fn main() {
         }
         finals.push(last);
     }
-    if let [(rss_a, held_a), (rss_b, held_b)] = finals[..] {
+    if let [(rss_a, held_a), (rss_b, held_b), _] = finals[..] {
         let per_trade = (rss_b as f64 - rss_a as f64) / (held_b as f64 - held_a as f64);
         let per_symbol = (rss_a as f64 - per_trade * held_a as f64) / SYMBOLS as f64;
         println!(

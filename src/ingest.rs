@@ -55,13 +55,16 @@ impl LiveClock {
         }
     }
 
-    fn observe(&mut self, trade: &crate::model::Trade) {
-        if let Some(samples) = self.offsets.get_mut(&trade.feed) {
-            if samples.len() == OFFSET_SAMPLES {
-                samples.pop_front();
-            }
-            samples.push_back(trade.receive_ts - trade.exchange_ts);
+    /// Takes the offset of a trade; returns whether it came from a live feed.
+    fn observe(&mut self, trade: &crate::model::Trade) -> bool {
+        let Some(samples) = self.offsets.get_mut(&trade.feed) else {
+            return false;
+        };
+        if samples.len() == OFFSET_SAMPLES {
+            samples.pop_front();
         }
+        samples.push_back(trade.receive_ts - trade.exchange_ts);
+        true
     }
 
     /// The venues' time at wall time `now`, as far as it can be told (`None` before any live
@@ -108,6 +111,8 @@ pub struct AnalyticsTask {
     pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
     /// With live feeds: the wall-clock estimate that keeps a quiet market's clock moving.
     pub live_clock: Option<LiveClock>,
+    /// Arrival times (wall clock, ns) of the live trades applied since the last publication.
+    pub arrivals: Vec<i64>,
 }
 
 impl AnalyticsTask {
@@ -187,7 +192,9 @@ impl AnalyticsTask {
                 }
                 if let Some(clock) = &mut self.live_clock {
                     for trade in &trades {
-                        clock.observe(trade);
+                        if clock.observe(trade) {
+                            self.arrivals.push(trade.receive_ts);
+                        }
                     }
                 }
             }
@@ -199,6 +206,24 @@ impl AnalyticsTask {
             MergedEvent::SourceEnded { feed, error } => ended.push((feed, error)),
         }
         self.metrics.core_batches.inc();
+    }
+
+    /// Records how long the live trades just published took from their frame's arrival.
+    fn observe_freshness(&mut self) {
+        if self.arrivals.is_empty() {
+            return;
+        }
+        let now = crate::model::wall_clock_now();
+        let mut longest = 0;
+        for arrival in self.arrivals.drain(..) {
+            let age = now.saturating_sub(arrival).max(0);
+            longest = longest.max(age);
+            self.metrics.freshness.observe(age as f64 * 1e-9);
+        }
+        let longest = longest as f64 * 1e-9;
+        if longest > self.metrics.freshness_max.get() {
+            self.metrics.freshness_max.set(longest);
+        }
     }
 
     fn publish(&mut self, ended: &mut Vec<(FeedId, Option<String>)>) {
@@ -213,6 +238,7 @@ impl AnalyticsTask {
         } else {
             self.publisher.publish(changed, self.engine.now());
         }
+        self.observe_freshness();
         for (index, tally) in self.engine.take_tallies().into_iter().enumerate() {
             let Some(feed) = u16::try_from(index)
                 .ok()

@@ -64,7 +64,8 @@ where
             for lane in lanes.iter_mut() {
                 while lane.open && lane.buffer.is_empty() {
                     match lane.stream.next().await {
-                        Some(Ok(batch)) => lane.buffer.extend(batch),
+                        // The buffer is empty: it takes the batch's allocation, no copy.
+                        Some(Ok(batch)) => lane.buffer = VecDeque::from(batch),
                         Some(Err(error)) => {
                             lane.open = false;
                             lane.error = Some(error.to_string());
@@ -86,7 +87,9 @@ where
                 .min()
                 .unwrap_or(i64::MAX);
             let merged = if lanes.len() == 1 {
-                lanes[0].buffer.drain(..).collect::<Vec<_>>()
+                // One source: its batch goes on as it came (a `Vec` made from a `VecDeque` that
+                // was made from a `Vec` keeps the allocation).
+                Vec::from(std::mem::take(&mut lanes[0].buffer))
             } else {
                 release_until(&mut lanes, watermark)
             };

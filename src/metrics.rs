@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Labels of per-feed counters.
@@ -86,7 +87,18 @@ pub struct Metrics {
     pub stream_lagged: Counter,
     /// Live-stream clients connected.
     pub stream_clients: Gauge,
+    /// Seconds from a live frame's arrival to its trade's statistics being published to readers.
+    pub freshness: Histogram,
+    /// The longest such time seen, seconds.
+    pub freshness_max: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
+
+/// Upper bounds of the freshness histogram's buckets, seconds: fine below a millisecond, where
+/// the service should be.
+pub const FRESHNESS_BUCKETS: [f64; 16] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.002, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -123,6 +135,8 @@ impl Metrics {
             webhook_retries: Counter::default(),
             stream_lagged: Counter::default(),
             stream_clients: Gauge::default(),
+            freshness: Histogram::new(FRESHNESS_BUCKETS),
+            freshness_max: Gauge::default(),
         };
         let counters = [
             (
@@ -245,6 +259,16 @@ impl Metrics {
             metrics.http_requests.clone(),
         );
         registry.register("symbols", "Symbols known", metrics.symbols.clone());
+        registry.register(
+            "freshness_seconds",
+            "Time from a live frame's arrival to its trade's statistics being visible to readers",
+            metrics.freshness.clone(),
+        );
+        registry.register(
+            "freshness_max_seconds",
+            "The longest time from a live frame's arrival to its statistics being visible",
+            metrics.freshness_max.clone(),
+        );
         registry.register(
             "stream_clock_ms",
             "The stream clock (largest event time seen), epoch milliseconds",

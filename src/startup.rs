@@ -212,6 +212,7 @@ impl App {
                     settings.allowed_lateness,
                 )
             }),
+            arrivals: Vec::new(),
         };
         spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
         if let Some(exchange) = demo_exchange {

@@ -23,6 +23,9 @@ use crate::model::Timestamp;
 /// Nanoseconds per millisecond.
 const NANOS_PER_MILLI: i64 = 1_000_000;
 
+/// Closed bars a series may hold beyond its history before the oldest are dropped in one go.
+const TRIM_SLACK: usize = 32;
+
 /// One configured candle interval: its label as configured (`1m`) and its length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntervalSpec {
@@ -171,15 +174,18 @@ impl CandleSeries {
         }
     }
 
-    /// Closed bars held (not counting a forming bar the clock has closed).
-    pub fn closed_len(&self) -> usize {
-        self.closed.len()
-    }
-
     fn push_closed(&mut self, candle: Candle) {
         self.closed.push_back(candle);
-        if self.closed.len() > self.history {
-            self.closed.pop_front();
+        self.trim();
+    }
+
+    /// Drops the oldest bars beyond `history`, a batch at a time: readers already see only the
+    /// last `history` ([`CandleView::closed`]), and one split of the persistent vector costs
+    /// about what a single `pop_front` does.
+    fn trim(&mut self) {
+        let len = self.closed.len();
+        if len > self.history + TRIM_SLACK {
+            self.closed = self.closed.split_off(len - self.history);
         }
     }
 
@@ -193,15 +199,13 @@ impl CandleSeries {
                 }
             }
             Err(index) => {
-                if index == 0 && self.closed.len() >= self.history {
-                    // Older than every bar kept: it would be dropped at once.
+                if index + self.history <= self.closed.len() {
+                    // Older than every bar readers see: it would never show.
                     return;
                 }
                 self.closed
                     .insert(index, Candle::first(start, ts, price, size));
-                if self.closed.len() > self.history {
-                    self.closed.pop_front();
-                }
+                self.trim();
             }
         }
     }

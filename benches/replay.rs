@@ -1,0 +1,167 @@
+//! File replay at full speed: trades per second from a large generated file (5 M trades over 100
+//! symbols, 2 hours of event time) in each replay format — CSV, JSON lines, Parquet — through the
+//! whole service (`App` with the file as its replay source at `--speed max`: reader thread,
+//! channel, analytics task with the default windows and candles, publication), timed until the
+//! core has applied every trade; beside the limit, measured on the same file in the same run:
+//! the same reader only reading and parsing it (the replay stream, its batches counted and
+//! dropped).
+//!
+//! Run with `cargo bench --bench replay` (it first writes the three files, ~0.7 GB in all, to a
+//! temporary directory, and removes them at the end).
+
+mod fixtures;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_main};
+use fixtures::generated_every;
+use polars::prelude::{Column, DataFrame, ParquetWriter};
+use tickstream::config::ServeArgs;
+use tickstream::feeds::FeedRegistry;
+use tickstream::metrics::Metrics;
+use tickstream::model::Trade;
+use tickstream::replay::{ReplaySource, replay_stream};
+use tickstream::{App, Settings};
+use tokio_stream::StreamExt;
+
+/// Trades in each file.
+const TRADES: usize = 5_000_000;
+/// Symbols they are spread over.
+const SYMBOLS: usize = 100;
+/// 1.5 ms apart: 5 M trades span about 2 hours, so the 1 h window fills and then slides.
+const SPACING_NS: i64 = 1_500_000;
+
+fn millis(trade: &Trade) -> i64 {
+    trade.exchange_ts / 1_000_000
+}
+
+/// Writes the three files; prices with two decimals, as a venue would print them.
+fn write_files(dir: &Path, trades: &[Trade]) -> Vec<(&'static str, PathBuf)> {
+    let csv = dir.join("trades.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&csv).expect("create csv"));
+    writeln!(out, "ts,symbol,price,size").expect("write");
+    for t in trades {
+        writeln!(
+            out,
+            "{},{},{:.2},{}",
+            millis(t),
+            t.symbol.as_str(),
+            t.price,
+            t.size
+        )
+        .expect("write");
+    }
+    out.flush().expect("flush");
+
+    let jsonl = dir.join("trades.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&jsonl).expect("create jsonl"));
+    for t in trades {
+        writeln!(
+            out,
+            r#"{{"ts":{},"symbol":"{}","price":{:.2},"size":{}}}"#,
+            millis(t),
+            t.symbol.as_str(),
+            t.price,
+            t.size
+        )
+        .expect("write");
+    }
+    out.flush().expect("flush");
+
+    let parquet = dir.join("trades.parquet");
+    let columns = vec![
+        Column::new("ts".into(), trades.iter().map(millis).collect::<Vec<_>>()),
+        Column::new(
+            "symbol".into(),
+            trades.iter().map(|t| t.symbol.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "price".into(),
+            trades
+                .iter()
+                .map(|t| (t.price * 100.0).round() / 100.0)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "size".into(),
+            trades.iter().map(|t| t.size).collect::<Vec<_>>(),
+        ),
+    ];
+    let mut frame = DataFrame::new(trades.len(), columns).expect("frame");
+    ParquetWriter::new(std::fs::File::create(&parquet).expect("create parquet"))
+        .finish(&mut frame)
+        .expect("write parquet");
+    vec![("csv", csv), ("jsonl", jsonl), ("parquet", parquet)]
+}
+
+/// The limit: the product's reader for `path`, every batch counted and dropped.
+async fn parse_only(path: &Path) -> Duration {
+    let metrics = Metrics::new();
+    let registry = FeedRegistry::new();
+    let source = ReplaySource::from_path(path).expect("source");
+    let status = registry.register(source.display_name(), source.description(), &metrics);
+    let start = Instant::now();
+    let mut stream = Box::pin(replay_stream(source, status.id(), status));
+    let mut count = 0;
+    while let Some(batch) = stream.next().await {
+        count += batch.expect("batch").len();
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(count, TRADES);
+    elapsed
+}
+
+/// The whole service replaying `path` at full speed, until the core has applied every trade.
+async fn whole_service(path: &Path) -> Duration {
+    let settings = Settings::load(ServeArgs {
+        replay: vec![path.to_path_buf()],
+        speed: Some("max".into()),
+        listen: Some("127.0.0.1:0".into()),
+        no_alert_log: true,
+        ..ServeArgs::default()
+    })
+    .expect("settings");
+    let app = App::build(settings).await.expect("app");
+    let processed = app.state().metrics.trades_processed.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let start = Instant::now();
+    let service = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    while processed.get() < TRADES as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed();
+    let _ = stop.send(());
+    let _ = service.await;
+    elapsed
+}
+
+fn replay(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let files = write_files(dir.path(), &generated_every(SYMBOLS, TRADES, SPACING_NS));
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(TRADES as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for (format, path) in &files {
+        group.bench_function(format!("{format}/parse_only"), |b| {
+            b.iter_custom(|n| (0..n).map(|_| runtime.block_on(parse_only(path))).sum())
+        });
+        group.bench_function(format!("{format}/whole_service"), |b| {
+            b.iter_custom(|n| (0..n).map(|_| runtime.block_on(whole_service(path))).sum())
+        });
+    }
+    group.finish();
+}
+
+/// The criterion entry points (generated, so undocumented).
+#[allow(missing_docs)]
+mod harness {
+    criterion::criterion_group!(benches, super::replay);
+}
+
+criterion_main!(harness::benches);
