@@ -6,11 +6,14 @@
 //!
 //! Run with `cargo bench --bench feeds`.
 
+mod fixtures;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_main};
+use fixtures::service_until_applied;
 use tickstream::analytics::Engine;
 use tickstream::config::{DEFAULT_WINDOWS, ServeArgs, parse_windows};
 use tickstream::feeds::FeedDescription;
@@ -21,7 +24,6 @@ use tickstream::metrics::Metrics;
 use tickstream::mock_exchange::{MockExchange, MockOptions, render_trade_frames};
 use tickstream::model::{FeedId, Trade};
 use tickstream::replay::{ReplaySource, load_all};
-use tickstream::{App, Settings};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -142,26 +144,12 @@ async fn mock_to_bare_receiver(trades: &[Trade]) -> Duration {
 /// live Binance feed on it; until the core has applied every trade (polled from its metrics).
 async fn mock_to_service(trades: &[Trade]) -> Duration {
     let (url, cancel) = start_mock(trades).await;
-    let settings = Settings::load(ServeArgs {
+    let args = ServeArgs {
         feed: vec![format!("binance:BTCUSDT@{url}")],
-        listen: Some("127.0.0.1:0".into()),
-        no_alert_log: true,
         ..ServeArgs::default()
-    })
-    .expect("settings");
-    let app = App::build(settings).await.expect("app");
-    let processed = app.state().metrics.trades_processed.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let start = Instant::now();
-    let service = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    while processed.get() < trades.len() as u64 {
-        tokio::time::sleep(Duration::from_micros(100)).await;
-    }
-    let elapsed = start.elapsed();
-    let _ = stop.send(());
-    let _ = service.await;
+    };
+    let elapsed =
+        service_until_applied(args, trades.len() as u64, Duration::from_micros(100)).await;
     cancel.cancel();
     elapsed
 }

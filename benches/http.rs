@@ -229,6 +229,8 @@ fn main() {
             MockOptions {
                 speed: Speed::Factor(SPEED),
                 repeat: true,
+                // Each pass starts a day later in event time: no day-long pause between them.
+                max_pause: Some(Duration::from_millis(1)),
                 ..MockOptions::default()
             },
         )

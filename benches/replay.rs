@@ -16,14 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_main};
-use fixtures::generated_every;
+use fixtures::{generated_every, service_until_applied};
 use polars::prelude::{Column, DataFrame, ParquetWriter};
 use tickstream::config::ServeArgs;
 use tickstream::feeds::FeedRegistry;
 use tickstream::metrics::Metrics;
 use tickstream::model::Trade;
 use tickstream::replay::{ReplaySource, replay_stream};
-use tickstream::{App, Settings};
 use tokio_stream::StreamExt;
 
 /// Trades in each file.
@@ -115,28 +114,12 @@ async fn parse_only(path: &Path) -> Duration {
 
 /// The whole service replaying `path` at full speed, until the core has applied every trade.
 async fn whole_service(path: &Path) -> Duration {
-    let settings = Settings::load(ServeArgs {
+    let args = ServeArgs {
         replay: vec![path.to_path_buf()],
         speed: Some("max".into()),
-        listen: Some("127.0.0.1:0".into()),
-        no_alert_log: true,
         ..ServeArgs::default()
-    })
-    .expect("settings");
-    let app = App::build(settings).await.expect("app");
-    let processed = app.state().metrics.trades_processed.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let start = Instant::now();
-    let service = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    while processed.get() < TRADES as u64 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let elapsed = start.elapsed();
-    let _ = stop.send(());
-    let _ = service.await;
-    elapsed
+    };
+    service_until_applied(args, TRADES as u64, Duration::from_millis(1)).await
 }
 
 fn replay(c: &mut Criterion) {
