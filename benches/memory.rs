@@ -4,8 +4,9 @@
 //!
 //! Three scenarios: 6 and 60 trades per symbol per minute for 5 hours with the default candle
 //! history (1,000 bars per interval; the two give bytes per held trade and per symbol), and 6 a
-//! minute for 12 hours with 100 bars, so that every history — the 5-minute bars' after 500
-//! minutes — fills within the run and the flat line after it shows.
+//! minute for 14 hours with 100 bars, so that everything bounded fills within the run — the
+//! 5-minute bars' history after 500 minutes, the duplicate filter's 4,096 ids per symbol after
+//! 683 — and the flat line after it shows.
 //!
 //! Each scenario runs in a fresh process (this binary re-executed), so allocator reuse between
 //! scenarios does not blur the figures. Run with `cargo bench --bench memory`.
@@ -24,7 +25,7 @@ const SCENARIO: &str = "TICKSTREAM_MEMORY_SCENARIO";
 const SCENARIOS: [(i64, i64, usize); 3] = [
     (6, 5, DEFAULT_CANDLE_HISTORY),
     (60, 5, DEFAULT_CANDLE_HISTORY),
-    (6, 12, 100),
+    (6, 14, 100),
 ];
 
 /// Resident set size of this process, bytes.

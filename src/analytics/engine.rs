@@ -190,15 +190,17 @@ impl RecentIds {
         if self.seen.is_none() && self.order.back().is_some_and(|&last| id < last) {
             self.seen = Some(self.order.iter().copied().collect());
         }
-        if let Some(seen) = &mut self.seen {
-            seen.insert(id);
-        }
-        self.order.push_back(id);
-        if self.order.len() > capacity {
+        // The oldest goes first, so the queue never holds more than `capacity` (a push beyond
+        // it would double the queue's allocation for one id).
+        if self.order.len() >= capacity {
             if let (Some(oldest), Some(seen)) = (self.order.pop_front(), &mut self.seen) {
                 seen.remove(&oldest);
             }
         }
+        if let Some(seen) = &mut self.seen {
+            seen.insert(id);
+        }
+        self.order.push_back(id);
         true
     }
 }
