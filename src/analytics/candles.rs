@@ -128,7 +128,13 @@ impl CandleSeries {
 
     /// Adds a trade applied by the core; `now` is the stream clock after it.
     pub fn add(&mut self, ts: Timestamp, price: f64, size: f64, now: Timestamp) {
-        let start = ts.div_euclid(self.length) * self.length;
+        // Most trades fall in the forming bar: no division for them.
+        let start = match &self.forming {
+            Some(forming) if ts >= forming.start && ts - forming.start < self.length => {
+                forming.start
+            }
+            _ => ts.div_euclid(self.length) * self.length,
+        };
         match &mut self.forming {
             Some(forming) if start == forming.start => {
                 if forming.start + self.length <= now {

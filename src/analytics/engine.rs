@@ -220,6 +220,8 @@ struct SymbolState {
     last_ts: Timestamp,
     trade_count: u64,
     quote: Option<Quote>,
+    /// The last trade ids of each feed that delivered this symbol (usually one).
+    recent_ids: Vec<(FeedId, RecentIds)>,
     /// Earliest live entry of this symbol in the engine's expiry schedule (`i64::MAX`: none).
     scheduled: Timestamp,
     dirty: bool,
@@ -244,9 +246,27 @@ impl SymbolState {
             last_ts: Timestamp::MIN,
             trade_count: 0,
             quote: None,
+            recent_ids: Vec::new(),
             scheduled: Timestamp::MAX,
             dirty: false,
         }
+    }
+
+    fn recent_ids(&self, feed: FeedId) -> Option<&RecentIds> {
+        self.recent_ids
+            .iter()
+            .find_map(|(f, recent)| (*f == feed).then_some(recent))
+    }
+
+    fn recent_ids_mut(&mut self, feed: FeedId) -> &mut RecentIds {
+        let position = match self.recent_ids.iter().position(|(f, _)| *f == feed) {
+            Some(position) => position,
+            None => {
+                self.recent_ids.push((feed, RecentIds::default()));
+                self.recent_ids.len() - 1
+            }
+        };
+        &mut self.recent_ids[position].1
     }
 
     fn evict_expired(&mut self, now: Timestamp) {
@@ -342,7 +362,6 @@ pub struct Engine {
     expiries: BinaryHeap<Reverse<(Timestamp, usize)>>,
     dirty: Vec<usize>,
     tallies: Vec<FeedTally>,
-    recent_ids: HashMap<(FeedId, usize), RecentIds>,
     dedup_capacity: usize,
     /// Trades applied since other symbols' windows were last brought to the clock.
     unsettled: usize,
@@ -362,7 +381,6 @@ impl Engine {
             expiries: BinaryHeap::new(),
             dirty: Vec::new(),
             tallies: Vec::new(),
-            recent_ids: HashMap::new(),
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
             unsettled: 0,
         }
@@ -401,9 +419,8 @@ impl Engine {
         // after a reconnect), however old it is.
         let known = self.index.get(&trade.symbol).copied();
         if let (Some(id), Some(index)) = (trade.trade_id, known) {
-            if self
-                .recent_ids
-                .get(&(trade.feed, index))
+            if self.symbols[index]
+                .recent_ids(trade.feed)
                 .is_some_and(|recent| recent.contains(id))
             {
                 self.tallies[feed].duplicate += 1;
@@ -421,9 +438,8 @@ impl Engine {
             None => self.symbol_index(&trade.symbol),
         };
         if let Some(id) = trade.trade_id {
-            self.recent_ids
-                .entry((trade.feed, symbol_index))
-                .or_default()
+            self.symbols[symbol_index]
+                .recent_ids_mut(trade.feed)
                 .insert(id, self.dedup_capacity);
         }
         let admission = self.clock.observe(trade.exchange_ts);
