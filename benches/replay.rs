@@ -36,38 +36,46 @@ fn millis(trade: &Trade) -> i64 {
     trade.exchange_ts / 1_000_000
 }
 
+/// Writes `trades` to `path` as text, one `line` per trade after an optional header.
+fn write_text(
+    path: &Path,
+    header: Option<&str>,
+    trades: &[Trade],
+    line: impl Fn(&Trade) -> String,
+) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for text in header
+        .map(String::from)
+        .into_iter()
+        .chain(trades.iter().map(line))
+    {
+        writeln!(out, "{text}").expect("write");
+    }
+    out.flush().expect("flush");
+}
+
 /// Writes the three files; prices with two decimals, as a venue would print them.
 fn write_files(dir: &Path, trades: &[Trade]) -> Vec<(&'static str, PathBuf)> {
     let csv = dir.join("trades.csv");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&csv).expect("create csv"));
-    writeln!(out, "ts,symbol,price,size").expect("write");
-    for t in trades {
-        writeln!(
-            out,
+    write_text(&csv, Some("ts,symbol,price,size"), trades, |t| {
+        format!(
             "{},{},{:.2},{}",
             millis(t),
             t.symbol.as_str(),
             t.price,
             t.size
         )
-        .expect("write");
-    }
-    out.flush().expect("flush");
-
+    });
     let jsonl = dir.join("trades.jsonl");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&jsonl).expect("create jsonl"));
-    for t in trades {
-        writeln!(
-            out,
+    write_text(&jsonl, None, trades, |t| {
+        format!(
             r#"{{"ts":{},"symbol":"{}","price":{:.2},"size":{}}}"#,
             millis(t),
             t.symbol.as_str(),
             t.price,
             t.size
         )
-        .expect("write");
-    }
-    out.flush().expect("flush");
+    });
 
     let parquet = dir.join("trades.parquet");
     let columns = vec![
