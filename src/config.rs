@@ -19,6 +19,9 @@ use crate::analytics::{DEFAULT_CANDLE_HISTORY, IntervalSpec, WindowSpec};
 use crate::feeds::connector::{Credentials, FeedSpec, Provider, Secret};
 use crate::replay::{ReplayError, ReplaySource, Speed};
 
+/// The environment variable holding the API token that rule edits require.
+pub const API_TOKEN_ENV: &str = "TICKSTREAM_API_TOKEN";
+
 /// Default HTTP listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default trailing windows.
@@ -176,6 +179,10 @@ pub struct ServeArgs {
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", env = "TICKSTREAM_LISTEN")]
     pub listen: Option<String>,
+    /// The bearer token that endpoints changing state (alert rules) require; from the
+    /// environment, never from the configuration file (a flag would show in `ps`).
+    #[arg(skip)]
+    pub api_token: Option<String>,
 }
 
 /// A number, or a string holding one (`speed = 60` or `speed = "max"`).
@@ -292,6 +299,8 @@ pub struct Settings {
     pub sinks: SinkSettings,
     /// Least time between two `stats` events of one symbol on the live stream.
     pub stream_throttle: Duration,
+    /// The bearer token rule edits require, if one is configured.
+    pub api_token: Option<Secret>,
 }
 
 /// Bounds of the indicator cache.
@@ -504,6 +513,10 @@ impl Settings {
             alert_rules,
             sinks,
             stream_throttle,
+            api_token: args
+                .api_token
+                .filter(|token| !token.is_empty())
+                .map(Secret::new),
         })
     }
 }

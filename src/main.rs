@@ -48,7 +48,10 @@ async fn mock_exchange(args: MockExchangeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: tickstream::config::ServeArgs) -> anyhow::Result<()> {
+async fn serve(mut args: tickstream::config::ServeArgs) -> anyhow::Result<()> {
+    if args.api_token.is_none() {
+        args.api_token = std::env::var(tickstream::config::API_TOKEN_ENV).ok();
+    }
     let settings = Settings::load(args)?;
     let app = App::build(settings).await?;
     app.run_until_stopped(tickstream::shutdown::signal()).await

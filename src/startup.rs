@@ -72,8 +72,12 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let address = listener.local_addr()?;
-        if !address.ip().is_loopback() {
-            tracing::warn!(%address, "the HTTP API listens beyond loopback: anyone on the network can read it");
+        if !address.ip().is_loopback() && settings.api_token.is_none() {
+            tracing::warn!(
+                %address,
+                "the HTTP API listens beyond loopback without an API token: anyone on the network can read it and edit the alert rules (set {})",
+                crate::config::API_TOKEN_ENV
+            );
         }
         let metrics = Arc::new(Metrics::new());
         let feeds = Arc::new(FeedRegistry::new());
@@ -134,6 +138,7 @@ impl App {
             stream,
             stream_throttle: settings.stream_throttle,
             stopping: CancellationToken::new(),
+            api_token: settings.api_token.clone(),
         };
         Ok(App {
             listener,

@@ -10,9 +10,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::alerts::rules::BookError;
@@ -94,8 +96,36 @@ fn book_error(error: BookError) -> ApiError {
     }
 }
 
+/// Proof that a request may change state: it carries the configured API token as
+/// `Authorization: Bearer <token>` (compared in constant time), or no token is configured.
+#[derive(Debug)]
+pub struct RuleEditor;
+
+impl FromRequestParts<AppState> for RuleEditor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = &state.api_token else {
+            return Ok(RuleEditor);
+        };
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, credentials)| credentials.trim());
+        if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+            Ok(RuleEditor)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
 /// `POST /v1/alerts/rules`.
 pub async fn add_rule(
+    _: RuleEditor,
     State(state): State<AppState>,
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<(StatusCode, Json<RuleSpec>), ApiError> {
@@ -106,6 +136,7 @@ pub async fn add_rule(
 
 /// `DELETE /v1/alerts/rules/{id}`.
 pub async fn remove_rule(
+    _: RuleEditor,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RuleSpec>, ApiError> {

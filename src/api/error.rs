@@ -35,6 +35,10 @@ pub enum ApiError {
     /// The path exists but not for this method (405 `method_not_allowed`).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A request that changes state lacks the API token, or has a wrong one (401
+    /// `unauthorized`).
+    #[error("this endpoint needs the API token: `Authorization: Bearer <token>`")]
+    Unauthorized,
     /// The service cannot answer yet or any more (503 `unavailable`).
     #[error("{0}")]
     Unavailable(String),
@@ -55,6 +59,7 @@ impl ApiError {
             | ApiError::UnknownIndicator(_)
             | ApiError::InvalidRule(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -70,6 +75,7 @@ impl ApiError {
             ApiError::InvalidRule(_) => "invalid_rule",
             ApiError::UnknownRule(_) => "unknown_rule",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Unauthorized => "unauthorized",
             ApiError::BadParameter(_) => "bad_parameter",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -82,6 +88,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        if self == ApiError::Unauthorized {
+            let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
+            return (self.status(), challenge, Json(body)).into_response();
+        }
         (self.status(), Json(body)).into_response()
     }
 }

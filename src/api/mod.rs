@@ -65,6 +65,8 @@ pub struct AppState {
     pub stream_throttle: std::time::Duration,
     /// Cancelled when the service starts shutting down (ends live streams).
     pub stopping: tokio_util::sync::CancellationToken,
+    /// The bearer token that endpoints changing state require, if configured.
+    pub api_token: Option<crate::feeds::connector::Secret>,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
             stream: tokio::sync::broadcast::channel(crate::alerts::sink::STREAM_CAPACITY).0,
             stream_throttle: crate::config::DEFAULT_STREAM_THROTTLE,
             stopping: tokio_util::sync::CancellationToken::new(),
+            api_token: None,
         }
     }
 }

@@ -608,3 +608,76 @@ async fn a_hanging_webhook_does_not_hold_back_the_file() {
     app.stop().await;
     assert_alerts_match(&file_alerts(&file), &fired, "file beside a hanging webhook");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_edits_need_the_api_token_when_one_is_configured() {
+    const TOKEN: &str = "correct-horse-battery-staple";
+    let app = TestApp::spawn(ServeArgs {
+        api_token: Some(TOKEN.into()),
+        ..equities_with_rules(Vec::new())
+    })
+    .await;
+    let rule = r#"{"id":"guarded","kind":"price_above","symbol":"IBM","threshold":200}"#;
+    let send = |method: reqwest::Method, path: &str, authorization: Option<String>| {
+        let mut request = app
+            .client
+            .request(method, app.url(path))
+            .header("content-type", "application/json")
+            .body(rule);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap_or_default().to_string());
+            let body: Value = response.json().await.expect("json error body");
+            (status, challenge, body)
+        }
+    };
+    let refused = [
+        None,
+        Some("Bearer wrong".to_string()),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("Basic {TOKEN}")),
+        Some(TOKEN.to_string()),
+    ];
+    for authorization in refused {
+        for (method, path) in [
+            (reqwest::Method::POST, "/v1/alerts/rules"),
+            (reqwest::Method::DELETE, "/v1/alerts/rules/guarded"),
+        ] {
+            let (status, challenge, body) = send(method.clone(), path, authorization.clone()).await;
+            assert_eq!(
+                status, 401,
+                "{method} {path} with {authorization:?}: {body}"
+            );
+            assert_eq!(body["error"]["code"], "unauthorized");
+            assert_eq!(challenge.as_deref(), Some("Bearer"));
+            assert!(
+                !body.to_string().contains(TOKEN),
+                "the error never echoes the token"
+            );
+        }
+    }
+    let (status, _) = app.get("/v1/alerts/rules").await;
+    assert_eq!(status, 200, "reading needs no token");
+    let (status, _, body) = send(
+        reqwest::Method::POST,
+        "/v1/alerts/rules",
+        Some(format!("bearer {TOKEN}")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _, body) = send(
+        reqwest::Method::DELETE,
+        "/v1/alerts/rules/guarded",
+        Some(format!("Bearer {TOKEN}")),
+    )
+    .await;
+    assert_eq!((status, &body["id"]), (200, &json!("guarded")));
+    app.stop().await;
+}
