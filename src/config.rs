@@ -22,6 +22,21 @@ use crate::replay::{ReplayError, ReplaySource, Speed};
 /// The environment variable holding the API token that rule edits require.
 pub const API_TOKEN_ENV: &str = "TICKSTREAM_API_TOKEN";
 
+/// Bounds on the HTTP API's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimitSettings {
+    /// Requests handled at once (the live stream aside); more are answered 503 at once.
+    pub max_in_flight: usize,
+    /// Longest time one request may take, receiving its body included.
+    pub timeout: Duration,
+}
+
+/// Default HTTP limits: 1,024 requests in flight, 10 s each.
+pub const DEFAULT_HTTP_LIMITS: HttpLimitSettings = HttpLimitSettings {
+    max_in_flight: 1024,
+    timeout: Duration::from_secs(10),
+};
+
 /// Default HTTP listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default trailing windows.
@@ -179,6 +194,12 @@ pub struct ServeArgs {
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, value_name = "ADDR", env = "TICKSTREAM_LISTEN")]
     pub listen: Option<String>,
+    /// Most HTTP requests handled at once (the live stream aside); more get 503 (default 1024).
+    #[arg(long, value_name = "N")]
+    pub max_requests_in_flight: Option<usize>,
+    /// Longest time an HTTP request may take, receiving its body included (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub request_timeout: Option<String>,
     /// The bearer token that endpoints changing state (alert rules) require; from the
     /// environment, never from the configuration file (a flag would show in `ps`).
     #[arg(skip)]
@@ -231,6 +252,8 @@ struct FileConfig {
     webhook_timeout: Option<String>,
     webhook_retries: Option<u32>,
     stream_throttle: Option<String>,
+    max_requests_in_flight: Option<usize>,
+    request_timeout: Option<String>,
 }
 
 /// A configuration that cannot run.
@@ -301,6 +324,8 @@ pub struct Settings {
     pub stream_throttle: Duration,
     /// The bearer token rule edits require, if one is configured.
     pub api_token: Option<Secret>,
+    /// Bounds on the HTTP API's work.
+    pub http_limits: HttpLimitSettings,
 }
 
 /// Bounds of the indicator cache.
@@ -496,6 +521,24 @@ impl Settings {
             Some(text) => parse_duration("stream_throttle", &text)?,
             None => DEFAULT_STREAM_THROTTLE,
         };
+        let max_in_flight = args
+            .max_requests_in_flight
+            .or(file.max_requests_in_flight)
+            .unwrap_or(DEFAULT_HTTP_LIMITS.max_in_flight);
+        if max_in_flight == 0 {
+            return Err(invalid("max_requests_in_flight", "must be at least 1"));
+        }
+        let timeout = match args.request_timeout.or(file.request_timeout) {
+            Some(text) => parse_duration("request_timeout", &text)?,
+            None => DEFAULT_HTTP_LIMITS.timeout,
+        };
+        if timeout.is_zero() {
+            return Err(invalid("request_timeout", "must be positive"));
+        }
+        let http_limits = HttpLimitSettings {
+            max_in_flight,
+            timeout,
+        };
 
         Ok(Settings {
             listen,
@@ -513,6 +556,7 @@ impl Settings {
             alert_rules,
             sinks,
             stream_throttle,
+            http_limits,
             api_token: args
                 .api_token
                 .filter(|token| !token.is_empty())

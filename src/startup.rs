@@ -139,6 +139,7 @@ impl App {
             stream_throttle: settings.stream_throttle,
             stopping: CancellationToken::new(),
             api_token: settings.api_token.clone(),
+            limits: crate::api::HttpLimits::new(settings.http_limits),
         };
         Ok(App {
             listener,

@@ -39,6 +39,15 @@ pub enum ApiError {
     /// `unauthorized`).
     #[error("this endpoint needs the API token: `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// Too many requests in flight: this one is shed (503 `overloaded`).
+    #[error("too many requests in flight ({0}); try again shortly")]
+    Overloaded(usize),
+    /// The request was not complete in time, e.g. its body arrived too slowly (408 `timeout`).
+    #[error("the request took longer than {0} ms")]
+    Timeout(u128),
+    /// The request body is larger than the API accepts (413 `payload_too_large`).
+    #[error("request bodies are limited to {0} bytes")]
+    PayloadTooLarge(usize),
     /// The service cannot answer yet or any more (503 `unavailable`).
     #[error("{0}")]
     Unavailable(String),
@@ -60,6 +69,9 @@ impl ApiError {
             | ApiError::InvalidRule(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +88,9 @@ impl ApiError {
             ApiError::UnknownRule(_) => "unknown_rule",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Overloaded(_) => "overloaded",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BadParameter(_) => "bad_parameter",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",

@@ -25,7 +25,7 @@ use axum::Router;
 use axum::extract::{FromRequestParts, MatchedPath, Query, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 
@@ -67,6 +67,8 @@ pub struct AppState {
     pub stopping: tokio_util::sync::CancellationToken,
     /// The bearer token that endpoints changing state require, if configured.
     pub api_token: Option<crate::feeds::connector::Secret>,
+    /// Requests in flight and how long one may take.
+    pub limits: HttpLimits,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             stream_throttle: crate::config::DEFAULT_STREAM_THROTTLE,
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: None,
+            limits: HttpLimits::new(crate::config::DEFAULT_HTTP_LIMITS),
         }
     }
 }
@@ -131,12 +134,53 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stream", get(stream::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The largest request body accepted (alert rules are a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Bounds on the API's work: requests in flight (beyond it, new ones are shed with 503, not
+/// queued) and the time one may take (including receiving its body).
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
+    timeout: std::time::Duration,
+}
+
+impl HttpLimits {
+    /// Limits as configured.
+    pub fn new(settings: crate::config::HttpLimitSettings) -> Self {
+        HttpLimits {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
+            max_in_flight: settings.max_in_flight,
+            timeout: settings.timeout,
+        }
+    }
+}
+
+/// Sheds a request when too many are in flight and bounds its time. The live stream is exempt
+/// (its clients stay connected by design; each has its own bounded queue).
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/v1/stream" {
+        return next.run(request).await;
+    }
+    let limits = &state.limits;
+    let Ok(_permit) = Arc::clone(&limits.in_flight).try_acquire_owned() else {
+        return ApiError::Overloaded(limits.max_in_flight).into_response();
+    };
+    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(limits.timeout.as_millis()).into_response(),
+    }
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -201,7 +245,13 @@ where
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|axum::Json(value)| ApiJson(value))
-            .map_err(|rejection| ApiError::BadParameter(rejection.body_text()))
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+                } else {
+                    ApiError::BadParameter(rejection.body_text())
+                }
+            })
     }
 }
 

@@ -305,3 +305,106 @@ async fn the_default_run_is_the_live_path_over_an_in_process_mock_exchange() {
     assert_eq!(feed["malformed"], 0);
     app.stop().await;
 }
+
+/// Reads one HTTP response from `stream`: its status and JSON body (the server closes or the
+/// body's length is given).
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, Value) {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer))
+                .await
+                .expect("a response in time")
+                .expect("read");
+        raw.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&raw).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(String::from)
+                })
+                .and_then(|l| l.trim().parse::<usize>().ok());
+            if read == 0 || length.is_some_and(|n| body.len() >= n) {
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                return (status, serde_json::from_str(body).unwrap_or(Value::Null));
+            }
+        }
+        assert!(read > 0, "connection closed before a response: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_limits_are_shed_timed_out_or_refused_with_json() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![data_path(EQUITIES)],
+        speed: Some("max".into()),
+        max_requests_in_flight: Some(1),
+        request_timeout: Some("2s".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    // A body over 64 KiB: 413 with the JSON error body.
+    let huge = format!(
+        r#"{{"kind":"price_above","symbol":"{}"}}"#,
+        "X".repeat(70_000)
+    );
+    let response = app
+        .client
+        .post(app.url("/v1/alerts/rules"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    // A client that announces a body and never sends it holds the only slot...
+    let mut stalled = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            b"POST /v1/alerts/rules HTTP/1.1\r\nhost: tickstream\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    // ...so other requests are shed at once with 503, not queued.
+    let mut shed = None;
+    for _ in 0..500 {
+        let (status, body) = app.get("/v1/symbols").await;
+        if status == 503 {
+            shed = Some(body);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let shed = shed.expect("a request shed while the slot is held");
+    assert_eq!(shed["error"]["code"], "overloaded", "{shed}");
+    // The stalled request ends with 408 once its time is up, and the slot is free again.
+    let (status, body) = read_response(&mut stalled).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (408, &Value::from("timeout")),
+        "{body}"
+    );
+    let (status, _) = app.get("/v1/symbols").await;
+    assert_eq!(status, 200);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"status="503""#) && metrics.contains(r#"status="408""#),
+        "shed and timed-out requests are counted"
+    );
+    app.stop().await;
+}
