@@ -408,3 +408,69 @@ async fn requests_beyond_the_limits_are_shed_timed_out_or_refused_with_json() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_always_get_a_4xx_with_a_json_error() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![data_path(EQUITIES)],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let paths = [
+        "/v1/symbols/IBM/candles?limit=-1",
+        "/v1/symbols/IBM/candles?limit=99999999999999999999999",
+        "/v1/symbols/IBM/candles?limit=abc",
+        "/v1/symbols/IBM/candles?interval=0s",
+        "/v1/symbols/IBM/candles?interval=%ZZ",
+        "/v1/symbols/IBM/stats?unknown=1",
+        "/v1/symbols/%00/stats",
+        "/v1/symbols/%F0%28%8C%28/stats",
+        "/v1/symbols/..%2F..%2Fetc%2Fpasswd/stats",
+        "/v1/symbols/IBM/indicators/rsi?period=-5",
+        "/v1/symbols/IBM/indicators/rsi?period=1000000000000",
+        "/v1/symbols/IBM/indicators/rsi?period=1&period=2",
+        "/v1/symbols/IBM/indicators/%2e%2e",
+        "/v1/alerts?limit=-3",
+        "/v1//symbols",
+        "/v1/symbols/IBM/stats/extra",
+        "/%2F%2F",
+        "/v1/stream?events=nonsense",
+    ];
+    let mut seen = std::collections::BTreeMap::new();
+    for path in paths {
+        let (status, body) = app.get(path).await;
+        assert!((400..500).contains(&status), "{path}: {status} {body}");
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+        *seen.entry(status).or_insert(0) += 1;
+    }
+    for method in ["PUT", "PATCH", "DELETE", "TRACE", "FOO"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = app
+            .client
+            .request(method.clone(), app.url("/v1/symbols/IBM/stats"))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        assert!((400..500).contains(&status), "{method}: {status}");
+        let body: Value = response.json().await.expect("json");
+        assert!(body["error"]["code"].is_string(), "{method}: {body}");
+        *seen.entry(status).or_insert(0) += 1;
+    }
+    // A header block far beyond any real client's: refused, and the service stays up.
+    let mut stream = tokio::net::TcpStream::connect(app.address)
+        .await
+        .expect("connect");
+    let huge_header = format!(
+        "GET /v1/symbols HTTP/1.1\r\nhost: x\r\nx-junk: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = stream.write_all(huge_header.as_bytes()).await;
+    drop(stream);
+    let (status, _) = app.get("/v1/symbols").await;
+    assert_eq!(status, 200, "still serving; statuses seen: {seen:?}");
+    println!("hostile requests: statuses seen {seen:?}");
+    app.stop().await;
+}
