@@ -17,6 +17,7 @@ use crate::alerts::RuleSpec;
 use crate::alerts::sink::{SinkSettings, WebhookSettings};
 use crate::analytics::{DEFAULT_CANDLE_HISTORY, IntervalSpec, WindowSpec};
 use crate::feeds::connector::{Credentials, FeedSpec, Provider, Secret};
+use crate::feeds::reconnect::ReconnectPolicy;
 use crate::replay::{ReplayError, ReplaySource, Speed};
 
 /// The environment variable holding the API token that rule edits require.
@@ -89,7 +90,7 @@ pub enum Command {
     /// HTTP API.
     Serve(Box<ServeArgs>),
     /// Serve a recorded file over a local WebSocket in a provider's wire format.
-    MockExchange(MockExchangeArgs),
+    MockExchange(Box<MockExchangeArgs>),
 }
 
 /// Options of `tickstream mock-exchange`.
@@ -113,6 +114,25 @@ pub struct MockExchangeArgs {
     /// Longest wall-clock wait between two trades (e.g. `1s`); longer gaps are shortened.
     #[arg(long, value_name = "DURATION")]
     pub max_pause: Option<String>,
+    /// One tape for all connections, like a live venue: a reconnecting client resumes where
+    /// the tape stands instead of at the file's start.
+    #[arg(long)]
+    pub shared_tape: bool,
+    /// Fault: drop each connection (no closing handshake) after this many trade frames.
+    #[arg(long, value_name = "N")]
+    pub drop_every: Option<u64>,
+    /// Fault: after every N trade frames go silent for DURATION (e.g. `500:30s`).
+    #[arg(long, value_name = "N:DURATION")]
+    pub stall: Option<String>,
+    /// Fault: after every N trade frames send one garbage frame.
+    #[arg(long, value_name = "N")]
+    pub garbage_every: Option<u64>,
+    /// Fault: refuse connections for this long after starting (e.g. `10s`).
+    #[arg(long, value_name = "DURATION")]
+    pub refuse_for: Option<String>,
+    /// Fault (with `--shared-tape`): resend this many recent trades to a new connection.
+    #[arg(long, value_name = "N", default_value = "0")]
+    pub resend_on_connect: usize,
 }
 
 impl Cli {
@@ -200,6 +220,20 @@ pub struct ServeArgs {
     /// Longest time an HTTP request may take, receiving its body included (default 10s).
     #[arg(long, value_name = "DURATION")]
     pub request_timeout: Option<String>,
+    /// Live feeds: silence after which a connection is dropped and reopened (default: the
+    /// provider's own, 10 s to 5 min).
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+    /// Live feeds: longest wait between reconnect attempts (default 30s; the first is 250 ms).
+    #[arg(long, value_name = "DURATION")]
+    pub backoff_max: Option<String>,
+    /// Live feeds: consecutive failed connections that open the circuit breaker (default 10;
+    /// 0 never opens it).
+    #[arg(long, value_name = "N")]
+    pub circuit_failures: Option<u32>,
+    /// Live feeds: how long an open circuit waits before the next attempt (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    pub circuit_open_for: Option<String>,
     /// The bearer token that endpoints changing state (alert rules) require; from the
     /// environment, never from the configuration file (a flag would show in `ps`).
     #[arg(skip)]
@@ -254,6 +288,10 @@ struct FileConfig {
     stream_throttle: Option<String>,
     max_requests_in_flight: Option<usize>,
     request_timeout: Option<String>,
+    stale_after: Option<String>,
+    backoff_max: Option<String>,
+    circuit_failures: Option<u32>,
+    circuit_open_for: Option<String>,
 }
 
 /// A configuration that cannot run.
@@ -326,6 +364,10 @@ pub struct Settings {
     pub api_token: Option<Secret>,
     /// Bounds on the HTTP API's work.
     pub http_limits: HttpLimitSettings,
+    /// Live feeds: how connectors retry.
+    pub reconnect: ReconnectPolicy,
+    /// Live feeds: the stale limit, when not the provider's own.
+    pub stale_after: Option<Duration>,
 }
 
 /// Bounds of the indicator cache.
@@ -539,6 +581,25 @@ impl Settings {
             max_in_flight,
             timeout,
         };
+        let stale_after = args
+            .stale_after
+            .or(file.stale_after)
+            .map(|text| parse_duration("stale_after", &text))
+            .transpose()?;
+        if stale_after.is_some_and(|limit| limit.is_zero()) {
+            return Err(invalid("stale_after", "must be positive"));
+        }
+        let mut reconnect = ReconnectPolicy::default();
+        if let Some(text) = args.backoff_max.or(file.backoff_max) {
+            reconnect.backoff_max = parse_duration("backoff_max", &text)?;
+            reconnect.backoff_initial = reconnect.backoff_initial.min(reconnect.backoff_max);
+        }
+        if let Some(failures) = args.circuit_failures.or(file.circuit_failures) {
+            reconnect.circuit_failures = failures;
+        }
+        if let Some(text) = args.circuit_open_for.or(file.circuit_open_for) {
+            reconnect.circuit_open_for = parse_duration("circuit_open_for", &text)?;
+        }
 
         Ok(Settings {
             listen,
@@ -557,6 +618,8 @@ impl Settings {
             sinks,
             stream_throttle,
             http_limits,
+            reconnect,
+            stale_after,
             api_token: args
                 .api_token
                 .filter(|token| !token.is_empty())

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
-        Command::MockExchange(args) => runtime.block_on(mock_exchange(args)),
+        Command::MockExchange(args) => runtime.block_on(mock_exchange(*args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,15 @@ pub struct FeedLabels {
     pub feed: String,
 }
 
+/// Labels of the per-feed disconnect counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DisconnectLabels {
+    /// The feed's name as `/v1/feeds` shows it.
+    pub feed: String,
+    /// Why the connection ended (`crate::feeds::Disconnect`'s names).
+    pub reason: String,
+}
+
 /// Labels of the HTTP request counter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -58,6 +67,8 @@ pub struct Metrics {
     pub feed_late: Family<FeedLabels, Counter>,
     /// Duplicate trades, per feed.
     pub feed_duplicates: Family<FeedLabels, Counter>,
+    /// Live feeds' ended connections, per feed and reason.
+    pub feed_disconnects: Family<DisconnectLabels, Counter>,
     /// HTTP requests served.
     pub http_requests: Family<HttpLabels, Counter>,
     /// Symbols known.
@@ -121,6 +132,7 @@ impl Metrics {
             feed_malformed: Family::default(),
             feed_late: Family::default(),
             feed_duplicates: Family::default(),
+            feed_disconnects: Family::default(),
             http_requests: Family::default(),
             symbols: Gauge::default(),
             stream_clock_ms: Gauge::default(),
@@ -228,6 +240,11 @@ impl Metrics {
         for (name, help, family) in families {
             registry.register(name, help, family.clone());
         }
+        registry.register(
+            "feed_disconnects",
+            "Live feed connections ended (or never opened), per feed and reason",
+            metrics.feed_disconnects.clone(),
+        );
         let sink_families = [
             (
                 "alerts_dropped",

@@ -38,7 +38,7 @@ use crate::indicators::cache::IndicatorCache;
 use crate::ingest::{AnalyticsTask, LiveClock};
 use crate::merge::{MergedEvent, merge_by_event_time};
 use crate::metrics::Metrics;
-use crate::mock_exchange::{MockExchange, MockOptions};
+use crate::mock_exchange::{MockExchange, MockFaults, MockOptions};
 use crate::model::FeedId;
 use crate::replay::{ReplayItem, ReplaySource, Speed, load_all, pace, replay_stream};
 use crate::shutdown::DRAIN_DEADLINE;
@@ -227,6 +227,8 @@ impl App {
         for (spec, status) in live {
             let connector = ConnectorSettings {
                 recorder: recorder.clone(),
+                reconnect: settings.reconnect.clone(),
+                stale_after: settings.stale_after,
                 ..ConnectorSettings::default()
             };
             spawn_reported(
@@ -432,11 +434,39 @@ pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<M
         .as_deref()
         .map(|text| crate::config::parse_duration("max_pause", text))
         .transpose()?;
+    let duration = |name: &'static str, text: &str| {
+        crate::config::parse_duration(name, text).map_err(anyhow::Error::from)
+    };
+    let stall = args
+        .stall
+        .as_deref()
+        .map(|text| {
+            let (every, pause) = text
+                .split_once(':')
+                .with_context(|| format!("--stall wants N:DURATION, got {text:?}"))?;
+            let every: u64 = every
+                .parse()
+                .with_context(|| format!("--stall: {every:?} is not a frame count"))?;
+            anyhow::Ok((every, duration("stall", pause)?))
+        })
+        .transpose()?;
     let options = MockOptions {
         provider,
         speed,
         repeat: args.repeat,
         max_pause,
+        shared_tape: args.shared_tape,
+        faults: MockFaults {
+            drop_every: args.drop_every,
+            stall,
+            garbage_every: args.garbage_every,
+            refuse_for: args
+                .refuse_for
+                .as_deref()
+                .map(|text| duration("refuse_for", text))
+                .transpose()?,
+            resend_on_connect: args.resend_on_connect,
+        },
         ..MockOptions::default()
     };
     if source.format == crate::replay::ReplayFormat::RawFrames {

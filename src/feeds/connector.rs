@@ -32,7 +32,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
-use crate::feeds::{FeedState, FeedStatus, alpaca, binance, coinbase, finnhub, kraken, polygon};
+use crate::feeds::{
+    Disconnect, FeedState, FeedStatus, alpaca, binance, coinbase, finnhub, kraken, polygon,
+};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 use crate::record::{Direction, FrameRecord, RecordSender, mask};
 
@@ -337,7 +339,7 @@ const EXCERPT_CHARS: usize = 200;
 #[derive(Debug)]
 enum Ended {
     Cancelled,
-    Failed(String),
+    Failed(Disconnect, String),
 }
 
 /// The live stream of `spec`'s trades and quotes, tagged with `feed`; state and counters go to
@@ -373,8 +375,8 @@ pub fn live_stream(
             )
             .await;
             let ended = match connected {
-                Err(_) => Ended::Failed("connect timed out".into()),
-                Ok(Err(error)) => Ended::Failed(format!("connect failed: {error}")),
+                Err(_) => Ended::Failed(Disconnect::ConnectFailed, "connect timed out".into()),
+                Ok(Err(error)) => Ended::Failed(Disconnect::ConnectFailed, format!("connect failed: {error}")),
                 Ok(Ok((mut socket, _response))) => {
                     connections += 1;
                     ctx.reset_sequences();
@@ -401,7 +403,7 @@ pub fn live_stream(
                             let _ = recorder.send(record(Direction::Out, Some(masked), None)).await;
                         }
                         if let Err(error) = socket.send(Message::text(request)).await {
-                            ended = Some(Ended::Failed(format!("subscribe failed: {error}")));
+                            ended = Some(Ended::Failed(Disconnect::SendFailed, format!("subscribe failed: {error}")));
                             break;
                         }
                     }
@@ -429,7 +431,7 @@ pub fn live_stream(
                                 ping_id += 1;
                                 if let Some(ping) = spec.provider.app_ping(ping_id) {
                                     if let Err(error) = socket.send(Message::text(ping)).await {
-                                        ended = Some(Ended::Failed(format!("ping failed: {error}")));
+                                        ended = Some(Ended::Failed(Disconnect::SendFailed, format!("ping failed: {error}")));
                                     }
                                 }
                                 continue;
@@ -438,15 +440,15 @@ pub fn live_stream(
                         last_frame = Instant::now();
                         let message = match next {
                             Err(_) => {
-                                ended = Some(Ended::Failed(format!("no frame for {stale_after:?}: stale feed")));
+                                ended = Some(Ended::Failed(Disconnect::Stale, format!("no frame for {stale_after:?}: stale feed")));
                                 break;
                             }
                             Ok(None) => {
-                                ended = Some(Ended::Failed("connection closed".into()));
+                                ended = Some(Ended::Failed(Disconnect::Closed, "connection closed".into()));
                                 break;
                             }
                             Ok(Some(Err(error))) => {
-                                ended = Some(Ended::Failed(format!("read failed: {error}")));
+                                ended = Some(Ended::Failed(Disconnect::of_read_error(&error), format!("read failed: {error}")));
                                 break;
                             }
                             Ok(Some(Ok(message))) => message,
@@ -456,7 +458,7 @@ pub fn live_stream(
                         let text = match &message {
                             Message::Text(text) => text.as_str(),
                             Message::Close(frame) => {
-                                ended = Some(Ended::Failed(format!("closed by the venue: {frame:?}")));
+                                ended = Some(Ended::Failed(Disconnect::Closed, format!("closed by the venue: {frame:?}")));
                                 break;
                             }
                             // Pings (answered by the transport), pongs and binary frames: life only.
@@ -503,7 +505,7 @@ pub fn live_stream(
                                 FeedEvent::Ack => status.set_state(FeedState::Live),
                                 FeedEvent::Heartbeat => {}
                                 FeedEvent::ServerShutdown => {
-                                    ended = Some(Ended::Failed("the venue announced a shutdown".into()));
+                                    ended = Some(Ended::Failed(Disconnect::VenueShutdown, "the venue announced a shutdown".into()));
                                 }
                                 FeedEvent::ProviderError { code, message } => {
                                     tracing::warn!(feed = status.name(), ?code, %message, "the venue reported an error");
@@ -527,14 +529,14 @@ pub fn live_stream(
                     let _ = socket.close(None).await;
                     if let Some(recorder) = &settings.recorder {
                         let reason = match &ended {
-                            Some(Ended::Failed(reason)) => reason.clone(),
+                            Some(Ended::Failed(_, reason)) => reason.clone(),
                             _ => "stopped".to_string(),
                         };
                         let _ = recorder.send(record(Direction::Close, Some(reason), None)).await;
                     }
                     match (ended, venue_error) {
-                        (Some(Ended::Failed(reason)), Some(error)) => {
-                            Ended::Failed(format!("{reason} (after {error})"))
+                        (Some(Ended::Failed(_, reason)), Some(error)) => {
+                            Ended::Failed(Disconnect::VenueShutdown, format!("{reason} (after {error})"))
                         }
                         (ended, _) => ended.unwrap_or(Ended::Cancelled),
                     }
@@ -542,13 +544,19 @@ pub fn live_stream(
             };
             let reason = match ended {
                 Ended::Cancelled => return,
-                Ended::Failed(reason) => reason,
+                Ended::Failed(kind, reason) => {
+                    status.disconnected(kind);
+                    reason
+                }
             };
             status.set_error(reason.clone());
             let retry = backoff.next(started.elapsed());
             let state = match retry {
                 Retry::Backoff(_) => FeedState::Backoff,
-                Retry::CircuitOpen(_) => FeedState::CircuitOpen,
+                Retry::CircuitOpen(_) => {
+                    status.circuit_opens.fetch_add(1, Ordering::Relaxed);
+                    FeedState::CircuitOpen
+                }
             };
             status.set_state(state);
             tracing::warn!(feed = status.name(), %reason, delay = ?retry.delay(), failures = backoff.failures(), "feed disconnected; retrying");

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
-use crate::metrics::{FeedLabels, Metrics};
+use crate::metrics::{DisconnectLabels, FeedLabels, Metrics};
 use crate::model::{FeedId, to_millis, wall_clock_now};
 
 /// The lifecycle of a feed.
@@ -83,6 +83,96 @@ impl FeedState {
     }
 }
 
+/// Why a live feed's connection ended, or never opened: the `reason` of its disconnect counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// The connection could not be opened (refused, timed out, failed handshake).
+    ConnectFailed,
+    /// The venue closed the connection (a close frame, or the end of the stream).
+    Closed,
+    /// The connection was dropped without a closing handshake (reset, or closed mid-message).
+    Reset,
+    /// No frame for longer than the feed's stale limit.
+    Stale,
+    /// A frame or message over the size limit.
+    TooLarge,
+    /// A text frame that is not UTF-8.
+    InvalidUtf8,
+    /// Any other WebSocket protocol violation.
+    Protocol,
+    /// Any other I/O error.
+    Io,
+    /// The venue announced a shutdown or rejected us (an error followed by a close).
+    VenueShutdown,
+    /// A subscription or ping could not be sent.
+    SendFailed,
+}
+
+impl Disconnect {
+    /// Every reason, in the order of the counters.
+    pub const ALL: [Disconnect; 10] = [
+        Disconnect::ConnectFailed,
+        Disconnect::Closed,
+        Disconnect::Reset,
+        Disconnect::Stale,
+        Disconnect::TooLarge,
+        Disconnect::InvalidUtf8,
+        Disconnect::Protocol,
+        Disconnect::Io,
+        Disconnect::VenueShutdown,
+        Disconnect::SendFailed,
+    ];
+
+    /// The reason's name in `/v1/feeds` and `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Disconnect::ConnectFailed => "connect_failed",
+            Disconnect::Closed => "closed",
+            Disconnect::Reset => "reset",
+            Disconnect::Stale => "stale",
+            Disconnect::TooLarge => "too_large",
+            Disconnect::InvalidUtf8 => "invalid_utf8",
+            Disconnect::Protocol => "protocol",
+            Disconnect::Io => "io",
+            Disconnect::VenueShutdown => "venue_shutdown",
+            Disconnect::SendFailed => "send_failed",
+        }
+    }
+
+    /// The reason a read error ended a connection.
+    pub fn of_read_error(error: &tokio_tungstenite::tungstenite::Error) -> Self {
+        use std::io::ErrorKind;
+        use tokio_tungstenite::tungstenite::Error;
+        use tokio_tungstenite::tungstenite::error::ProtocolError;
+        match error {
+            Error::ConnectionClosed | Error::AlreadyClosed => Disconnect::Closed,
+            Error::Capacity(_) => Disconnect::TooLarge,
+            Error::Utf8(_) => Disconnect::InvalidUtf8,
+            Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Disconnect::Reset,
+            Error::Protocol(_) => Disconnect::Protocol,
+            Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::UnexpectedEof
+                        | ErrorKind::BrokenPipe
+                ) =>
+            {
+                Disconnect::Reset
+            }
+            _ => Disconnect::Io,
+        }
+    }
+
+    fn index(self) -> usize {
+        Disconnect::ALL
+            .iter()
+            .position(|&reason| reason == self)
+            .unwrap_or(0)
+    }
+}
+
 /// What a feed is, for display: kind, source and format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedDescription {
@@ -126,6 +216,10 @@ pub struct FeedStatus {
     pub quotes: AtomicU64,
     /// Live feeds: gaps in the venue's trade ids or sequence numbers.
     pub gaps: AtomicU64,
+    /// Live feeds: times the circuit breaker opened.
+    pub circuit_opens: AtomicU64,
+    /// Live feeds: ended connections, by [`Disconnect`] (in `Disconnect::ALL`'s order).
+    disconnects: Vec<Counter>,
     connected_ms: AtomicI64,
     last_frame_ms: AtomicI64,
     lag_ms: AtomicI64,
@@ -162,6 +256,18 @@ impl FeedStatus {
     pub fn saw_frame(&self, receive_ms: i64) {
         self.frames.fetch_add(1, Ordering::Relaxed);
         self.last_frame_ms.store(receive_ms, Ordering::Relaxed);
+    }
+
+    /// Counts a connection that ended (or never opened) for `reason`.
+    pub fn disconnected(&self, reason: Disconnect) {
+        if let Some(counter) = self.disconnects.get(reason.index()) {
+            counter.inc();
+        }
+    }
+
+    /// Connections ended for `reason` so far.
+    pub fn disconnects(&self, reason: Disconnect) -> u64 {
+        self.disconnects.get(reason.index()).map_or(0, Counter::get)
     }
 
     /// Records the latest exchange-to-receive lag, milliseconds.
@@ -235,6 +341,12 @@ impl FeedStatus {
             frames: self.frames.load(Ordering::Relaxed),
             quotes: self.quotes.load(Ordering::Relaxed),
             gaps: self.gaps.load(Ordering::Relaxed),
+            disconnects: Disconnect::ALL
+                .iter()
+                .map(|&reason| (reason.name(), self.disconnects(reason)))
+                .filter(|&(_, count)| count > 0)
+                .collect(),
+            circuit_opens: self.circuit_opens.load(Ordering::Relaxed),
             connected_since_ms: millis(&self.connected_ms),
             last_frame_age_ms: millis(&self.last_frame_ms)
                 .map(|last| (to_millis(wall_clock_now()) - last).max(0)),
@@ -297,6 +409,10 @@ pub struct FeedView {
     pub quotes: u64,
     /// Live feeds: sequence or trade-id gaps.
     pub gaps: u64,
+    /// Live feeds: ended connections by reason (only the reasons seen).
+    pub disconnects: std::collections::BTreeMap<&'static str, u64>,
+    /// Live feeds: times the circuit breaker opened.
+    pub circuit_opens: u64,
     /// Live feeds: when the current connection went live (wall clock, epoch ms).
     pub connected_since_ms: Option<i64>,
     /// Live feeds: milliseconds since the last frame.
@@ -327,6 +443,21 @@ impl FeedRegistry {
         let mut feeds = self.feeds.write().unwrap_or_else(|p| p.into_inner());
         let id = FeedId(u16::try_from(feeds.len()).unwrap_or(u16::MAX));
         let labels = FeedLabels { feed: name.clone() };
+        // Replays have no connections: no disconnect counters in `/metrics` for them.
+        let disconnects = if description.kind == "replay" {
+            Vec::new()
+        } else {
+            Disconnect::ALL
+                .iter()
+                .map(|reason| {
+                    let labels = DisconnectLabels {
+                        feed: labels.feed.clone(),
+                        reason: reason.name().to_string(),
+                    };
+                    metrics.feed_disconnects.get_or_create(&labels).clone()
+                })
+                .collect()
+        };
         let status = Arc::new(FeedStatus {
             id,
             name,
@@ -345,6 +476,8 @@ impl FeedRegistry {
             frames: AtomicU64::new(0),
             quotes: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            circuit_opens: AtomicU64::new(0),
+            disconnects,
             connected_ms: AtomicI64::new(0),
             last_frame_ms: AtomicI64::new(0),
             lag_ms: AtomicI64::new(0),

@@ -21,43 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::*;
 
-/// Starts a mock exchange; returns its address and the token that stops it.
-async fn start_mock(
-    address: SocketAddr,
-    trades: &[Trade],
-    options: MockOptions,
-) -> (SocketAddr, CancellationToken) {
-    let exchange = MockExchange::bind(address, trades, options)
-        .await
-        .expect("binds");
-    let address = exchange.local_addr().expect("bound");
-    let cancel = CancellationToken::new();
-    tokio::spawn(exchange.run(cancel.clone()));
-    (address, cancel)
-}
-
 fn feed_args(address: SocketAddr) -> ServeArgs {
     ServeArgs {
         feed: vec![format!("binance:BTCUSDT@ws://{address}")],
         ..ServeArgs::default()
     }
-}
-
-/// Polls `/v1/feeds` until `done` holds for the first feed (a safety limit, not a timing check).
-async fn wait_for_feed(
-    app: &TestApp,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    for _ in 0..3000 {
-        let (_, body) = app.get("/v1/feeds").await;
-        if done(&body["feeds"][0]) {
-            return body["feeds"][0].clone();
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("feed never reached the expected state: {last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 //! - `support`: data loading, the polars oracle, a real service on a random loopback port.
 //! - `alerts`: golden alerts over a replay at two speeds, the rules API, webhook, file (SIGTERM),
 //!   the SSE stream and a stalled stream client.
+//! - `faults`: injected faults (drops, stalls, refusals, garbage) and WebSocket protocol
+//!   violations on both sides, counted exactly.
 //! - `candles_vs_polars`: candles from the core against polars `group_by_dynamic`.
 //! - `indicators_http`: candles and indicators over real HTTP, errors, the cache's single flight.
 //! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
@@ -13,6 +15,7 @@
 
 mod alerts;
 mod candles_vs_polars;
+mod faults;
 mod http;
 mod indicators_golden;
 mod indicators_http;

@@ -10,8 +10,10 @@ use std::time::Duration;
 use polars::prelude::*;
 use tickstream::analytics::{WindowSpec, WindowStats};
 use tickstream::config::ServeArgs;
+use tickstream::mock_exchange::{MockExchange, MockOptions};
 use tickstream::model::{FeedId, Symbol, Trade};
 use tickstream::{App, Settings};
+use tokio_util::sync::CancellationToken;
 
 /// Path of a file in `data/`.
 pub fn data_path(name: &str) -> PathBuf {
@@ -596,4 +598,36 @@ pub fn assert_candle_matches(actual: &CandleRow, expected: &CandleRow, context: 
         actual.notional,
         expected.notional
     );
+}
+
+/// Starts a mock exchange; returns its address and the token that stops it.
+pub async fn start_mock(
+    address: SocketAddr,
+    trades: &[Trade],
+    options: MockOptions,
+) -> (SocketAddr, CancellationToken) {
+    let exchange = MockExchange::bind(address, trades, options)
+        .await
+        .expect("binds");
+    let address = exchange.local_addr().expect("bound");
+    let cancel = CancellationToken::new();
+    tokio::spawn(exchange.run(cancel.clone()));
+    (address, cancel)
+}
+
+/// Polls `/v1/feeds` until `done` holds for the first feed (a safety limit, not a timing check).
+pub async fn wait_for_feed(
+    app: &TestApp,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..3000 {
+        let (_, body) = app.get("/v1/feeds").await;
+        if done(&body["feeds"][0]) {
+            return body["feeds"][0].clone();
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("feed never reached the expected state: {last}");
 }
