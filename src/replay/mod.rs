@@ -93,6 +93,13 @@ impl ReplayFormat {
 pub enum ReplayInput {
     /// A file on disk.
     File(PathBuf),
+    /// Bytes in memory (CSV, JSON lines or raw frames), e.g. a fuzzer's input.
+    Memory {
+        /// A name for display.
+        name: String,
+        /// The contents.
+        bytes: Arc<[u8]>,
+    },
     /// Bytes compiled into the binary (CSV or JSON lines).
     Embedded {
         /// A name for display.
@@ -195,6 +202,7 @@ impl ReplaySource {
         match &self.input {
             ReplayInput::File(path) => path.display().to_string(),
             ReplayInput::Embedded { name, .. } => format!("embedded:{name}"),
+            ReplayInput::Memory { name, .. } => format!("memory:{name}"),
         }
     }
 
@@ -227,6 +235,14 @@ impl ReplaySource {
                 if self.format == ReplayFormat::Parquet {
                     return Err(ReplayError::EmbeddedParquet {
                         source_name: (*name).to_string(),
+                    });
+                }
+                Ok(bytes.len() as u64)
+            }
+            ReplayInput::Memory { name, bytes } => {
+                if self.format == ReplayFormat::Parquet {
+                    return Err(ReplayError::EmbeddedParquet {
+                        source_name: name.clone(),
                     });
                 }
                 Ok(bytes.len() as u64)
@@ -294,6 +310,50 @@ pub async fn load_all(source: ReplaySource) -> Result<Vec<Trade>, ReplayError> {
         trades.extend(item?);
     }
     Ok(trades)
+}
+
+/// What [`read_bytes`] found.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// The trades, in input order.
+    pub trades: Vec<Trade>,
+    /// Rows (or lines) read.
+    pub rows: u64,
+    /// Rows that did not parse (counted and skipped).
+    pub malformed: u64,
+}
+
+/// Reads `bytes` in `format` (CSV, JSON lines or raw frames; not Parquet) with the same reader a
+/// replay uses, on the calling thread: for fuzzing and tools. Call it from a plain thread, not
+/// from inside an async runtime.
+pub fn read_bytes(format: ReplayFormat, bytes: &[u8]) -> Result<ReadOutcome, ReplayError> {
+    let source = ReplaySource {
+        input: ReplayInput::Memory {
+            name: "input".into(),
+            bytes: Arc::from(bytes),
+        },
+        format,
+        repeat: false,
+    };
+    let size = source.check()?;
+    let metrics = crate::metrics::Metrics::new();
+    let registry = crate::feeds::FeedRegistry::new();
+    let status = registry.register(source.display_name(), source.description(), &metrics);
+    // One slot per possible batch (a batch holds at least one trade, a trade at least one
+    // byte), so the reader never waits for a consumer that runs only after it.
+    let capacity = usize::try_from(size)
+        .unwrap_or(usize::MAX >> 4)
+        .min(usize::MAX >> 4)
+        + 4;
+    let (sender, mut receiver) = mpsc::channel(capacity);
+    read_source(&source, status.id(), Arc::clone(&status), sender);
+    let mut outcome = ReadOutcome::default();
+    while let Ok(item) = receiver.try_recv() {
+        outcome.trades.extend(item?);
+    }
+    outcome.rows = status.rows.get();
+    outcome.malformed = status.malformed.get();
+    Ok(outcome)
 }
 
 /// Reads every pass of `source` on the current (blocking) thread.
@@ -592,5 +652,6 @@ fn open_text(source: &ReplaySource) -> Result<Box<dyn std::io::Read + Send>, Rep
             Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
         }
         ReplayInput::Embedded { bytes, .. } => Ok(Box::new(*bytes)),
+        ReplayInput::Memory { bytes, .. } => Ok(Box::new(std::io::Cursor::new(Arc::clone(bytes)))),
     }
 }

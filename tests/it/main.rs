@@ -5,6 +5,7 @@
 //!   the SSE stream and a stalled stream client.
 //! - `faults`: injected faults (drops, stalls, refusals, garbage) and WebSocket protocol
 //!   violations on both sides, counted exactly.
+//! - `fuzz_regressions`: the fuzz targets' seeds and past crashes through the same parsers.
 //! - `candles_vs_polars`: candles from the core against polars `group_by_dynamic`.
 //! - `indicators_http`: candles and indicators over real HTTP, errors, the cache's single flight.
 //! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
@@ -16,6 +17,7 @@
 mod alerts;
 mod candles_vs_polars;
 mod faults;
+mod fuzz_regressions;
 mod http;
 mod indicators_golden;
 mod indicators_http;

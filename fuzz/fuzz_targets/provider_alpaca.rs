@@ -1,0 +1,10 @@
+//! Fuzz target: the Alpaca frame parser. The input is a sequence of frames, one per line, parsed
+//! with one context (as one connection would), so sequence and gap tracking are exercised too.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tickstream::feeds::connector::Provider;
+
+fuzz_target!(|data: &[u8]| {
+    tickstream_fuzz_support::parse_frames(Provider::Alpaca, data);
+});

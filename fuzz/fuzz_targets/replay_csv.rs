@@ -1,0 +1,9 @@
+//! Fuzz target: the csv replay reader, over the whole input as one file.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tickstream::replay::ReplayFormat;
+
+fuzz_target!(|data: &[u8]| {
+    tickstream_fuzz_support::read_replay(ReplayFormat::Csv, data);
+});
