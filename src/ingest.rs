@@ -116,20 +116,25 @@ pub struct AnalyticsTask {
 }
 
 impl AnalyticsTask {
-    /// Runs until the channel closes (every source is done) or `cancel` fires.
+    /// Runs until the channel closes: every source is done, or, after `cancel` fired, every
+    /// source has stopped and everything they had sent is applied (the drain at shutdown).
     #[tracing::instrument(name = "analytics", skip_all)]
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut ended: Vec<(FeedId, Option<String>)> = Vec::new();
         let mut quiet = tokio::time::interval(QUIET_TICK);
         quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut draining = false;
         loop {
             let first = tokio::select! {
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled(), if !draining => {
+                    draining = true;
+                    continue;
+                }
                 event = self.events.recv() => match event {
                     Some(event) => event,
                     None => break,
                 },
-                _ = quiet.tick(), if self.live_clock.is_some() => {
+                _ = quiet.tick(), if self.live_clock.is_some() && !draining => {
                     let estimate = self
                         .live_clock
                         .as_ref()

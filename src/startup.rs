@@ -175,6 +175,9 @@ impl App {
             demo_exchange,
         } = self;
         let cancel = state.stopping.clone();
+        let metrics = Arc::clone(&state.metrics);
+        let live_statuses: Vec<Arc<FeedStatus>> =
+            live.iter().map(|(_, status)| Arc::clone(status)).collect();
         let tasks = TaskTracker::new();
         let (alerts_tx, sink_task) = crate::alerts::sink::start(
             &settings.sinks,
@@ -256,6 +259,10 @@ impl App {
                     cancel.child_token(),
                 ),
             );
+        } else {
+            // Only the sources hold senders: once they stop, the analytics task sees the channel
+            // close and knows it has drained everything.
+            drop(events_tx);
         }
         tasks.close();
 
@@ -296,17 +303,38 @@ impl App {
         // Every connector has stopped: the recorders drain what they were sent and flush.
         drop(recorder);
         drop(trade_recorder);
-        for (what, thread) in [
-            ("frames", recorder_thread),
-            ("trades", trade_recorder_thread),
+        let mut recorded = [0u64; 2];
+        for (slot, what, thread) in [
+            (0, "frames", recorder_thread),
+            (1, "trades", trade_recorder_thread),
         ] {
             let Some(thread) = thread else { continue };
             match tokio::task::spawn_blocking(move || thread.join()).await {
-                Ok(Ok(Ok(count))) => tracing::info!(what, count, "recording flushed"),
+                Ok(Ok(Ok(count))) => {
+                    recorded[slot] = count;
+                    tracing::info!(what, count, "recording flushed");
+                }
                 Ok(Ok(Err(error))) => tracing::error!(what, %error, "recording failed"),
                 _ => tracing::error!(what, "a recorder thread panicked"),
             }
         }
+        // The accounts of the run, once everything is drained: what came in, what was kept.
+        let sink = |name: &str| {
+            let labels = crate::metrics::SinkLabels { sink: name.into() };
+            metrics.alerts_delivered.get_or_create(&labels).get()
+        };
+        let live_received: u64 = live_statuses.iter().map(|status| status.rows.get()).sum();
+        tracing::info!(
+            live_trades_received = live_received,
+            trades_applied = metrics.trades_processed.get(),
+            duplicates = metrics.trades_duplicate.get(),
+            late = metrics.trades_late.get(),
+            frames_recorded = recorded[0],
+            trades_recorded = recorded[1],
+            alerts_fired = metrics.alerts_fired.get(),
+            alerts_written_to_file = sink("file"),
+            "stopped"
+        );
         Ok(())
     }
 }
