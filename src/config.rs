@@ -164,6 +164,11 @@ pub struct ServeArgs {
     /// Record what the live feeds deliver (raw frames, `*.frames.jsonl`) into this directory.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// On start, before the live feeds connect, apply the trades recorded in this directory
+    /// (by `--record`) within the longest window and candle history: the state of a service
+    /// that never stopped.
+    #[arg(long, value_name = "DIR")]
+    pub recover: Option<PathBuf>,
     /// Start replays over at their end (event times move forward a whole number of days).
     #[arg(long = "replay-loop")]
     pub replay_loop: bool,
@@ -268,6 +273,7 @@ struct FileFeed {
 struct FileConfig {
     listen: Option<String>,
     record: Option<PathBuf>,
+    recover: Option<PathBuf>,
     feeds: Option<Vec<FileFeed>>,
     replay: Option<Vec<PathBuf>>,
     speed: Option<NumberOrText>,
@@ -337,6 +343,8 @@ pub struct Settings {
     pub feeds: Vec<FeedSpec>,
     /// Where to record live feeds' frames.
     pub record: Option<PathBuf>,
+    /// Where to recover recorded trades from at start.
+    pub recover: Option<PathBuf>,
     /// Nothing configured: run the built-in demo (the bundled sample served by an in-process
     /// mock exchange, read by a real connector).
     pub demo: bool,
@@ -607,6 +615,7 @@ impl Settings {
             feeds,
             demo: embedded,
             record: args.record.or(file.record),
+            recover: args.recover.or(file.recover),
             speed,
             max_pause,
             windows,

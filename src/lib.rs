@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod mock_exchange;
 pub mod model;
 pub mod record;
+pub mod recover;
 pub mod replay;
 pub mod shutdown;
 pub mod startup;

@@ -190,7 +190,15 @@ impl App {
             match &settings.record {
                 Some(directory) if !live.is_empty() => {
                     let (frames, frames_thread) = crate::record::start(directory.clone())?;
-                    let (trades, trades_thread) = crate::record::start_trades(directory.clone())?;
+                    let (trades, trades_thread) = crate::record::start_trades(
+                        directory.clone(),
+                        state
+                            .feeds
+                            .all()
+                            .iter()
+                            .map(|f| f.name().to_string())
+                            .collect(),
+                    )?;
                     tracing::info!(directory = %directory.display(), "recording the live feeds");
                     (
                         Some(frames),
@@ -224,6 +232,34 @@ impl App {
             arrivals: Vec::new(),
         };
         spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
+        if let Some(directory) = &settings.recover {
+            // Applied before any live feed connects: the channel keeps them ahead of live trades.
+            let feeds: Vec<(String, FeedId)> = live
+                .iter()
+                .map(|(_, status)| (status.name().to_string(), status.id()))
+                .collect();
+            let fallback = live.first().map_or(FeedId(0), |(_, status)| status.id());
+            let recovered =
+                crate::recover::recover(directory, recovery_horizon(&settings), &feeds, fallback)
+                    .await
+                    .context("cannot recover the recorded state")?;
+            tracing::info!(
+                directory = %directory.display(),
+                files = recovered.files,
+                trades = recovered.trades.len(),
+                older_than_horizon = recovered.older,
+                "recovering the recorded state"
+            );
+            for batch in recovered.trades.chunks(crate::replay::BATCH_SIZE) {
+                if events_tx
+                    .send(MergedEvent::Trades(batch.to_vec()))
+                    .await
+                    .is_err()
+                {
+                    anyhow::bail!("the analytics task stopped during recovery");
+                }
+            }
+        }
         if let Some(exchange) = demo_exchange {
             spawn_reported(&tasks, "mock-exchange", exchange.run(cancel.child_token()));
         }
@@ -337,6 +373,22 @@ impl App {
         );
         Ok(())
     }
+}
+
+/// How far back `--recover` replays: the longest window or the longest interval's candle
+/// history, whichever is longer, plus the allowed lateness.
+fn recovery_horizon(settings: &Settings) -> i64 {
+    let window = settings.windows.iter().map(|w| w.length).max().unwrap_or(0);
+    let history = i64::try_from(settings.candle_history).unwrap_or(i64::MAX);
+    let candles = settings
+        .intervals
+        .iter()
+        .map(|interval| interval.length.saturating_mul(history))
+        .max()
+        .unwrap_or(0);
+    window
+        .max(candles)
+        .saturating_add(settings.allowed_lateness)
 }
 
 /// Spawns `task` on the tracker; a panic is logged, never silent.

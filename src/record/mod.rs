@@ -182,6 +182,7 @@ fn write_trades(
     directory: &Path,
     started: DateTime<Utc>,
     trades: &[crate::model::Trade],
+    feed_names: &[String],
 ) -> Result<(), RecordError> {
     use polars::prelude::*;
     let path = directory.join(format!(
@@ -213,6 +214,13 @@ fn write_trades(
             "id".into(),
             trades.iter().map(|t| t.trade_id).collect::<Vec<_>>(),
         ),
+        Column::new(
+            "feed".into(),
+            trades
+                .iter()
+                .map(|t| feed_names.get(t.feed.index()).map_or("", String::as_str))
+                .collect::<Vec<_>>(),
+        ),
     ];
     let mut frame = DataFrame::new(trades.len(), columns).map_err(polars_error)?;
     let file = std::fs::File::create(&path).map_err(|source| RecordError::Io {
@@ -229,6 +237,7 @@ fn write_trades(
 /// every sender is dropped.
 pub fn start_trades(
     directory: PathBuf,
+    feed_names: Vec<String>,
 ) -> Result<
     (
         TradeRecordSender,
@@ -254,7 +263,7 @@ pub fn start_trades(
                 if !chunk.is_empty()
                     && (chunk.len() >= TRADES_PER_FILE || hour_of(now) != hour_of(started))
                 {
-                    write_trades(&thread_directory, started, &chunk)?;
+                    write_trades(&thread_directory, started, &chunk, &feed_names)?;
                     written += chunk.len() as u64;
                     chunk.clear();
                 }
@@ -264,7 +273,7 @@ pub fn start_trades(
                 chunk.extend(batch);
             }
             if !chunk.is_empty() {
-                write_trades(&thread_directory, started, &chunk)?;
+                write_trades(&thread_directory, started, &chunk, &feed_names)?;
                 written += chunk.len() as u64;
             }
             Ok(written)

@@ -12,6 +12,7 @@
 //! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
 //! - `http`: the running service over real HTTP, every endpoint and its errors.
 //! - `live`: the mock exchange and the real connector over loopback WebSockets.
+//! - `recover`: `--recover` after a stop equals a service that never stopped.
 //! - `shutdown`: SIGTERM and Ctrl-C mid-stream: every trade received recorded, every alert
 //!   fired written, exit 0.
 //! - `replay`: the file formats, malformed, late and duplicate rows, missing files, exit codes.
@@ -24,6 +25,7 @@ mod http;
 mod indicators_golden;
 mod indicators_http;
 mod live;
+mod recover;
 mod replay;
 mod shutdown;
 mod support;
