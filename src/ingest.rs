@@ -244,6 +244,11 @@ impl AnalyticsTask {
             self.publisher.publish(changed, self.engine.now());
         }
         self.observe_freshness();
+        let depth = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.core_queue_depth.set(depth(self.events.len()));
+        self.metrics
+            .alert_queue_depth
+            .set(depth(self.alerts.max_capacity() - self.alerts.capacity()));
         for (index, tally) in self.engine.take_tallies().into_iter().enumerate() {
             let Some(feed) = u16::try_from(index)
                 .ok()

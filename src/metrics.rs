@@ -102,6 +102,10 @@ pub struct Metrics {
     pub freshness: Histogram,
     /// The longest such time seen, seconds.
     pub freshness_max: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Events waiting in the channel into the analytics core (at its last publication).
+    pub core_queue_depth: Gauge,
+    /// Alerts waiting in the channel out of the core (at its last publication).
+    pub alert_queue_depth: Gauge,
 }
 
 /// Upper bounds of the freshness histogram's buckets, seconds: fine below a millisecond, where
@@ -149,6 +153,8 @@ impl Metrics {
             stream_clients: Gauge::default(),
             freshness: Histogram::new(FRESHNESS_BUCKETS),
             freshness_max: Gauge::default(),
+            core_queue_depth: Gauge::default(),
+            alert_queue_depth: Gauge::default(),
         };
         let counters = [
             (
@@ -285,6 +291,16 @@ impl Metrics {
             "freshness_max_seconds",
             "The longest time from a live frame's arrival to its statistics being visible",
             metrics.freshness_max.clone(),
+        );
+        registry.register(
+            "core_queue_depth",
+            "Events waiting in the bounded channel into the analytics core",
+            metrics.core_queue_depth.clone(),
+        );
+        registry.register(
+            "alert_queue_depth",
+            "Alerts waiting in the bounded channel out of the analytics core",
+            metrics.alert_queue_depth.clone(),
         );
         registry.register(
             "stream_clock_ms",
