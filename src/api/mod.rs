@@ -9,7 +9,7 @@
 //! - [`candles`]: candles and indicators (through the shared indicator cache).
 //! - [`stream`]: the live stream of alerts and statistics (Server-Sent Events).
 //! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
-//! - [`system`]: health, readiness, feeds and metrics.
+//! - [`system`]: health, readiness, feeds, metrics and the OpenAPI description (`/openapi.json`).
 
 pub mod alerts;
 pub mod candles;
@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
         .route("/v1/feeds", get(system::feeds))
         .route("/v1/symbols", get(stats::symbols))
         .route("/v1/symbols/{symbol}/stats", get(stats::symbol_stats))

@@ -474,3 +474,58 @@ async fn hostile_requests_always_get_a_4xx_with_a_json_error() {
     println!("hostile requests: statuses seen {seen:?}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_is_served_and_documents_every_route() {
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![data_path(EQUITIES)],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let (status, spec) = app.get("/openapi.json").await;
+    assert_eq!(status, 200, "{spec}");
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().expect("paths");
+    // Every route the router serves, with its methods.
+    let routes = [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/v1/feeds", "get"),
+        ("/v1/symbols", "get"),
+        ("/v1/stats", "get"),
+        ("/v1/symbols/{symbol}/stats", "get"),
+        ("/v1/symbols/{symbol}/quote", "get"),
+        ("/v1/symbols/{symbol}/candles", "get"),
+        ("/v1/symbols/{symbol}/indicators", "get"),
+        ("/v1/symbols/{symbol}/indicators/{name}", "get"),
+        ("/v1/alerts", "get"),
+        ("/v1/alerts/rules", "get"),
+        ("/v1/alerts/rules", "post"),
+        ("/v1/alerts/rules/{id}", "delete"),
+        ("/v1/stream", "get"),
+    ];
+    for (path, method) in routes {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} undocumented");
+        // Every operation documents the limits' answers and the JSON error body.
+        for code in ["400", "408", "503"] {
+            assert!(
+                operation["responses"][code].is_object(),
+                "{method} {path}: {code} undocumented"
+            );
+        }
+    }
+    let documented: usize = paths
+        .values()
+        .map(|ops| ops.as_object().map_or(0, |ops| ops.len()))
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "an operation the router does not serve"
+    );
+    app.stop().await;
+}
