@@ -15,9 +15,11 @@
 //! Each client has a forwarding task that follows the service's `broadcast` channel (so the
 //! channel never waits for a client), filters and throttles, and puts the events into the
 //! client's own bounded queue ([`CLIENT_QUEUE`] events) with `try_send`; the HTTP body drains that
-//! queue as fast as the client reads. A client that reads too slowly has events dropped, counted
-//! in `/metrics` (`tickstream_stream_lagged_total`); it never holds more memory than its queue,
-//! and never slows the pipeline. Streams end when the service shuts down.
+//! queue as fast as the client reads, encoding each event only then. The queue holds shared
+//! pointers (the snapshot or alert every client sees), not text, so a stalled client costs its
+//! queue's pointers and its connection's buffers, not a copy of what it missed. A client that
+//! reads too slowly has events dropped, counted in `/metrics` (`tickstream_stream_lagged_total`);
+//! it never slows the pipeline. Streams end when the service shuts down.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -77,6 +79,27 @@ fn stats_event(state: &AppState, snapshot: &SymbolSnapshot) -> Event {
         .unwrap_or_else(|_| Event::default().event("error").data("cannot encode stats"))
 }
 
+/// An event waiting in a client's queue: shared with every other client until it is encoded.
+enum Outgoing {
+    Alert(Arc<crate::alerts::Alert>),
+    Stats(Arc<SymbolSnapshot>),
+    Lagged(u64),
+}
+
+impl Outgoing {
+    /// The Server-Sent Event, encoded as the client reads it.
+    fn encode(&self, state: &AppState) -> Event {
+        match self {
+            Outgoing::Alert(alert) => Event::default()
+                .event("alert")
+                .json_data(alert.as_ref())
+                .unwrap_or_else(|_| Event::default().event("error").data("cannot encode alert")),
+            Outgoing::Stats(snapshot) => stats_event(state, snapshot),
+            Outgoing::Lagged(missed) => Event::default().event("lagged").data(missed.to_string()),
+        }
+    }
+}
+
 /// What one client asked for.
 struct Filter {
     alerts: bool,
@@ -88,7 +111,7 @@ struct Filter {
 async fn forward(
     state: AppState,
     mut receiver: tokio::sync::broadcast::Receiver<StreamEvent>,
-    queue: mpsc::Sender<Event>,
+    queue: mpsc::Sender<Outgoing>,
     filter: Filter,
     _guard: ClientGuard,
 ) {
@@ -98,7 +121,7 @@ async fn forward(
     let mut flush = tokio::time::interval((throttle / 4).max(Duration::from_millis(5)));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Queues an event; false once the client is gone.
-    let send = |event: Event| match queue.try_send(event) {
+    let send = |event: Outgoing| match queue.try_send(event) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) => {
             state.metrics.stream_lagged.inc();
@@ -113,10 +136,7 @@ async fn forward(
             message = receiver.recv() => match message {
                 Ok(StreamEvent::Alert(alert)) => {
                     if filter.alerts && (filter.watched)(alert.symbol.as_str()) {
-                        match Event::default().event("alert").json_data(alert.as_ref()) {
-                            Ok(event) => send(event),
-                            Err(_) => true,
-                        }
+                        send(Outgoing::Alert(alert))
                     } else {
                         true
                     }
@@ -130,7 +150,7 @@ async fn forward(
                     {
                         last_sent.insert(snapshot.symbol.clone(), Instant::now());
                         pending.remove(&snapshot.symbol);
-                        send(stats_event(&state, &snapshot))
+                        send(Outgoing::Stats(snapshot))
                     } else {
                         pending.insert(snapshot.symbol.clone(), snapshot);
                         true
@@ -139,7 +159,7 @@ async fn forward(
                 Err(RecvError::Lagged(missed)) => {
                     // Only if this task itself falls behind the broadcast.
                     state.metrics.stream_lagged.inc_by(missed);
-                    send(Event::default().event("lagged").data(missed.to_string()))
+                    send(Outgoing::Lagged(missed))
                 }
                 Err(RecvError::Closed) => false,
             },
@@ -153,7 +173,7 @@ async fn forward(
                 for symbol in due {
                     if let Some(snapshot) = pending.remove(&symbol) {
                         last_sent.insert(symbol, Instant::now());
-                        open &= send(stats_event(&state, &snapshot));
+                        open &= send(Outgoing::Stats(snapshot));
                     }
                 }
                 open
@@ -214,7 +234,8 @@ pub async fn stream(
         stats: want_stats,
         watched: Box::new(watched),
     };
+    let encoder = state.clone();
     tokio::spawn(forward(state, receiver, queue, filter, guard));
-    let events = ReceiverStream::new(events).map(Ok);
+    let events = ReceiverStream::new(events).map(move |event| Ok(event.encode(&encoder)));
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -74,14 +74,22 @@ impl ParseContext {
         }
     }
 
-    /// The interned symbol for `text` (allocates only the first time a symbol is seen).
-    pub fn symbol(&mut self, text: &str) -> Symbol {
+    /// The interned symbol for `text` (allocates only the first time a symbol is seen); a blank
+    /// symbol is a bad frame (found by fuzzing: it would enter the pipeline as a symbol no URL
+    /// can name).
+    pub fn symbol(&mut self, text: &str) -> Result<Symbol, FrameError> {
         if let Some(symbol) = self.symbols.get(text) {
-            return symbol.clone();
+            return Ok(symbol.clone());
+        }
+        if text.trim().is_empty() {
+            return Err(FrameError::BadValue {
+                field: "symbol",
+                value: text.to_string(),
+            });
         }
         let symbol = Symbol::new(text);
         self.symbols.insert(text.to_string(), symbol.clone());
-        symbol
+        Ok(symbol)
     }
 
     /// Checks `sequence` of `stream` against the last one: with `contiguous` numbering a jump

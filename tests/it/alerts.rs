@@ -251,7 +251,7 @@ async fn start_receiver(failures: usize) -> (String, Receiver) {
     (format!("http://{address}/hook"), receiver)
 }
 
-fn metric_value(text: &str, prefix: &str) -> f64 {
+pub fn metric_value(text: &str, prefix: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(prefix))
         .and_then(|v| v.trim().parse().ok())

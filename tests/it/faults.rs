@@ -331,3 +331,109 @@ async fn the_mock_exchange_refuses_and_counts_clients_that_break_the_protocol() 
     app.stop().await;
     stop_mock.cancel();
 }
+
+/// This process's resident memory, MiB (Linux).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|kib| kib / 1024.0)
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_stalled_stream_clients_keep_memory_bounded_and_the_core_going() {
+    use crate::alerts::metric_value;
+    use std::io::Write;
+    // 100 symbols trading in turn, replayed in a loop: with the default throttle (250 ms per
+    // symbol) each client is offered 400 stats events a second, and reads none.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("many.csv");
+    let mut csv = String::from("ts,symbol,price,size\n");
+    for i in 0..20_000u64 {
+        csv.push_str(&format!(
+            "{},S{:04},{}.5,{}\n",
+            1_700_000_000_000 + i,
+            i % 100,
+            10 + i % 7,
+            1 + i % 5
+        ));
+    }
+    std::fs::write(&path, csv).expect("write");
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![path],
+        speed: Some("max".into()),
+        replay_loop: true,
+        ..ServeArgs::default()
+    })
+    .await;
+    let before = rss_mib();
+    let started = std::time::Instant::now();
+    const CLIENTS: usize = 1_000;
+    // Raw clients that ask for the stream and never read a byte.
+    let mut stalled = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut client = std::net::TcpStream::connect(app.address).expect("connect");
+        write!(client, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        stalled.push(client);
+    }
+    // Until every client has lagged by a full queue many times over (a safety limit only).
+    let mut text = String::new();
+    for _ in 0..3000 {
+        text = app.metrics().await;
+        if metric_value(&text, "tickstream_stream_clients ") == CLIENTS as f64
+            && metric_value(&text, "tickstream_stream_lagged_total ") > (CLIENTS * 1_000) as f64
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric_value(&text, "tickstream_stream_clients "),
+        CLIENTS as f64
+    );
+    let lagged = metric_value(&text, "tickstream_stream_lagged_total ");
+    assert!(lagged > (CLIENTS * 1_000) as f64, "lagged {lagged}");
+    eprintln!("all stalled and lagging after {:?}", started.elapsed());
+    // With every client stalled, the core goes on: 200,000 more trades applied.
+    let processed = metric_value(&text, "tickstream_trades_processed_total ");
+    let mut now_processed = processed;
+    let mut peak = rss_mib();
+    for _ in 0..3000 {
+        text = app.metrics().await;
+        now_processed = metric_value(&text, "tickstream_trades_processed_total ");
+        peak = peak.max(rss_mib());
+        if now_processed > processed + 200_000.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        now_processed > processed + 200_000.0,
+        "the core went on: {processed} → {now_processed}"
+    );
+    let lagged_after = metric_value(&text, "tickstream_stream_lagged_total ");
+    assert!(lagged_after > lagged, "messages still dropped and counted");
+    // Each stalled client holds at most its queue of 256 shared events and what its connection
+    // buffers before the socket is full: bounded, whatever the rate.
+    let growth = peak - before;
+    eprintln!(
+        "{CLIENTS} stalled clients: RSS {before:.0} → peak {peak:.0} MiB, lagged {lagged_after}, {:?}",
+        started.elapsed()
+    );
+    assert!(
+        growth < 512.0,
+        "memory grew by {growth:.0} MiB with {CLIENTS} stalled clients"
+    );
+    drop(stalled);
+    app.stop().await;
+}

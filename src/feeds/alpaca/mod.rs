@@ -96,7 +96,7 @@ pub fn parse(
                     .as_deref()
                     .ok_or(FrameError::MissingField("S"))?;
                 out.push(FeedEvent::Trade(Trade {
-                    symbol: ctx.symbol(symbol),
+                    symbol: ctx.symbol(symbol)?,
                     price,
                     size,
                     exchange_ts,
@@ -113,7 +113,7 @@ pub fn parse(
                     .ok_or(FrameError::MissingField("S"))?;
                 let exchange_ts = item.t.as_deref().map(|t| rfc3339("t", t)).transpose()?;
                 out.push(FeedEvent::Quote(Quote {
-                    symbol: ctx.symbol(symbol),
+                    symbol: ctx.symbol(symbol)?,
                     bid: item.bp.ok_or(FrameError::MissingField("bp"))?,
                     bid_size: item.bs,
                     ask: item.ap.ok_or(FrameError::MissingField("ap"))?,

@@ -140,7 +140,7 @@ fn trade(
     let exchange_ts = epoch_millis("T", trade_time)?;
     ctx.saw_exchange_time(exchange_ts);
     Ok(FeedEvent::Trade(Trade {
-        symbol: ctx.symbol(symbol),
+        symbol: ctx.symbol(symbol)?,
         price,
         size,
         exchange_ts,
@@ -207,7 +207,7 @@ pub fn parse(
         "bookTicker" => {
             let p: BookTickerPayload<'_> = serde_json::from_str(data).map_err(malformed)?;
             out.push(FeedEvent::Quote(Quote {
-                symbol: ctx.symbol(&p.symbol),
+                symbol: ctx.symbol(&p.symbol)?,
                 bid: decimal("b", &p.bid)?,
                 bid_size: Some(decimal("B", &p.bid_size)?),
                 ask: decimal("a", &p.ask)?,

@@ -91,7 +91,7 @@ fn trade(
     let exchange_ts = rfc3339("time", time_text)?;
     ctx.saw_exchange_time(exchange_ts);
     Ok(Trade {
-        symbol: ctx.symbol(product),
+        symbol: ctx.symbol(product)?,
         price,
         size,
         exchange_ts,
@@ -182,7 +182,7 @@ pub fn parse_exchange(
             };
             let exchange_ts = m.time.as_deref().map(|t| rfc3339("time", t)).transpose()?;
             out.push(FeedEvent::Quote(Quote {
-                symbol: ctx.symbol(required(&m.product_id, "product_id")?),
+                symbol: ctx.symbol(required(&m.product_id, "product_id")?)?,
                 bid: decimal("best_bid", bid)?,
                 bid_size: optional_decimal("best_bid_size", &m.best_bid_size)?,
                 ask: decimal("best_ask", ask)?,
@@ -326,7 +326,7 @@ pub fn parse_advanced_trade(
                         continue;
                     };
                     out.push(FeedEvent::Quote(Quote {
-                        symbol: ctx.symbol(&t.product_id),
+                        symbol: ctx.symbol(&t.product_id)?,
                         bid: decimal("best_bid", bid)?,
                         bid_size: optional_decimal("best_bid_quantity", &t.best_bid_quantity)?,
                         ask: decimal("best_ask", ask)?,

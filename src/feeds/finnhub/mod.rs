@@ -86,7 +86,7 @@ pub fn parse(
                 let exchange_ts = epoch_millis("t", print.time_ms)?;
                 ctx.saw_exchange_time(exchange_ts);
                 out.push(FeedEvent::Trade(Trade {
-                    symbol: ctx.symbol(&print.symbol),
+                    symbol: ctx.symbol(&print.symbol)?,
                     price: print.price,
                     size: print.volume,
                     exchange_ts,
@@ -162,6 +162,9 @@ mod tests {
             r#"{"data":[{"p":1,"s":"A","v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":-1,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A","t":9223372036854775807,"v":1}],"type":"trade"}"#,
+            // Found by fuzzing (fuzz/regressions/provider_finnhub/blank-symbol).
+            r#"{"data":[{"p":1,"s":"","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"  ","t":1,"v":1}],"type":"trade"}"#,
         ] {
             assert!(parse_one(frame).is_err(), "{frame}");
         }

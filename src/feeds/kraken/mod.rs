@@ -113,7 +113,7 @@ pub fn parse(
                 )?;
                 ctx.saw_exchange_time(exchange_ts);
                 out.push(FeedEvent::Trade(Trade {
-                    symbol: ctx.symbol(symbol),
+                    symbol: ctx.symbol(symbol)?,
                     price,
                     size,
                     exchange_ts,
@@ -143,7 +143,7 @@ pub fn parse(
                         item.symbol
                             .as_deref()
                             .ok_or(FrameError::MissingField("symbol"))?,
-                    ),
+                    )?,
                     bid,
                     bid_size: item.bid_qty,
                     ask,

@@ -92,7 +92,7 @@ pub fn parse(
                 }
                 let id = item.i.as_deref().and_then(|i| i.parse::<u64>().ok());
                 out.push(FeedEvent::Trade(Trade {
-                    symbol: ctx.symbol(symbol),
+                    symbol: ctx.symbol(symbol)?,
                     price,
                     size,
                     exchange_ts,
@@ -107,7 +107,7 @@ pub fn parse(
                 let symbol = item.sym.as_deref().ok_or(FrameError::MissingField("sym"))?;
                 let exchange_ts = item.t.map(|t| epoch_millis("t", t)).transpose()?;
                 out.push(FeedEvent::Quote(Quote {
-                    symbol: ctx.symbol(symbol),
+                    symbol: ctx.symbol(symbol)?,
                     bid: item.bp.ok_or(FrameError::MissingField("bp"))?,
                     bid_size: item.bs,
                     ask: item.ap.ok_or(FrameError::MissingField("ap"))?,
