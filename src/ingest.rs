@@ -11,6 +11,7 @@
 //! lateness, so windows drain while nothing trades. The estimate trails the venues' time, so a
 //! trade arriving with its usual lag is never made late by it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -113,6 +114,47 @@ pub struct AnalyticsTask {
     pub live_clock: Option<LiveClock>,
     /// Arrival times (wall clock, ns) of the live trades applied since the last publication.
     pub arrivals: Vec<i64>,
+    /// Changed snapshots waiting for the next message on the live stream.
+    pub stream_batch: StreamBatch,
+}
+
+/// Least time between two publications on the live stream: each wakes every stream client, so
+/// at full replay speed (thousands of publications a second) they are gathered, the latest
+/// snapshot per symbol, into one message per period.
+pub const STREAM_BATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The snapshots gathered for the live stream since its last message, the latest per symbol.
+#[derive(Debug)]
+pub struct StreamBatch {
+    latest: HashMap<crate::model::Symbol, Arc<crate::analytics::SymbolSnapshot>>,
+    sent_at: tokio::time::Instant,
+}
+
+impl Default for StreamBatch {
+    fn default() -> Self {
+        StreamBatch {
+            latest: HashMap::new(),
+            sent_at: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl StreamBatch {
+    /// When the gathered snapshots are due, if any are waiting.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        (!self.latest.is_empty()).then_some(self.sent_at + STREAM_BATCH_EVERY)
+    }
+
+    /// Sends the gathered snapshots as one message.
+    fn send(&mut self, stream: &tokio::sync::broadcast::Sender<StreamEvent>) {
+        self.sent_at = tokio::time::Instant::now();
+        if self.latest.is_empty() {
+            return;
+        }
+        let batch: Arc<[Arc<crate::analytics::SymbolSnapshot>]> =
+            self.latest.drain().map(|(_, snapshot)| snapshot).collect();
+        let _ = stream.send(StreamEvent::Stats(batch));
+    }
 }
 
 impl AnalyticsTask {
@@ -134,6 +176,15 @@ impl AnalyticsTask {
                     Some(event) => event,
                     None => break,
                 },
+                _ = async {
+                    match self.stream_batch.due() {
+                        Some(due) => tokio::time::sleep_until(due).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {
+                    self.stream_batch.send(&self.stream);
+                    continue;
+                }
                 _ = quiet.tick(), if self.live_clock.is_some() && !draining => {
                     let estimate = self
                         .live_clock
@@ -159,6 +210,7 @@ impl AnalyticsTask {
             self.publish(&mut ended);
         }
         self.publish(&mut ended);
+        self.stream_batch.send(&self.stream);
         tracing::debug!("analytics task stopped");
     }
 
@@ -236,10 +288,19 @@ impl AnalyticsTask {
         let changed = self.engine.take_changed();
         let stream = &self.stream;
         if stream.receiver_count() > 0 {
+            let batch = &mut self.stream_batch;
             self.publisher
                 .publish_each(changed, self.engine.now(), |snapshot| {
-                    let _ = stream.send(StreamEvent::Stats(Arc::clone(snapshot)));
+                    batch
+                        .latest
+                        .insert(snapshot.symbol.clone(), Arc::clone(snapshot));
                 });
+            if batch
+                .due()
+                .is_some_and(|due| due <= tokio::time::Instant::now())
+            {
+                batch.send(stream);
+            }
         } else {
             self.publisher.publish(changed, self.engine.now());
         }

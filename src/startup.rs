@@ -230,6 +230,7 @@ impl App {
                 )
             }),
             arrivals: Vec::new(),
+            stream_batch: crate::ingest::StreamBatch::default(),
         };
         spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
         if let Some(directory) = &settings.recover {

@@ -37,8 +37,10 @@ pub const ALERT_CHANNEL_CAPACITY: usize = 65_536;
 pub const SINK_QUEUE_CAPACITY: usize = 4_096;
 /// Recent alerts kept for `GET /v1/alerts`.
 pub const RECENT_ALERTS: usize = 10_000;
-/// Messages the live stream buffers for its slowest client before that client skips ahead.
-pub const STREAM_CAPACITY: usize = 4_096;
+/// Messages (alerts, and publications of changed snapshots) the live stream buffers for its
+/// slowest client's forwarding task before that task skips ahead (and resynchronizes from the
+/// latest snapshots). Small: each publication can hold a snapshot of every symbol.
+pub const STREAM_CAPACITY: usize = 256;
 
 /// The most recent alerts, newest last.
 #[derive(Debug)]
@@ -86,8 +88,9 @@ impl AlertLog {
 pub enum StreamEvent {
     /// An alert, as it fired.
     Alert(Arc<Alert>),
-    /// A symbol's new snapshot (clients throttle these per symbol).
-    Stats(Arc<SymbolSnapshot>),
+    /// The snapshots of one publication (clients throttle these per symbol): one message per
+    /// publication, so a publication wakes each client once however many symbols changed.
+    Stats(Arc<[Arc<SymbolSnapshot>]>),
 }
 
 /// Where alerts are delivered besides the log of recent alerts and the stream.

@@ -43,7 +43,7 @@ use crate::metrics::Metrics;
 use crate::model::Symbol;
 
 /// Events queued for one client before further ones are dropped.
-pub const CLIENT_QUEUE: usize = 256;
+pub const CLIENT_QUEUE: usize = 64;
 
 /// Most symbols one stream may filter on.
 pub const MAX_STREAM_SYMBOLS: usize = 1_000;
@@ -107,7 +107,21 @@ struct Filter {
     watched: Box<dyn Fn(&str) -> bool + Send>,
 }
 
+/// What became of an event offered to a client's queue.
+enum Offer {
+    Queued,
+    /// The queue is full: the event comes back.
+    Full(Outgoing),
+    /// The client is gone.
+    Closed,
+}
+
 /// Follows the broadcast for one client until it disconnects or the service stops.
+///
+/// Stats are conflated per symbol: one that cannot be queued (or is held back by the throttle)
+/// waits in `pending`, replaced by any newer one of its symbol, so a stalled client holds at most
+/// one snapshot per symbol besides its queue. Alerts that do not fit are dropped. Both are counted
+/// as lagged.
 async fn forward(
     state: AppState,
     mut receiver: tokio::sync::broadcast::Receiver<StreamEvent>,
@@ -120,14 +134,10 @@ async fn forward(
     let mut pending: HashMap<Symbol, Arc<SymbolSnapshot>> = HashMap::new();
     let mut flush = tokio::time::interval((throttle / 4).max(Duration::from_millis(5)));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    // Queues an event; false once the client is gone.
-    let send = |event: Outgoing| match queue.try_send(event) {
-        Ok(()) => true,
-        Err(TrySendError::Full(_)) => {
-            state.metrics.stream_lagged.inc();
-            true
-        }
-        Err(TrySendError::Closed(_)) => false,
+    let offer = |event: Outgoing| match queue.try_send(event) {
+        Ok(()) => Offer::Queued,
+        Err(TrySendError::Full(event)) => Offer::Full(event),
+        Err(TrySendError::Closed(_)) => Offer::Closed,
     };
     loop {
         let open = tokio::select! {
@@ -136,44 +146,87 @@ async fn forward(
             message = receiver.recv() => match message {
                 Ok(StreamEvent::Alert(alert)) => {
                     if filter.alerts && (filter.watched)(alert.symbol.as_str()) {
-                        send(Outgoing::Alert(alert))
+                        match offer(Outgoing::Alert(alert)) {
+                            Offer::Queued => true,
+                            Offer::Full(_) => {
+                                state.metrics.stream_lagged.inc();
+                                true
+                            }
+                            Offer::Closed => false,
+                        }
                     } else {
                         true
                     }
                 }
-                Ok(StreamEvent::Stats(snapshot)) => {
-                    if !filter.stats || !(filter.watched)(snapshot.symbol.as_str()) {
-                        true
-                    } else if last_sent
-                        .get(&snapshot.symbol)
-                        .is_none_or(|sent| sent.elapsed() >= throttle)
-                    {
-                        last_sent.insert(snapshot.symbol.clone(), Instant::now());
-                        pending.remove(&snapshot.symbol);
-                        send(Outgoing::Stats(snapshot))
-                    } else {
-                        pending.insert(snapshot.symbol.clone(), snapshot);
-                        true
+                Ok(StreamEvent::Stats(published)) => {
+                    let mut open = true;
+                    let now = Instant::now();
+                    for snapshot in published.iter().filter(|_| filter.stats) {
+                        if !(filter.watched)(snapshot.symbol.as_str()) {
+                            continue;
+                        }
+                        let due = last_sent
+                            .get(&snapshot.symbol)
+                            .is_none_or(|sent| now.duration_since(*sent) >= throttle);
+                        if !due {
+                            pending.insert(snapshot.symbol.clone(), Arc::clone(snapshot));
+                            continue;
+                        }
+                        match offer(Outgoing::Stats(Arc::clone(snapshot))) {
+                            Offer::Queued => {
+                                last_sent.insert(snapshot.symbol.clone(), now);
+                                pending.remove(&snapshot.symbol);
+                            }
+                            Offer::Full(_) => {
+                                state.metrics.stream_lagged.inc();
+                                pending.insert(snapshot.symbol.clone(), Arc::clone(snapshot));
+                            }
+                            Offer::Closed => open = false,
+                        }
                     }
+                    open
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    // Only if this task itself falls behind the broadcast.
+                    // Only if this task itself falls behind the broadcast: it skips ahead, and
+                    // every watched symbol's latest snapshot becomes pending, so the client still
+                    // ends up with the current state of each.
                     state.metrics.stream_lagged.inc_by(missed);
-                    send(Outgoing::Lagged(missed))
+                    if filter.stats {
+                        let (latest, _) = state.snapshots.all();
+                        for snapshot in latest {
+                            if (filter.watched)(snapshot.symbol.as_str()) {
+                                pending.insert(snapshot.symbol.clone(), snapshot);
+                            }
+                        }
+                    }
+                    !matches!(offer(Outgoing::Lagged(missed)), Offer::Closed)
                 }
                 Err(RecvError::Closed) => false,
             },
-            _ = flush.tick() => {
+            _ = flush.tick(), if !pending.is_empty() => {
+                let now = Instant::now();
                 let due: Vec<Symbol> = pending
                     .keys()
-                    .filter(|s| last_sent.get(*s).is_none_or(|sent| sent.elapsed() >= throttle))
+                    .filter(|s| last_sent.get(*s).is_none_or(|sent| now.duration_since(*sent) >= throttle))
                     .cloned()
                     .collect();
                 let mut open = true;
                 for symbol in due {
-                    if let Some(snapshot) = pending.remove(&symbol) {
-                        last_sent.insert(symbol, Instant::now());
-                        open &= send(Outgoing::Stats(snapshot));
+                    let Some(snapshot) = pending.remove(&symbol) else { continue };
+                    match offer(Outgoing::Stats(snapshot)) {
+                        Offer::Queued => {
+                            last_sent.insert(symbol, now);
+                        }
+                        Offer::Full(Outgoing::Stats(snapshot)) => {
+                            // Still full: it waits (and may be superseded) until the client reads.
+                            pending.insert(symbol, snapshot);
+                            break;
+                        }
+                        Offer::Full(_) => break,
+                        Offer::Closed => {
+                            open = false;
+                            break;
+                        }
                     }
                 }
                 open

@@ -298,7 +298,8 @@ fn pass_shift(frames: &[RecordedFrame]) -> (i64, u64) {
         })
         .max()
         .unwrap_or(0);
-    (((last - first) / DAY + 1) * DAY, max_id)
+    let days = last.saturating_sub(first) / DAY;
+    (days.saturating_add(1).saturating_mul(DAY), max_id)
 }
 
 impl MockExchange {
@@ -692,7 +693,7 @@ impl Session {
             RecordedFrame::Raw { text, .. } => return text.clone(),
         };
         let ts = trade.exchange_ts.saturating_add(time_offset);
-        let id = trade_id + id_offset;
+        let id = trade_id.saturating_add(id_offset);
         let symbol = trade.symbol.as_str();
         match provider {
             Provider::Binance => {

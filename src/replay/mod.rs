@@ -392,7 +392,7 @@ fn read_source(
         if !source.repeat {
             return;
         }
-        sink.offset += period;
+        sink.offset = sink.offset.saturating_add(period);
     }
 }
 
@@ -502,8 +502,9 @@ impl BatchSink {
         if self.pass_trades == 0 {
             return None;
         }
-        let span = self.pass_max_ts - self.pass_min_ts;
-        Some((span / DAY + 1) * DAY)
+        // Saturating: a file may hold times from both ends of the range (found by fuzzing).
+        let span = self.pass_max_ts.saturating_sub(self.pass_min_ts);
+        Some((span / DAY).saturating_add(1).saturating_mul(DAY))
     }
 
     /// Takes one row: a trade to batch, or a malformed row to count and log.
