@@ -443,18 +443,7 @@ async fn a_client_that_stops_reading_does_not_slow_the_pipeline() {
     // 2,000 symbols trading in turn, replayed in a loop, unthrottled: every publication puts
     // up to 2,000 snapshots on the stream, megabytes per second.
     let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("many.csv");
-    let mut csv = String::from("ts,symbol,price,size\n");
-    for i in 0..20_000u64 {
-        csv.push_str(&format!(
-            "{},S{:04},{}.5,{}\n",
-            1_700_000_000_000 + i,
-            i % 2000,
-            10 + i % 7,
-            1 + i % 5
-        ));
-    }
-    std::fs::write(&path, csv).expect("write");
+    let path = symbols_in_turn_csv(dir.path(), 20_000, 2_000);
     let args = ServeArgs {
         replay: vec![path],
         speed: Some("max".into()),

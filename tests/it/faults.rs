@@ -358,18 +358,7 @@ async fn a_thousand_stalled_stream_clients_keep_memory_bounded_and_the_core_goin
     // trades a second): with the default throttle (250 ms per symbol) each client is offered up
     // to 400 stats events a second, and reads none.
     let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("many.csv");
-    let mut csv = String::from("ts,symbol,price,size\n");
-    for i in 0..20_000u64 {
-        csv.push_str(&format!(
-            "{},S{:04},{}.5,{}\n",
-            1_700_000_000_000 + i,
-            i % 100,
-            10 + i % 7,
-            1 + i % 5
-        ));
-    }
-    std::fs::write(&path, csv).expect("write");
+    let path = symbols_in_turn_csv(dir.path(), 20_000, 100);
     let app = TestApp::spawn(ServeArgs {
         replay: vec![path],
         speed: Some("20".into()),

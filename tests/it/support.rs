@@ -631,3 +631,21 @@ pub async fn wait_for_feed(
     }
     panic!("feed never reached the expected state: {last}");
 }
+
+/// Writes `dir/many.csv`: `trades` trades one millisecond apart, `symbols` symbols (`S0000`, …)
+/// trading in turn; returns its path.
+pub fn symbols_in_turn_csv(dir: &Path, trades: u64, symbols: u64) -> PathBuf {
+    let mut csv = String::from("ts,symbol,price,size\n");
+    for i in 0..trades {
+        csv.push_str(&format!(
+            "{},S{:04},{}.5,{}\n",
+            1_700_000_000_000 + i,
+            i % symbols,
+            10 + i % 7,
+            1 + i % 5
+        ));
+    }
+    let path = dir.join("many.csv");
+    std::fs::write(&path, csv).expect("write");
+    path
+}
