@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 use tickstream::feeds::connector::Provider;
 
 fuzz_target!(|data: &[u8]| {
-    tickstream_fuzz_support::parse_frames(Provider::Kraken, data);
+    let _ = tickstream_fuzz_support::parse_frames(Provider::Kraken, data);
 });

@@ -5,5 +5,5 @@ use libfuzzer_sys::fuzz_target;
 use tickstream::replay::ReplayFormat;
 
 fuzz_target!(|data: &[u8]| {
-    tickstream_fuzz_support::read_replay(ReplayFormat::Csv, data);
+    let _ = tickstream_fuzz_support::read_replay(ReplayFormat::Csv, data);
 });

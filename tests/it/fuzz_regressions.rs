@@ -1,14 +1,16 @@
 //! The fuzz targets' inputs as ordinary tests (the short version of `.ci/fuzz` that every
 //! `cargo test` runs): every seed in `fuzz/corpus/<target>/` and every input a fuzzer once
-//! crashed on in `fuzz/regressions/<target>/`, through the same parser or reader as the target,
-//! with the same invariants: no panic, and every trade that comes out is fit for the pipeline.
+//! crashed on in `fuzz/regressions/<target>/`, through the very code the targets run
+//! (`fuzz/src/lib.rs`, included here): no panic, and every trade that comes out is fit for the
+//! pipeline.
 
 use std::path::{Path, PathBuf};
 
 use tickstream::feeds::connector::Provider;
-use tickstream::feeds::event::{FeedEvent, ParseContext};
-use tickstream::model::{FeedId, Trade, check_trade_values};
-use tickstream::replay::{ReplayFormat, read_bytes};
+use tickstream::replay::ReplayFormat;
+
+#[path = "../../fuzz/src/lib.rs"]
+mod fuzz_support;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -31,12 +33,17 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     inputs
 }
 
-fn assert_valid(trade: &Trade, input: &Path) {
-    assert!(
-        check_trade_values(trade.price, trade.size).is_ok() && !trade.symbol.as_str().is_empty(),
-        "{}: a parser let through {trade:?}",
-        input.display()
-    );
+/// Runs every input of `target` through `run`; returns the trades they gave.
+fn replay_inputs(target: &str, run: impl Fn(&[u8]) -> usize) -> usize {
+    let inputs = inputs(target);
+    assert!(inputs.len() >= 8, "{target}: seeds missing");
+    inputs
+        .iter()
+        .map(|(path, bytes)| {
+            eprintln!("{}", path.display());
+            run(bytes)
+        })
+        .sum()
 }
 
 #[test]
@@ -51,27 +58,7 @@ fn every_provider_parser_survives_its_seed_corpus_and_regressions() {
         ("provider_polygon", Provider::Polygon),
     ];
     for (target, provider) in targets {
-        let inputs = inputs(target);
-        assert!(inputs.len() >= 10, "{target}: seeds missing");
-        let mut trades = 0;
-        for (path, bytes) in &inputs {
-            let mut ctx = ParseContext::new(FeedId(0));
-            let mut events = Vec::new();
-            for frame in bytes.split(|&byte| byte == b'\n') {
-                let Ok(text) = std::str::from_utf8(frame) else {
-                    continue;
-                };
-                events.clear();
-                if provider.parse(text, &mut ctx, &mut events).is_ok() {
-                    for event in &events {
-                        if let FeedEvent::Trade(trade) = event {
-                            assert_valid(trade, path);
-                            trades += 1;
-                        }
-                    }
-                }
-            }
-        }
+        let trades = replay_inputs(target, |bytes| fuzz_support::parse_frames(provider, bytes));
         // The seeds are real frames: most of them must parse into trades.
         assert!(
             trades >= 100,
@@ -88,19 +75,7 @@ fn every_replay_reader_survives_its_seed_corpus_and_regressions() {
         ("replay_frames", ReplayFormat::RawFrames),
     ];
     for (target, format) in targets {
-        let inputs = inputs(target);
-        assert!(inputs.len() >= 8, "{target}: seeds missing");
-        let mut trades = 0;
-        for (path, bytes) in &inputs {
-            // A reader may refuse a whole input (no header, say) but must not panic.
-            if let Ok(outcome) = read_bytes(format, bytes) {
-                assert!(outcome.malformed <= outcome.rows, "{}", path.display());
-                for trade in &outcome.trades {
-                    assert_valid(trade, path);
-                }
-                trades += outcome.trades.len();
-            }
-        }
+        let trades = replay_inputs(target, |bytes| fuzz_support::read_replay(format, bytes));
         assert!(
             trades >= 100,
             "{target}: only {trades} trades from the seeds"
