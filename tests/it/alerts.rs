@@ -497,14 +497,7 @@ fn sigterm_flushes_every_alert_to_the_file() {
         args.push("--alert".into());
         args.push(rule);
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickstream"))
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("binary starts");
+    let mut child = spawn_binary(&args);
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut address = None;

@@ -115,14 +115,7 @@ async fn stop_mid_stream_and_count(signal: &str, trades: &[Trade]) {
         "--alert".into(),
         r#"{"kind":"volume","symbol":"*","window":"1m","threshold":5000,"cooldown":"10s"}"#.into(),
     ];
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickstream"))
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("binary starts");
+    let mut child = spawn_binary(&args);
     let stdout = child.stdout.take().expect("stdout");
     let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {

@@ -649,3 +649,16 @@ pub fn symbols_in_turn_csv(dir: &Path, trades: u64, symbols: u64) -> PathBuf {
     std::fs::write(&path, csv).expect("write");
     path
 }
+
+/// Starts the real `tickstream` binary with `args`, its info log (without colours) on a piped
+/// stdout, its stderr discarded.
+pub fn spawn_binary(args: &[String]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("binary starts")
+}
