@@ -251,12 +251,13 @@ impl App {
                 older_than_horizon = recovered.older,
                 "recovering the recorded state"
             );
-            for batch in recovered.trades.chunks(crate::replay::BATCH_SIZE) {
-                if events_tx
-                    .send(MergedEvent::Trades(batch.to_vec()))
-                    .await
-                    .is_err()
-                {
+            let mut trades = recovered.trades.into_iter();
+            loop {
+                let batch: Vec<_> = trades.by_ref().take(crate::replay::BATCH_SIZE).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                if events_tx.send(MergedEvent::Trades(batch)).await.is_err() {
                     anyhow::bail!("the analytics task stopped during recovery");
                 }
             }
