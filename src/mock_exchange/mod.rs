@@ -420,6 +420,10 @@ impl MockExchange {
                 }
             });
         }
+        // The address is free at once (a restarted exchange can bind it again) while the open
+        // connections finish.
+        let MockExchange { listener, .. } = self;
+        drop(listener);
         connections.close();
         connections.wait().await;
     }

@@ -121,7 +121,24 @@ async fn a_restarted_exchange_is_reconnected_without_counting_a_trade_twice() {
     );
 
     // The same address again, now at full speed: the recording from its start.
-    let (_, stop_second) = start_mock(mock, &trades, MockOptions::default()).await;
+    // The first exchange frees the address as it stops; its last connection may still be
+    // closing when the feed notices, so the bind is retried briefly.
+    let mut second = None;
+    for _ in 0..250 {
+        match MockExchange::bind(mock, &trades, MockOptions::default()).await {
+            Ok(exchange) => {
+                second = Some(exchange);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let stop_second = CancellationToken::new();
+    tokio::spawn(
+        second
+            .expect("the address is free again")
+            .run(stop_second.clone()),
+    );
     let feed = wait_for_feed(&app, |f| f["trades"] == trades.len()).await;
     assert_eq!(feed["state"], "live");
     assert_eq!(feed["reconnects"], 1);
