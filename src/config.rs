@@ -81,6 +81,33 @@ pub struct Cli {
     /// Options of `serve`, accepted without the subcommand too.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Log format on standard error: `text` (coloured only on a terminal) or `json` (one
+    /// object per line). The level comes from `RUST_LOG` (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
+/// Parses a whole number given on the command line, saying in words what is wrong with it.
+fn whole_number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(format!(
+            "{text} is negative: give a whole number, 0 or more"
+        ));
+    }
+    trimmed
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))
 }
 
 /// Subcommands.
@@ -96,17 +123,19 @@ pub enum Command {
 /// Options of `tickstream mock-exchange`.
 #[derive(Debug, Clone, Args)]
 pub struct MockExchangeArgs {
-    /// Wire format and handshake to serve (binance).
+    /// Wire format and handshake to serve: binance, coinbase, coinbase-exchange, kraken,
+    /// finnhub, alpaca or polygon.
     #[arg(long, default_value = "binance")]
     pub provider: String,
-    /// Recorded trades to serve (.csv, .jsonl, .parquet).
+    /// Recorded trades to serve: CSV, JSON lines or Parquet, or raw frames (`.frames.jsonl`),
+    /// optionally gzip- or zstd-compressed.
     #[arg(long, value_name = "PATH")]
     pub file: PathBuf,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9443")]
     pub listen: String,
     /// `max` or a factor of real time.
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
     pub speed: String,
     /// Start over at the end of the file (event times move forward by whole days, trade ids on).
     #[arg(long = "loop")]
@@ -119,19 +148,19 @@ pub struct MockExchangeArgs {
     #[arg(long)]
     pub shared_tape: bool,
     /// Fault: drop each connection (no closing handshake) after this many trade frames.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<u64>)]
     pub drop_every: Option<u64>,
     /// Fault: after every N trade frames go silent for DURATION (e.g. `500:30s`).
     #[arg(long, value_name = "N:DURATION")]
     pub stall: Option<String>,
     /// Fault: after every N trade frames send one garbage frame.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<u64>)]
     pub garbage_every: Option<u64>,
     /// Fault: refuse connections for this long after starting (e.g. `10s`).
     #[arg(long, value_name = "DURATION")]
     pub refuse_for: Option<String>,
     /// Fault (with `--shared-tape`): resend this many recent trades to a new connection.
-    #[arg(long, value_name = "N", default_value = "0")]
+    #[arg(long, value_name = "N", default_value = "0", allow_hyphen_values = true, value_parser = whole_number::<usize>)]
     pub resend_on_connect: usize,
 }
 
@@ -151,17 +180,21 @@ pub struct ServeArgs {
     /// TOML file with any of the options below (command-line options win).
     #[arg(long, value_name = "FILE", env = "TICKSTREAM_CONFIG")]
     pub config: Option<PathBuf>,
-    /// A recorded file to replay (.csv, .jsonl/.ndjson, .parquet); repeatable. With no replay
-    /// and no feed, the demo runs: the bundled sample served by an in-process mock exchange.
+    /// A recorded file to replay; repeatable. Formats by name: CSV (`.csv`), JSON lines
+    /// (`.jsonl`, `.ndjson`, `.json`), Parquet (`.parquet`, `.pq`), raw frames recorded by
+    /// `--record` (`.frames.jsonl`); each may be gzip- (`.gz`) or zstd-compressed (`.zst`);
+    /// `-` reads CSV from standard input. With no replay and no feed, the demo runs: the bundled
+    /// sample served by an in-process mock exchange.
     #[arg(long = "replay", value_name = "PATH")]
     pub replay: Vec<PathBuf>,
     /// Replay speed: `max` (as fast as possible) or a factor (1 = real time, 60 = 60× faster).
-    #[arg(long, value_name = "SPEED")]
+    #[arg(long, value_name = "SPEED", allow_hyphen_values = true)]
     pub speed: Option<String>,
     /// A live feed: `provider:SYMBOL,SYMBOL[@url]` (e.g. `binance:BTCUSDT,ETHUSDT`); repeatable.
     #[arg(long = "feed", value_name = "SPEC")]
     pub feed: Vec<String>,
-    /// Record what the live feeds deliver (raw frames, `*.frames.jsonl`) into this directory.
+    /// Record what the live feeds deliver into this directory: the raw frames
+    /// (`*.frames.jsonl`, replayable through the real parsers) and the trades applied (Parquet).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
     /// On start, before the live feeds connect, apply the trades recorded in this directory
@@ -179,17 +212,18 @@ pub struct ServeArgs {
     /// Trailing windows, comma-separated (e.g. `1s,10s,1m,5m,15m,1h`).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub windows: Option<Vec<String>>,
-    /// How far behind the stream clock a trade may arrive and still be applied (e.g. `1s`).
+    /// How far behind the event-time clock (the largest exchange time seen) a trade may arrive
+    /// and still be applied (e.g. `1s`).
     #[arg(long, value_name = "DURATION")]
     pub lateness: Option<String>,
     /// Candle intervals, comma-separated (e.g. `1s,1m,5m`): whole milliseconds.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub intervals: Option<Vec<String>>,
     /// Closed candles kept per symbol and interval (default 1000).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<usize>)]
     pub candle_history: Option<usize>,
     /// Indicator results the cache holds at most (0 disables caching).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<u64>)]
     pub indicator_cache_capacity: Option<u64>,
     /// Longest time an indicator result stays cached (e.g. `5m`).
     #[arg(long, value_name = "DURATION")]
@@ -208,7 +242,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION")]
     pub webhook_timeout: Option<String>,
     /// Webhook retries after the first attempt, with exponential backoff (default 3).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<u32>)]
     pub webhook_retries: Option<u32>,
     /// Do not log alerts.
     #[arg(long)]
@@ -216,11 +250,13 @@ pub struct ServeArgs {
     /// Least time between two `stats` events of one symbol on `/v1/stream` (default 250ms).
     #[arg(long, value_name = "DURATION")]
     pub stream_throttle: Option<String>,
-    /// HTTP listen address (port 0 picks a free port).
+    /// HTTP listen address: `HOST:PORT` (`127.0.0.1:8080`, `localhost:8080`, `[::1]:8080`,
+    /// `0.0.0.0:8080` for every interface), or a port alone (`8080`, `:8080`) on loopback; port
+    /// 0 picks a free port.
     #[arg(long, value_name = "ADDR", env = "TICKSTREAM_LISTEN")]
     pub listen: Option<String>,
     /// Most HTTP requests handled at once (the live stream aside); more get 503 (default 1024).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<usize>)]
     pub max_requests_in_flight: Option<usize>,
     /// Longest time an HTTP request may take, receiving its body included (default 10s).
     #[arg(long, value_name = "DURATION")]
@@ -234,7 +270,7 @@ pub struct ServeArgs {
     pub backoff_max: Option<String>,
     /// Live feeds: consecutive failed connections that open the circuit breaker (default 10;
     /// 0 never opens it).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<u32>)]
     pub circuit_failures: Option<u32>,
     /// Live feeds: how long an open circuit waits before the next attempt (default 60s).
     #[arg(long, value_name = "DURATION")]
@@ -417,9 +453,7 @@ impl Settings {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen = listen_text
-            .parse::<SocketAddr>()
-            .map_err(|error| invalid("listen", format!("{listen_text:?}: {error}")))?;
+        let listen = parse_listen(&listen_text)?;
 
         let paths = if args.replay.is_empty() {
             file.replay.unwrap_or_default()
@@ -637,6 +671,52 @@ impl Settings {
     }
 }
 
+/// Parses a listen address: `HOST:PORT` (a host name is resolved, IPv4 first), or a port alone
+/// (`8080`, `:8080`), which listens on loopback like the default.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    let text = text.trim();
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let port_only = text.strip_prefix(':').unwrap_or(text);
+    if !port_only.is_empty() && port_only.bytes().all(|b| b.is_ascii_digit()) {
+        let port: u16 = port_only.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{text:?}: port {port_only} is out of range (0 to 65535)"),
+            )
+        })?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(invalid(
+            "listen",
+            format!("{text:?}: expected HOST:PORT (e.g. 127.0.0.1:8080) or a port"),
+        ));
+    };
+    let port: u16 = port.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("{text:?}: {port:?} is not a port (0 to 65535)"),
+        )
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|error| {
+            invalid(
+                "listen",
+                format!("{text:?}: cannot resolve {host:?}: {error}"),
+            )
+        })?
+        .collect();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| invalid("listen", format!("{text:?}: {host:?} has no address")))
+}
+
 fn invalid(option: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         option,
@@ -663,7 +743,10 @@ fn provider(name: &str) -> Result<Provider, ConfigError> {
     Provider::from_name(name).ok_or_else(|| {
         invalid(
             "feed",
-            format!("unknown provider {name:?} (known: binance)"),
+            format!(
+                "unknown provider {name:?} (known: {})",
+                Provider::known_names()
+            ),
         )
     })
 }

@@ -8,8 +8,9 @@
 //! With live feeds, a quiet market must not freeze the answers: every [`QUIET_TICK`] the task
 //! also moves the stream clock to the wall clock corrected by the most lagging live feed's
 //! measured offset (the median of its recent receive − exchange times) and by the allowed
-//! lateness, so windows drain while nothing trades. The estimate trails the venues' time, so a
-//! trade arriving with its usual lag is never made late by it.
+//! lateness, so windows drain while nothing trades. That advance moves only what readers see:
+//! lateness is judged against the event-time clock alone (see [`crate::clock`]), so the trades a
+//! venue delivers after a stall, a reconnect, a slow consumer or a burst are applied.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,18 +3,17 @@
 
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
-use tickstream::config::{Cli, Command, MockExchangeArgs};
+use tickstream::config::{Cli, Command, LogFormat, MockExchangeArgs};
 use tickstream::{App, Settings};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let command = Cli::parse().into_command();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let command = cli.into_command();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -26,13 +25,50 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::MockExchange(args) => runtime.block_on(mock_exchange(*args)),
     };
+    // The tasks have drained (or missed their deadline): whatever still runs is not waited for,
+    // so a stop signal always ends the process within seconds.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", report(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long the runtime waits for tasks still running once the service has stopped.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Logs go to standard error (standard output stays for data), coloured only on a terminal and
+/// never when `NO_COLOR` is set; `--log-format json` writes one JSON object per line.
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(colour).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
+/// An error and its causes on one line, each said once (a cause whose text its parent already
+/// includes is not repeated).
+fn report(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 async fn mock_exchange(args: MockExchangeArgs) -> anyhow::Result<()> {

@@ -47,6 +47,9 @@ use crate::shutdown::DRAIN_DEADLINE;
 /// task. When full, the sources wait: market data is never dropped on the way into the core.
 pub const CORE_CHANNEL_CAPACITY: usize = 64;
 
+/// How long a stopping live feed gets to close its connection and hand over its last trades.
+const LIVE_STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Most trades and quotes of a live feed's already-arrived frames sent to the core as one event.
 const LIVE_EVENTS_PER_SEND: usize = 4096;
 
@@ -270,6 +273,7 @@ impl App {
                 recorder: recorder.clone(),
                 reconnect: settings.reconnect.clone(),
                 stale_after: settings.stale_after,
+                cancel: cancel.child_token(),
                 ..ConnectorSettings::default()
             };
             spawn_reported(
@@ -281,7 +285,6 @@ impl App {
                     status,
                     trade_recorder.clone(),
                     events_tx.clone(),
-                    cancel.child_token(),
                 ),
             );
         }
@@ -417,15 +420,24 @@ async fn run_live(
     status: Arc<FeedStatus>,
     trade_recorder: Option<crate::record::TradeRecordSender>,
     events: mpsc::Sender<MergedEvent>,
-    cancel: CancellationToken,
 ) {
     status.set_running();
     let feed = status.id();
+    let cancel = connector.cancel.clone();
     let mut batches = Box::pin(live_stream(spec, connector, feed, status));
     loop {
-        let batch = tokio::select! {
-            _ = cancel.cancelled() => return,
-            batch = batches.next() => batch,
+        // Once stopping, the connector closes its socket (a WebSocket close) and ends its
+        // stream; a connector that does not end within the grace period is dropped.
+        let batch = if cancel.is_cancelled() {
+            match tokio::time::timeout(LIVE_STOP_GRACE, batches.next()).await {
+                Ok(batch) => batch,
+                Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                _ = cancel.cancelled() => continue,
+                batch = batches.next() => batch,
+            }
         };
         let Some(mut batch) = batch else {
             return;
@@ -503,13 +515,15 @@ async fn demo_exchange(settings: &Settings) -> anyhow::Result<(MockExchange, Fee
 
 /// Builds a mock exchange from the `mock-exchange` subcommand's options.
 pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<MockExchange> {
-    let provider = Provider::from_name(&args.provider)
-        .with_context(|| format!("unknown provider {:?}", args.provider))?;
+    let provider = Provider::from_name(&args.provider).with_context(|| {
+        format!(
+            "unknown provider {:?} (known: {})",
+            args.provider,
+            Provider::known_names()
+        )
+    })?;
     let speed: Speed = args.speed.parse()?;
-    let listen: SocketAddr = args
-        .listen
-        .parse()
-        .with_context(|| format!("invalid listen address {:?}", args.listen))?;
+    let listen = crate::config::parse_listen(&args.listen)?;
     let source = ReplaySource::from_path(&args.file)?;
     let max_pause = args
         .max_pause

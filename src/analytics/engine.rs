@@ -403,6 +403,11 @@ impl Engine {
         self.clock.now()
     }
 
+    /// The event-time clock (the largest exchange time applied), `None` before the first trade.
+    pub fn event_time(&self) -> Option<Timestamp> {
+        self.clock.event_time()
+    }
+
     /// Number of symbols seen.
     pub fn symbol_count(&self) -> usize {
         self.symbols.len()
@@ -473,6 +478,7 @@ impl Engine {
     }
 
     /// Moves the stream clock forward without a trade (a quiet market) and drains what expired.
+    /// The event-time clock stays: a trade is never made late by this.
     pub fn advance_clock(&mut self, ts: Timestamp) {
         if self.clock.advance_to(ts) {
             self.expire_due(ts);
@@ -681,6 +687,29 @@ mod tests {
                 duplicate: 0
             }
         );
+    }
+
+    #[test]
+    fn a_quiet_market_advance_leaves_the_venues_next_trades_applied() {
+        let mut engine = engine();
+        engine.apply(&trade("A", 5000, 10.0));
+        // A stall: the wall clock moves readers 3 s on, draining the 1 s window.
+        engine.advance_clock(8000 * MS);
+        assert_eq!(engine.snapshot("A").map(|a| a.windows[0].count), Some(0));
+        // The venue resumes where it stopped: its trades are not late (event time is 5 s) …
+        assert_eq!(engine.apply(&trade("A", 5100, 11.0)), Outcome::Applied);
+        assert_eq!(engine.apply(&trade("A", 7500, 12.0)), Outcome::Applied);
+        assert_eq!(engine.apply(&trade("A", 7900, 13.0)), Outcome::Applied);
+        // … and the windows take back in those whose time is inside them.
+        let a = engine.snapshot("A").expect("A traded");
+        assert_eq!(a.as_of, 8000 * MS);
+        assert_eq!(a.windows[0].count, 2, "7.5 s and 7.9 s are in (7 s, 8 s]");
+        assert_eq!(a.windows[1].count, 4);
+        assert_eq!(a.last_price, Some(13.0));
+        // Lateness is still judged against event time (now 7.9 s).
+        assert_eq!(engine.apply(&trade("A", 6899, 1.0)), Outcome::Late);
+        assert_eq!(engine.apply(&trade("A", 8100, 14.0)), Outcome::Applied);
+        assert_eq!(engine.now(), Some(8100 * MS));
     }
 
     #[test]

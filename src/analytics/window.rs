@@ -319,8 +319,8 @@ pub struct WindowStats {
     pub count: u64,
     /// Σ size.
     pub volume: f64,
-    /// Σ price × size.
-    pub notional: f64,
+    /// Σ price × size (null when the window is empty).
+    pub notional: Option<f64>,
     /// notional / volume; null when volume is 0.
     pub vwap: Option<f64>,
     /// Price of the earliest trade.
@@ -351,7 +351,7 @@ impl WindowStats {
         WindowStats {
             count: 0,
             volume: 0.0,
-            notional: 0.0,
+            notional: None,
             vwap: None,
             open: None,
             high: None,
@@ -370,6 +370,68 @@ impl WindowStats {
 /// The log re-bases after dropping at least this many trades even when it holds fewer.
 const REBASE_MIN_DROPS: usize = 64;
 
+/// A trade whose price is more than this factor away from its segment's reference price starts
+/// a segment of its own (and so does the next ordinary trade after it).
+const PRICE_SPAN: f64 = 256.0;
+
+/// A trade whose size is more than this factor away from its segment's first size starts a
+/// segment.
+const SIZE_SPAN: f64 = 4_294_967_296.0;
+
+/// A run of consecutive trades of a [`TradeLog`] whose running sums are kept together.
+///
+/// Each trade's `before` prefix counts the trades of its own segment only, so a window's sums
+/// are read segment by segment and a trade far from the others (an absurd print, or a size
+/// beyond any other) sits in a segment of its own: a window that does not hold it never touches
+/// its sums, and leaves no trace of it, whatever its magnitude.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    /// Index in the log of the segment's first trade.
+    first: usize,
+    /// Running sums of every trade of the segment (including trades dropped from the log's
+    /// front since the last re-base: prefixes are differences, so they cancel).
+    total: Prefix,
+    /// The price the segment's variance sums are shifted by.
+    reference: f64,
+    /// The size of the segment's first trade.
+    size_scale: f64,
+}
+
+impl Segment {
+    fn starting(first: usize, reference: f64, size_scale: f64) -> Self {
+        Segment {
+            first,
+            total: Prefix::default(),
+            reference,
+            size_scale,
+        }
+    }
+
+    /// Whether a trade belongs with this segment's sums without costing their precision.
+    #[inline]
+    fn fits(&self, price: f64, size: f64) -> bool {
+        let ratio = price / self.reference;
+        let size_ratio = size / self.size_scale;
+        let shifted = price - self.reference;
+        (1.0 / PRICE_SPAN..=PRICE_SPAN).contains(&ratio)
+            && (1.0 / SIZE_SPAN..=SIZE_SPAN).contains(&size_ratio)
+            && (self.total.notional.sum + price * size).is_finite()
+            && (self.total.squares.sum + shifted * shifted).is_finite()
+            && (self.total.volume.sum + size).is_finite()
+    }
+}
+
+/// The sums of one segment's share of a window, as read.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    count: f64,
+    reference: f64,
+    volume: DoubleDouble,
+    notional: DoubleDouble,
+    shifted: DoubleDouble,
+    squares: DoubleDouble,
+}
+
 /// A symbol's trades inside its longest window, with the running sums and extremes every window
 /// of the symbol reads.
 #[derive(Debug, Clone)]
@@ -379,10 +441,8 @@ pub struct TradeLog {
     times: VecDeque<Timestamp>,
     /// The trades, in the same order.
     entries: VecDeque<Logged>,
-    /// Running sums of every entry.
-    total: Prefix,
-    /// The price the variance sums are shifted by.
-    reference: f64,
+    /// The segments, in order; the first starts at index 0 whenever the log holds a trade.
+    segments: VecDeque<Segment>,
     dropped_since_rebase: usize,
     high: Extremum,
     low: Extremum,
@@ -400,8 +460,7 @@ impl TradeLog {
         TradeLog {
             times: VecDeque::new(),
             entries: VecDeque::new(),
-            total: Prefix::default(),
-            reference: 0.0,
+            segments: VecDeque::new(),
             dropped_since_rebase: 0,
             high: Extremum::new(Extreme::High),
             low: Extremum::new(Extreme::Low),
@@ -435,11 +494,22 @@ impl TradeLog {
     /// Appends a trade at or after every trade held.
     #[inline]
     pub fn push(&mut self, entry: Entry) {
-        if self.entries.is_empty() {
-            self.reference = entry.price;
-        }
-        let before = self.total;
-        self.total.add(entry.price, entry.size, self.reference);
+        let index = self.entries.len();
+        let segment = match self.segments.back_mut() {
+            Some(segment) if segment.fits(entry.price, entry.size) => segment,
+            _ => {
+                self.segments
+                    .push_back(Segment::starting(index, entry.price, entry.size));
+                let Some(segment) = self.segments.back_mut() else {
+                    unreachable!("a segment was just pushed");
+                };
+                segment
+            }
+        };
+        let before = segment.total;
+        segment
+            .total
+            .add(entry.price, entry.size, segment.reference);
         self.high.insert(&entry);
         self.low.insert(&entry);
         self.times.push_back(entry.ts);
@@ -451,18 +521,40 @@ impl TradeLog {
         });
     }
 
+    /// Index of the segment holding the trade at `index`.
+    #[inline]
+    fn segment_of(&self, index: usize) -> usize {
+        if self.segments.len() == 1 {
+            return 0;
+        }
+        self.segments
+            .partition_point(|s| s.first <= index)
+            .saturating_sub(1)
+    }
+
     /// Inserts a trade at `position` (from [`position_of`](Self::position_of)): the running sums
-    /// of every later trade move by its amounts.
+    /// of every later trade of its segment move by its amounts.
     pub fn insert(&mut self, position: usize, entry: Entry) {
         if position >= self.entries.len() {
             self.push(entry);
             return;
         }
+        let k = self.segment_of(position);
+        let end = self
+            .segments
+            .get(k + 1)
+            .map_or(self.entries.len(), |next| next.first);
+        let segment = self.segments[k];
         let before = self.entries[position].before;
-        for later in self.entries.range_mut(position..) {
-            later.before.add(entry.price, entry.size, self.reference);
+        for later in self.entries.range_mut(position..end) {
+            later.before.add(entry.price, entry.size, segment.reference);
         }
-        self.total.add(entry.price, entry.size, self.reference);
+        self.segments[k]
+            .total
+            .add(entry.price, entry.size, segment.reference);
+        for later in self.segments.range_mut(k + 1..) {
+            later.first += 1;
+        }
         self.high.insert(&entry);
         self.low.insert(&entry);
         self.times.insert(position, entry.ts);
@@ -475,6 +567,10 @@ impl TradeLog {
                 before,
             },
         );
+        if !segment.fits(entry.price, entry.size) {
+            // Far from its neighbours: the segments are drawn again so that it gets its own.
+            self.rebase();
+        }
     }
 
     /// Drops the `n` oldest trades (no window may still start before index `n`).
@@ -495,11 +591,18 @@ impl TradeLog {
             self.times.shrink_to(capacity / 2);
         }
         if self.entries.is_empty() {
-            self.total = Prefix::default();
+            self.segments.clear();
             self.dropped_since_rebase = 0;
             self.high.clear();
             self.low.clear();
             return;
+        }
+        // Segments wholly dropped go, with their sums: nothing of them is left to read.
+        while self.segments.get(1).is_some_and(|next| next.first <= n) {
+            self.segments.pop_front();
+        }
+        for segment in &mut self.segments {
+            segment.first = segment.first.saturating_sub(n);
         }
         self.dropped_since_rebase += n;
         if self.dropped_since_rebase >= self.entries.len().max(REBASE_MIN_DROPS) {
@@ -507,40 +610,145 @@ impl TradeLog {
         }
     }
 
-    /// Recomputes the running sums from the trades held, shifted by their mean.
+    /// Draws the segments again over the trades held and recomputes their running sums, each
+    /// shifted by its segment's mean price.
     fn rebase(&mut self) {
-        let count = self.entries.len() as f64;
-        if let Some(first) = self.entries.front() {
-            let shifted = self.total.shifted.since(&first.before.shifted);
-            self.reference += shifted / count;
+        let mut bounds: Vec<(usize, f64)> = Vec::new();
+        let mut current: Option<Segment> = None;
+        let mut price_sum = 0.0;
+        for (index, entry) in self.entries.iter().enumerate() {
+            match current {
+                Some(segment) if segment.fits(entry.price, entry.size) => {
+                    price_sum += entry.price;
+                }
+                _ => {
+                    if let Some(segment) = current {
+                        bounds.push((segment.first, price_sum));
+                    }
+                    current = Some(Segment::starting(index, entry.price, entry.size));
+                    price_sum = entry.price;
+                }
+            }
         }
-        let mut running = Prefix::default();
-        for entry in &mut self.entries {
-            entry.before = running;
-            running.add(entry.price, entry.size, self.reference);
+        let Some(last) = current else {
+            self.segments.clear();
+            self.dropped_since_rebase = 0;
+            return;
+        };
+        bounds.push((last.first, price_sum));
+        self.segments.clear();
+        for (k, &(first, price_sum)) in bounds.iter().enumerate() {
+            let end = bounds.get(k + 1).map_or(self.entries.len(), |next| next.0);
+            let first_entry = &self.entries[first];
+            let mean = price_sum / (end - first) as f64;
+            // The mean of far-apart prices may not be representable as a useful reference.
+            let reference = if mean.is_finite() && mean > 0.0 {
+                mean
+            } else {
+                first_entry.price
+            };
+            let mut segment = Segment::starting(first, reference, first_entry.size);
+            for entry in self.entries.range_mut(first..end) {
+                entry.before = segment.total;
+                segment.total.add(entry.price, entry.size, reference);
+            }
+            self.segments.push_back(segment);
         }
-        self.total = running;
         self.dropped_since_rebase = 0;
+    }
+
+    /// The sums of the trades from index `start` on, one part per segment.
+    fn parts_from(&self, start: usize) -> impl Iterator<Item = Part> + '_ {
+        let k = if start < self.entries.len() {
+            self.segment_of(start)
+        } else {
+            self.segments.len()
+        };
+        (k..self.segments.len()).map(move |j| {
+            let segment = &self.segments[j];
+            let end = self
+                .segments
+                .get(j + 1)
+                .map_or(self.entries.len(), |next| next.first);
+            let from = start.max(segment.first);
+            let before = self
+                .entries
+                .get(from)
+                .map_or(Prefix::default(), |e| e.before);
+            let total = &segment.total;
+            Part {
+                count: (end - from) as f64,
+                reference: segment.reference,
+                volume: total.volume.difference(&before.volume),
+                notional: total.notional.difference(&before.notional),
+                shifted: total.shifted.difference(&before.shifted),
+                squares: total.squares.difference(&before.squares),
+            }
+        })
+    }
+
+    /// Σ size and Σ price × size of the trades from index `start` on.
+    fn volume_notional_from(&self, start: usize) -> (f64, f64) {
+        let mut parts = self.parts_from(start);
+        let Some(first) = parts.next() else {
+            return (0.0, 0.0);
+        };
+        let (volume, notional) = parts.fold((first.volume, first.notional), |(v, n), part| {
+            (v.add(part.volume), n.add(part.notional))
+        });
+        (volume.value(), notional.value())
     }
 
     /// Σ size of the trades from index `start` on.
     pub fn volume_from(&self, start: usize) -> f64 {
-        self.entries
-            .get(start)
-            .map_or(0.0, |first| self.total.volume.since(&first.before.volume))
+        self.volume_notional_from(start).0
     }
 
     /// VWAP of the trades from index `start` on, if their volume is positive.
     pub fn vwap_from(&self, start: usize) -> Option<f64> {
-        let first = self.entries.get(start)?;
-        let volume = self.total.volume.since(&first.before.volume);
-        (volume > 0.0).then(|| self.total.notional.since(&first.before.notional) / volume)
+        if start >= self.entries.len() {
+            return None;
+        }
+        let (volume, notional) = self.volume_notional_from(start);
+        (volume > 0.0)
+            .then(|| notional / volume)
+            .filter(|v| v.is_finite())
     }
 
     /// (last / first − 1) × 100 over the trades from index `start` on.
     pub fn change_pct_from(&self, start: usize) -> Option<f64> {
         let (first, last) = (self.entries.get(start)?, self.entries.back()?);
         Some((last.price / first.price - 1.0) * 100.0)
+    }
+
+    /// Mean price and Σ (price − mean)² of the trades from index `start` on (at least one).
+    fn moments_from(&self, start: usize) -> (f64, f64) {
+        // Each part: its mean and its sum of squared deviations from that mean,
+        // Σ (x − m)² = Σx² − 2mΣx + n·m² for the shifted prices x, in double-double so that
+        // nothing cancels; then the parts combine by Chan et al.'s pairwise update.
+        let mut count = 0.0;
+        let mut mean = 0.0;
+        let mut deviation = 0.0;
+        for part in self.parts_from(start) {
+            let mean_shift = part.shifted.value() / part.count;
+            let part_deviation = part
+                .squares
+                .add(part.shifted.scale(-2.0 * mean_shift))
+                .add(DoubleDouble::product(mean_shift, mean_shift).scale(part.count))
+                .value()
+                .max(0.0);
+            let part_mean = part.reference + mean_shift;
+            if count == 0.0 {
+                (count, mean, deviation) = (part.count, part_mean, part_deviation);
+                continue;
+            }
+            let total = count + part.count;
+            let delta = part_mean - mean;
+            mean += delta * (part.count / total);
+            deviation += part_deviation + delta * delta * (count * part.count / total);
+            count = total;
+        }
+        (mean, deviation)
     }
 
     /// The statistics of the trades from index `start` on.
@@ -552,34 +760,24 @@ impl TradeLog {
             return WindowStats::empty();
         };
         let count = (self.entries.len() - start) as f64;
-        let before = &first.before;
-        let volume = self.total.volume.since(&before.volume);
-        let notional = self.total.notional.since(&before.notional);
-        let shifted = self.total.shifted.difference(&before.shifted);
-        let mean_shift = shifted.value() / count;
-        // Σ (x − m)² = Σx² − 2mΣx + n·m² for the shifted prices x and any m; with m the mean,
-        // in double-double so that nothing cancels.
-        let stddev = (count >= 2.0).then(|| {
-            let squares = self.total.squares.difference(&before.squares);
-            let deviation = squares
-                .add(shifted.scale(-2.0 * mean_shift))
-                .add(DoubleDouble::product(mean_shift, mean_shift).scale(count))
-                .value();
-            (deviation.max(0.0) / (count - 1.0)).sqrt()
-        });
+        let (volume, notional) = self.volume_notional_from(start);
+        let (mean, deviation) = self.moments_from(start);
+        let finite = |x: f64| Some(x).filter(|x| x.is_finite());
         WindowStats {
             count: self.entries.len() as u64 - start as u64,
             volume,
-            notional,
-            vwap: (volume > 0.0).then(|| notional / volume),
+            notional: finite(notional),
+            vwap: (volume > 0.0).then(|| notional / volume).and_then(finite),
             open: Some(first.price),
             high: self.high.value_from((first_ts, first.seq)),
             low: self.low.value_from((first_ts, first.seq)),
             close: Some(last.price),
-            mean: Some(self.reference + mean_shift),
-            stddev,
-            change: Some(last.price - first.price),
-            change_pct: Some((last.price / first.price - 1.0) * 100.0),
+            mean: finite(mean),
+            stddev: (count >= 2.0)
+                .then(|| (deviation / (count - 1.0)).sqrt())
+                .and_then(finite),
+            change: finite(last.price - first.price),
+            change_pct: finite((last.price / first.price - 1.0) * 100.0),
             first_ms: Some(to_millis(first_ts)),
             last_ms: Some(to_millis(last_ts)),
         }
@@ -893,7 +1091,7 @@ mod tests {
         let stats = window.stats(&log, 30);
         assert_eq!(stats.count, 3);
         assert_eq!(stats.volume, 5.0);
-        assert_eq!(stats.notional, 19.0);
+        assert_eq!(stats.notional, Some(19.0));
         assert_eq!(stats.high, Some(5.0));
         assert_eq!((stats.open, stats.close), (Some(2.0), Some(2.0)));
         // From the reordered trade on: 5 × 3 + 2 × 1 over 4.
@@ -913,5 +1111,126 @@ mod tests {
         assert!(stddev < 1e-9, "stddev {stddev:e}");
         let mean = stats.mean.unwrap_or(f64::NAN);
         assert!((mean - 60_000.1).abs() < 1e-10, "mean {mean}");
+    }
+
+    /// The statistics of `trades` computed directly: two passes, sums in `f64` (the trades are
+    /// ordinary: near one price level and one size).
+    fn direct(trades: &[(f64, f64)]) -> (f64, f64, f64, Option<f64>) {
+        let n = trades.len() as f64;
+        let volume: f64 = trades.iter().map(|t| t.1).sum();
+        let notional: f64 = trades.iter().map(|t| t.0 * t.1).sum();
+        let mean = trades.iter().map(|t| t.0).sum::<f64>() / n;
+        let stddev = (trades.len() >= 2)
+            .then(|| (trades.iter().map(|t| (t.0 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+        (volume, notional, mean, stddev)
+    }
+
+    #[test]
+    fn an_outlier_of_any_magnitude_leaves_no_trace_in_windows_without_it() {
+        let magnitudes = [
+            f64::MIN_POSITIVE,
+            1e-300,
+            1e-12,
+            1e-3,
+            1.0,
+            6e9,
+            1e100,
+            1e200,
+            f64::MAX,
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for &outlier_price in &magnitudes {
+            for &outlier_size in &magnitudes {
+                for level in [0.0123, 100.5, 60_000.0, 3e7] {
+                    let ordinary = |rng: &mut fastrand::Rng| {
+                        (level * (1.0 + (rng.f64() - 0.5) * 1e-6), 0.001 + rng.f64())
+                    };
+                    let mut log = TradeLog::new();
+                    let mut all = Vec::new();
+                    let mut seq = 0u64;
+                    let mut add = |log: &mut TradeLog, trade: (f64, f64)| {
+                        log.push(Entry::new(seq as i64, seq, trade.0, trade.1));
+                        all.push(trade);
+                        seq += 1;
+                    };
+                    for _ in 0..500 {
+                        add(&mut log, ordinary(&mut rng));
+                    }
+                    add(&mut log, (outlier_price, outlier_size));
+                    for _ in 0..300 {
+                        add(&mut log, ordinary(&mut rng));
+                    }
+                    let context = format!("{outlier_price:e} × {outlier_size:e} at {level}");
+                    let check = |log: &TradeLog, start: usize, trades: &[(f64, f64)]| {
+                        let stats = log.stats_from(start);
+                        let (volume, notional, mean, stddev) = direct(trades);
+                        assert_eq!(stats.count, trades.len() as u64, "{context}");
+                        let close = |a: Option<f64>, e: f64, tolerance: f64| {
+                            a.is_some_and(|a| (a - e).abs() <= tolerance * e.abs())
+                        };
+                        assert!(
+                            close(Some(stats.volume), volume, 1e-12),
+                            "{context}: {stats:?}"
+                        );
+                        assert!(
+                            close(stats.notional, notional, 1e-12),
+                            "{context}: {stats:?}"
+                        );
+                        assert!(close(stats.vwap, notional / volume, 1e-12), "{context}");
+                        assert!(close(stats.mean, mean, 1e-12), "{context}: {stats:?}");
+                        let (Some(actual), Some(expected)) = (stats.stddev, stddev) else {
+                            panic!("{context}: {stats:?}");
+                        };
+                        assert!(
+                            (actual - expected).abs() <= 1e-9 * level,
+                            "{context}: stddev {actual:e} vs {expected:e}"
+                        );
+                    };
+                    // A window that starts after the outlier, while the log still holds it.
+                    check(&log, 501, &all[501..]);
+                    check(&log, 700, &all[700..]);
+                    // The outlier leaves the log.
+                    log.drop_front(450);
+                    check(&log, 51, &all[501..]);
+                    log.drop_front(60);
+                    check(&log, 0, &all[510..]);
+                    // And the log takes more ordinary trades afterwards.
+                    for _ in 0..100 {
+                        let trade = ordinary(&mut rng);
+                        log.push(Entry::new(seq as i64, seq, trade.0, trade.1));
+                        all.push(trade);
+                        seq += 1;
+                    }
+                    check(&log, 0, &all[510..]);
+                    check(&log, 250, &all[760..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_reordered_outlier_gets_a_segment_of_its_own() {
+        let mut log = TradeLog::new();
+        for seq in 0..100u64 {
+            log.push(Entry::new(
+                seq as i64 * 10,
+                seq,
+                100.0 + seq as f64 * 0.01,
+                1.0,
+            ));
+        }
+        let position = log.position_of(505);
+        log.insert(position, Entry::new(505, 100, 1e200, 1e200));
+        let after = log.stats_from(position + 1);
+        assert_eq!(after.count, 49);
+        let mean: f64 = (51..100).map(|i| 100.0 + i as f64 * 0.01).sum::<f64>() / 49.0;
+        assert!((after.mean.unwrap_or(f64::NAN) - mean).abs() < 1e-10);
+        assert_eq!(after.volume, 49.0);
+        let with = log.stats_from(0);
+        assert_eq!(with.count, 101);
+        assert_eq!(
+            with.notional, None,
+            "Σ price × size overflows: null, not infinity"
+        );
     }
 }

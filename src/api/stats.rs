@@ -108,12 +108,22 @@ pub struct SymbolStats {
     pub windows: WindowMap,
 }
 
-/// Finds a configured window's position by label.
+/// Finds a configured window's position: by its configured label, or by any spelling of the
+/// same duration (`60s` for `1m`), as candle intervals and alert rules are found.
 fn window_index(state: &AppState, label: &str) -> Result<usize, ApiError> {
     state
         .windows
         .iter()
         .position(|w| w.label == label)
+        .or_else(|| {
+            let length = crate::config::parse_duration("window", label)
+                .ok()?
+                .as_nanos();
+            state
+                .windows
+                .iter()
+                .position(|w| u128::try_from(w.length).is_ok_and(|l| l == length))
+        })
         .ok_or_else(|| {
             let known: Vec<&str> = state.windows.iter().map(|w| w.label.as_str()).collect();
             ApiError::BadParameter(format!(
@@ -279,7 +289,7 @@ impl SortField {
             SortField::Symbol => None,
             SortField::Count => Some(stats.count as f64),
             SortField::Volume => Some(stats.volume),
-            SortField::Notional => Some(stats.notional),
+            SortField::Notional => stats.notional,
             SortField::Vwap => stats.vwap,
             SortField::Open => stats.open,
             SortField::High => stats.high,

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
@@ -81,6 +82,11 @@ impl Provider {
         Provider::Alpaca,
         Provider::Polygon,
     ];
+
+    /// The names [`from_name`](Self::from_name) knows, for error messages: `binance, …`.
+    pub fn known_names() -> String {
+        Provider::ALL.map(Provider::name).join(", ")
+    }
 
     /// The environment variable that holds the API key, for providers that need one.
     pub fn default_key_env(self) -> Option<&'static str> {
@@ -306,7 +312,13 @@ pub struct ConnectorSettings {
     pub connect_timeout: Duration,
     /// Where to record frames and connection markers (`--record`); backpressure when full.
     pub recorder: Option<RecordSender>,
+    /// Stops the connector: an open connection is closed with a WebSocket close, then the
+    /// stream ends.
+    pub cancel: CancellationToken,
 }
+
+/// Longest wait for the venue's answer to our WebSocket close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Default for ConnectorSettings {
     fn default() -> Self {
@@ -316,6 +328,7 @@ impl Default for ConnectorSettings {
             max_message_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
             recorder: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -369,11 +382,13 @@ pub fn live_stream(
         loop {
             status.set_state(FeedState::Connecting);
             let started = Instant::now();
-            let connected = tokio::time::timeout(
-                settings.connect_timeout,
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
-            )
-            .await;
+            let connected = tokio::select! {
+                _ = settings.cancel.cancelled() => return,
+                connected = tokio::time::timeout(
+                    settings.connect_timeout,
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
+                ) => connected,
+            };
             let ended = match connected {
                 Err(_) => Ended::Failed(Disconnect::ConnectFailed, "connect timed out".into()),
                 Ok(Err(error)) => Ended::Failed(Disconnect::ConnectFailed, format!("connect failed: {error}")),
@@ -420,6 +435,11 @@ pub fn live_stream(
                     while ended.is_none() {
                         // Silence is measured from the last frame, whatever we send meanwhile.
                         let next = tokio::select! {
+                            // Stopping: the loop ends and the socket is closed with a handshake.
+                            _ = settings.cancel.cancelled() => {
+                                ended = Some(Ended::Cancelled);
+                                break;
+                            }
                             next = socket.next() => Ok(next),
                             _ = tokio::time::sleep_until(last_frame + stale_after) => Err(()),
                             _ = async {
@@ -526,7 +546,9 @@ pub fn live_stream(
                             yield batch;
                         }
                     }
-                    let _ = socket.close(None).await;
+                    // A WebSocket close (bounded: a venue that does not answer is not waited
+                    // for).
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
                     if let Some(recorder) = &settings.recorder {
                         let reason = match &ended {
                             Some(Ended::Failed(_, reason)) => reason.clone(),
@@ -542,11 +564,11 @@ pub fn live_stream(
                     }
                 }
             };
-            let reason = match ended {
+            let (kind, reason) = match ended {
                 Ended::Cancelled => return,
                 Ended::Failed(kind, reason) => {
                     status.disconnected(kind);
-                    reason
+                    (kind, reason)
                 }
             };
             status.set_error(reason.clone());
@@ -559,8 +581,15 @@ pub fn live_stream(
                 }
             };
             status.set_state(state);
-            tracing::warn!(feed = status.name(), %reason, delay = ?retry.delay(), failures = backoff.failures(), "feed disconnected; retrying");
-            tokio::time::sleep(retry.delay()).await;
+            if kind == Disconnect::ConnectFailed {
+                tracing::warn!(feed = status.name(), %reason, delay = ?retry.delay(), failures = backoff.failures(), "cannot connect; retrying");
+            } else {
+                tracing::warn!(feed = status.name(), %reason, delay = ?retry.delay(), failures = backoff.failures(), "feed disconnected; retrying");
+            }
+            tokio::select! {
+                _ = settings.cancel.cancelled() => return,
+                _ = tokio::time::sleep(retry.delay()) => {}
+            }
         }
     }
 }

@@ -249,7 +249,18 @@ impl FeedStatus {
             self.connected_ms
                 .store(to_millis(wall_clock_now()), Ordering::Relaxed);
         }
-        self.state.store(state.as_u8(), Ordering::Release);
+        let before = FeedState::from_u8(self.state.swap(state.as_u8(), Ordering::AcqRel));
+        if before == state {
+            return;
+        }
+        // The life of a live feed, at INFO (backoff and the circuit breaker are logged with
+        // their reason by the connector).
+        match state {
+            FeedState::Connecting => tracing::info!(feed = self.name(), "connecting"),
+            FeedState::Subscribing => tracing::info!(feed = self.name(), "connected; subscribing"),
+            FeedState::Live => tracing::info!(feed = self.name(), "subscribed; live"),
+            _ => {}
+        }
     }
 
     /// Records a frame received at `receive_ms` (wall clock).

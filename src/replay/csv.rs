@@ -10,7 +10,7 @@ use super::fields::{RawTrade, RowError, parse_number, parse_timestamp, parse_tra
 use super::{BatchSink, ReplayError, ReplaySource, RowLocation, Stop, open_text};
 
 /// Column positions found in the header.
-struct Columns {
+pub(super) struct Columns {
     ts: usize,
     symbol: usize,
     price: usize,
@@ -20,7 +20,11 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_header(header: &csv::ByteRecord, source_name: &str) -> Result<Self, ReplayError> {
+    /// The positions of the columns `header` names; a required one missing is an error.
+    pub(super) fn from_header(
+        header: &csv::ByteRecord,
+        source_name: &str,
+    ) -> Result<Self, ReplayError> {
         let find = |names: &[&str]| {
             header.iter().position(|field| {
                 let field = String::from_utf8_lossy(field);

@@ -125,7 +125,9 @@ pub struct ReplaySource {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// The file name says no known format.
-    #[error("{path}: unknown replay format (expected .csv, .jsonl, .ndjson or .parquet)")]
+    #[error(
+        "{path}: unknown replay format (expected .csv, .jsonl, .ndjson, .json, .parquet, .pq or .frames.jsonl)"
+    )]
     UnknownFormat {
         /// The path.
         path: PathBuf,
@@ -163,6 +165,14 @@ pub enum ReplayError {
         column: &'static str,
         /// Its type.
         dtype: String,
+    },
+    /// The file holds no trade at all (no bytes, or only blank lines).
+    #[error(
+        "{source_name}: the file is empty (expected a header row ts,symbol,price,size and trades)"
+    )]
+    Empty {
+        /// The file or embedded name.
+        source_name: String,
     },
     /// Parquet is only read from files.
     #[error("{source_name}: embedded Parquet is not supported")]
@@ -229,6 +239,7 @@ impl ReplaySource {
                 if metadata.is_dir() {
                     return Err(open_error(std::io::Error::other("is a directory")));
                 }
+                self.check_start()?;
                 Ok(metadata.len())
             }
             ReplayInput::Embedded { name, bytes } => {
@@ -248,6 +259,57 @@ impl ReplaySource {
                 Ok(bytes.len() as u64)
             }
         }
+    }
+}
+
+impl ReplaySource {
+    /// Reads the start of a text source: an empty file (or only blank lines) is an error of its
+    /// own, and a CSV file's first row must be a header naming the required columns — so a file
+    /// that can hold no trade stops the service at start-up rather than later in its log.
+    fn check_start(&self) -> Result<(), ReplayError> {
+        use std::io::{BufRead, Read};
+        let empty = || ReplayError::Empty {
+            source_name: self.display_name(),
+        };
+        if self.format == ReplayFormat::Parquet {
+            return match &self.input {
+                ReplayInput::File(path) => match std::fs::metadata(path) {
+                    Ok(metadata) if metadata.len() == 0 => Err(empty()),
+                    _ => Ok(()),
+                },
+                _ => Ok(()),
+            };
+        }
+        let mut reader = std::io::BufReader::new(open_text(self)?);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = reader
+                .by_ref()
+                .take(1 << 20)
+                .read_until(b'\n', &mut line)
+                .map_err(|error| ReplayError::Read {
+                    source_name: self.display_name(),
+                    message: error.to_string(),
+                })?;
+            if read == 0 {
+                return Err(empty());
+            }
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+        }
+        if self.format == ReplayFormat::Csv {
+            let mut header = ::csv::ReaderBuilder::new()
+                .has_headers(true)
+                .from_reader(line.as_slice());
+            let record = header.byte_headers().map_err(|error| ReplayError::Read {
+                source_name: self.display_name(),
+                message: error.to_string(),
+            })?;
+            csv::Columns::from_header(record, &self.display_name())?;
+        }
+        Ok(())
     }
 }
 

@@ -498,7 +498,7 @@ fn sigterm_flushes_every_alert_to_the_file() {
         args.push(rule);
     }
     let mut child = spawn_binary(&args);
-    let stdout = child.stdout.take().expect("stdout");
+    let stdout = child.stderr.take().expect("stderr");
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut address = None;
     let mut finished = false;

@@ -40,7 +40,9 @@ async fn wait_until_read_everything(app: &TestApp, stats: &MockStats, tape: u64)
         let feed = &body["feeds"][0];
         if counts.furthest == tape
             && feed["rows_read"].as_u64() == Some(counts.trades_sent)
-            && feed["trades"].as_u64().unwrap_or(0) + feed["duplicates"].as_u64().unwrap_or(0)
+            && feed["trades"].as_u64().unwrap_or(0)
+                + feed["duplicates"].as_u64().unwrap_or(0)
+                + feed["late"].as_u64().unwrap_or(0)
                 == counts.trades_sent
         {
             return counts;
@@ -443,4 +445,51 @@ async fn a_thousand_stalled_stream_clients_keep_memory_bounded_and_the_core_goin
     );
     drop(stalled);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_stall_never_turns_the_venues_next_trades_late() {
+    // A venue paced in real time (recorded BTCUSDT trades, 2 ms apart) goes silent for 3 s after
+    // 300 frames (no disconnect, inside the stale limit). Meanwhile the quiet-market clock moves
+    // readers on with the wall; the venue's next trades are still its freshest data, and every
+    // one must be applied.
+    let base = load_trades(BTCUSDT)[0].exchange_ts;
+    let trades: Vec<Trade> = load_trades(BTCUSDT)
+        .into_iter()
+        .take(600)
+        .enumerate()
+        .map(|(i, trade)| Trade {
+            exchange_ts: base + i as i64 * 2_000_000,
+            ..trade
+        })
+        .collect();
+    let options = MockOptions {
+        speed: tickstream::replay::Speed::Factor(1.0),
+        faults: MockFaults {
+            stall: Some((300, Duration::from_secs(3))),
+            ..MockFaults::default()
+        },
+        ..MockOptions::default()
+    };
+    let (mock, stats, stop_mock) = start_counted_mock(&trades, options).await;
+    let app = TestApp::spawn(ServeArgs {
+        feed: vec![binance_feed(mock)],
+        stale_after: Some("10s".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let counts = wait_until_read_everything(&app, &stats, 600).await;
+    let feed = wait_for_feed(&app, |f| {
+        f["trades"].as_u64().unwrap_or(0) + f["late"].as_u64().unwrap_or(0) == 600
+    })
+    .await;
+    assert!(counts.stalls >= 1, "{counts:?}");
+    assert_eq!(feed["late"], 0, "{feed}");
+    assert_eq!(feed["trades"], 600, "{feed}");
+    assert_eq!(feed["reconnects"], 0, "{feed}");
+    let (_, body) = app.get("/v1/symbols/BTCUSDT/stats?window=1h").await;
+    assert_eq!(body["trade_count"], 600, "{body}");
+    assert_eq!(body["windows"]["1h"]["count"], 600, "{body}");
+    app.stop().await;
+    stop_mock.cancel();
 }

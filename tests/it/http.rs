@@ -100,12 +100,14 @@ async fn replayed_equities_are_served_exactly() {
         .collect();
     assert!(positions.windows(2).all(|p| p[0] < p[1]), "{raw}");
     // IBM's last trade came 34 minutes before AIG's: its 15m window is empty, with nulls.
+    let (_, ibm_all) = app.get("/v1/symbols/IBM/stats").await;
     let (_, ibm) = app.get("/v1/symbols/IBM/stats?window=15m").await;
     let quarter = &ibm["windows"]["15m"];
     assert_eq!(ibm["windows"].as_object().map(|w| w.len()), Some(1));
     assert_eq!(quarter["count"], 0);
     assert_eq!(quarter["volume"], 0.0);
     for field in [
+        "notional",
         "vwap",
         "open",
         "high",
@@ -119,6 +121,21 @@ async fn replayed_equities_are_served_exactly() {
         "last_ms",
     ] {
         assert!(quarter[field].is_null(), "{field}: {quarter}");
+    }
+
+    // Any spelling of a configured window's duration names it, as for intervals and rules.
+    for (spelling, label) in [("900s", "15m"), ("60s", "1m"), ("3600000ms", "1h")] {
+        let (status, body) = app
+            .get(&format!("/v1/symbols/IBM/stats?window={spelling}"))
+            .await;
+        assert_eq!(status, 200, "{spelling}: {body}");
+        assert_eq!(
+            body["windows"][label], ibm_all["windows"][label],
+            "{spelling}"
+        );
+        let (status, body) = app.get(&format!("/v1/stats?window={spelling}")).await;
+        assert_eq!(status, 200, "{spelling}: {body}");
+        assert_eq!(body["window"], label, "{spelling}: {body}");
     }
 
     check_ranking(&app, &frame, &windows[5], last_ms).await;

@@ -19,6 +19,7 @@
 
 mod alerts;
 mod candles_vs_polars;
+mod edges;
 mod faults;
 mod fuzz_regressions;
 mod http;

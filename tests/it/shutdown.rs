@@ -116,7 +116,7 @@ async fn stop_mid_stream_and_count(signal: &str, trades: &[Trade]) {
         r#"{"kind":"volume","symbol":"*","window":"1m","threshold":5000,"cooldown":"10s"}"#.into(),
     ];
     let mut child = spawn_binary(&args);
-    let stdout = child.stdout.take().expect("stdout");
+    let stdout = child.stderr.take().expect("stderr");
     let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)

@@ -147,7 +147,7 @@ fn collect_stats(
         let stats = WindowStats {
             count: count[row].expect("count") as u64,
             volume: volume_row,
-            notional: notional_row,
+            notional: (count[row].expect("count") > 0).then_some(notional_row),
             vwap: (volume_row > 0.0).then(|| notional_row / volume_row),
             open: open[row],
             high: high[row],
@@ -247,7 +247,7 @@ pub fn assert_window_matches(actual: &WindowStats, expected: &WindowStats, conte
     );
     let pairs = [
         ("volume", Some(actual.volume), Some(expected.volume)),
-        ("notional", Some(actual.notional), Some(expected.notional)),
+        ("notional", actual.notional, expected.notional),
         ("vwap", actual.vwap, expected.vwap),
         ("mean", actual.mean, expected.mean),
     ];
@@ -308,7 +308,7 @@ pub fn assert_stats_body_matches(body: &serde_json::Value, frame: &DataFrame, co
 pub struct WindowStatsBody {
     count: u64,
     volume: f64,
-    notional: f64,
+    notional: Option<f64>,
     vwap: Option<f64>,
     open: Option<f64>,
     high: Option<f64>,
@@ -651,14 +651,14 @@ pub fn symbols_in_turn_csv(dir: &Path, trades: u64, symbols: u64) -> PathBuf {
 }
 
 /// Starts the real `tickstream` binary with `args`, its info log (without colours) on a piped
-/// stdout, its stderr discarded.
+/// stderr, its stdout discarded.
 pub fn spawn_binary(args: &[String]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_tickstream"))
         .args(args)
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("binary starts")
 }

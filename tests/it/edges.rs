@@ -1,0 +1,379 @@
+//! The edges a new user meets: hand-made files, every documented command line, stopping in any
+//! state. Each test protects one defect found from outside.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tickstream::config::ServeArgs;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+/// Writes `text` to `dir/name`; returns its path as a string.
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_a_file_with_an_unsorted_row_finishes() {
+    // A: t, t+2, t+3, t+5, t+4 (one row 1 ms out of order, within the lateness); B: t.
+    let dir = tempfile::tempdir().expect("dir");
+    let t = 1_700_000_000_000i64;
+    let mut a = String::from("ts,symbol,price,size\n");
+    for (offset, price) in [(0, 10.0), (2, 11.0), (3, 12.0), (5, 13.0), (4, 14.0)] {
+        a.push_str(&format!("{},X,{price},1\n", t + offset));
+    }
+    let a = write(dir.path(), "a.csv", &a);
+    let b = write(
+        dir.path(),
+        "b.csv",
+        &format!("ts,symbol,price,size\n{t},X,20,1\n"),
+    );
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![a.into(), b.into()],
+        speed: Some("max".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let feeds = app.wait_for_feeds().await;
+    for feed in feeds["feeds"].as_array().expect("feeds") {
+        assert_eq!(feed["state"], "finished", "{feeds}");
+        assert_eq!(feed["late"], 0, "{feeds}");
+    }
+    let (_, stats) = app.get("/v1/symbols/X/stats?window=1m").await;
+    assert_eq!(stats["trade_count"], 6, "{stats}");
+    // t+5 is the latest trade by event time.
+    assert_eq!(stats["windows"]["1m"]["close"], 13.0, "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ties_across_sources_follow_the_listed_order_across_batches() {
+    // 1,500 rows at one millisecond in the first-listed file (more than one batch), 1,000 in
+    // the second: the second file's last row is the close.
+    let dir = tempfile::tempdir().expect("dir");
+    let t = 1_700_000_000_000i64;
+    let mut first = String::from("ts,symbol,price,size\n");
+    for i in 0..1500 {
+        first.push_str(&format!("{t},X,{}.25,1\n", 100 + i % 7));
+    }
+    let mut second = String::from("ts,symbol,price,size\n");
+    for i in 0..1000 {
+        second.push_str(&format!("{t},X,{}.5,1\n", 200 + i % 11));
+    }
+    let first = write(dir.path(), "first.csv", &first);
+    let second = write(dir.path(), "second.csv", &second);
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![first.into(), second.into()],
+        ..ServeArgs::default()
+    })
+    .await;
+    app.wait_for_feeds().await;
+    let (_, stats) = app.get("/v1/symbols/X/stats?window=1m").await;
+    let window = &stats["windows"]["1m"];
+    assert_eq!(window["count"], 2500, "{stats}");
+    assert_eq!(window["open"], 100.25, "{stats}");
+    assert_eq!(window["close"], 200.0 + (999 % 11) as f64 + 0.5, "{stats}");
+    let (_, candles) = app.get("/v1/symbols/X/candles?interval=1s").await;
+    let bar = &candles["candles"][0];
+    assert_eq!(bar["close"], window["close"], "{candles}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_closes_live_connections_with_a_websocket_close() {
+    // A venue that accepts, reads the subscription, then waits to see how the client leaves.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("bound");
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        let mut subscribed = Some(subscribed_tx);
+        let outcome = loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(_))) => {
+                    if let Some(tx) = subscribed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Some(Ok(Message::Close(_))) => break "close",
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break "dropped",
+            }
+        };
+        let _ = seen_tx.send(outcome);
+    });
+    let app = TestApp::spawn(ServeArgs {
+        feed: vec![format!("binance:BTCUSDT@ws://{address}")],
+        ..ServeArgs::default()
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), subscribed_rx)
+        .await
+        .expect("the connector subscribes")
+        .expect("subscribed");
+    app.stop().await;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), seen_rx)
+        .await
+        .expect("the venue sees the client leave")
+        .expect("outcome");
+    assert_eq!(
+        outcome, "close",
+        "the connection must end with a WebSocket close"
+    );
+}
+
+/// Starts the binary, waits for its HTTP address in the log, and returns both.
+fn start(
+    args: &[String],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = spawn_binary(args);
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if let Some(at) = line.find("address=") {
+            let address = line[at + 8..]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return (child, address, rx);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the service never logged its address: {args:?}");
+}
+
+/// Sends SIGTERM and returns how long the process took to exit, and its status.
+fn terminate(mut child: std::process::Child) -> (Duration, std::process::ExitStatus) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let sent = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return (sent.elapsed(), status);
+        }
+        if sent.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the process did not exit within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_ends_the_process_within_seconds_in_every_state() {
+    let dir = tempfile::tempdir().expect("dir");
+    let t = 1_700_000_000_000i64;
+    let a = write(
+        dir.path(),
+        "a.csv",
+        &format!(
+            "ts,symbol,price,size\n{t},X,1,1\n{},X,1,1\n{},X,1,1\n{},X,1,1\n{},X,1,1\n",
+            t + 2,
+            t + 3,
+            t + 5,
+            t + 4
+        ),
+    );
+    let b = write(
+        dir.path(),
+        "b.csv",
+        &format!("ts,symbol,price,size\n{t},X,1,1\n"),
+    );
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let listen = ["--listen".to_string(), "127.0.0.1:0".to_string()];
+    let states: Vec<(&str, Vec<String>)> = vec![
+        (
+            "merged replays finished",
+            vec![
+                "--replay".into(),
+                a.clone(),
+                "--replay".into(),
+                b,
+                "--speed".into(),
+                "max".into(),
+            ],
+        ),
+        (
+            "a paced replay mid-file",
+            vec![
+                "--replay".into(),
+                data_path(BTCUSDT).display().to_string(),
+                "--speed".into(),
+                "1".into(),
+            ],
+        ),
+        (
+            "a live feed in backoff",
+            vec![
+                "--feed".into(),
+                format!("binance:BTCUSDT@ws://{closed_port}"),
+            ],
+        ),
+    ];
+    for (state, args) in states {
+        let args: Vec<String> = args.into_iter().chain(listen.iter().cloned()).collect();
+        let (child, _address, _log) = start(&args);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (took, status) = terminate(child);
+        assert!(status.success(), "{state}: {status:?}");
+        assert!(
+            took < Duration::from_secs(12),
+            "{state}: exit took {took:?}"
+        );
+        eprintln!("{state}: exited {took:?} after SIGTERM");
+    }
+}
+
+/// Runs the binary to completion with `args`; returns (exit success, stderr).
+fn run(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes()).expect("stdin");
+    }
+    let output = child.wait_with_output().expect("exits");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_command_lines_fail_with_one_clear_message() {
+    let dir = tempfile::tempdir().expect("dir");
+    let empty = write(dir.path(), "empty.csv", "");
+    let headerless = write(dir.path(), "headerless.csv", "1700000000000,X,1.5,2\n");
+    let wrong_header = write(dir.path(), "wrong.csv", "time,ticker,px,qty\n1,X,1,1\n");
+    let empty_jsonl = write(dir.path(), "empty.jsonl", "\n\n");
+    let listen = "127.0.0.1:0";
+    // (arguments, what the message must name, a phrase it must hold exactly once)
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--replay", "/nonexistent/trades.csv"],
+            "No such file or directory",
+        ),
+        (
+            vec!["--config", "/nonexistent/tickstream.toml"],
+            "No such file or directory",
+        ),
+        (
+            vec![
+                "mock-exchange",
+                "--file",
+                "/nonexistent/trades.csv",
+                "--listen",
+                listen,
+            ],
+            "No such file or directory",
+        ),
+        (vec!["--feed", "nasdaq:AAPL"], "coinbase-exchange"),
+        (
+            vec![
+                "mock-exchange",
+                "--provider",
+                "nasdaq",
+                "--file",
+                &empty,
+                "--listen",
+                listen,
+            ],
+            "coinbase-exchange",
+        ),
+        (vec!["--replay", "trades.txt"], ".frames.jsonl"),
+        (vec!["--speed", "-5"], "positive number"),
+        (vec!["--candle-history", "-1"], "is negative"),
+        (vec!["--candle-history", "lots"], "not a whole number"),
+        (vec!["--listen", "localhost:99999"], "not a port"),
+        (vec!["--replay", &empty], "is empty"),
+        (vec!["--replay", &empty_jsonl], "is empty"),
+        (vec!["--replay", &headerless], "no `ts` column"),
+        (vec!["--replay", &wrong_header], "no `ts` column"),
+    ];
+    for (args, phrase) in cases {
+        let mut full: Vec<&str> = args.clone();
+        if !args.contains(&"mock-exchange") && !args.contains(&"--listen") {
+            full.extend(["--listen", listen]);
+        }
+        let (success, stderr) = run(&full, None);
+        assert!(!success, "{args:?} should fail: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: one error line: {stderr}");
+        assert_eq!(
+            errors[0].matches(phrase).count(),
+            1,
+            "{args:?}: {phrase:?} said once: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn listen_addresses_take_the_common_spellings() {
+    use tickstream::config::parse_listen;
+    let loopback = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for (text, expected) in [
+        ("8080", loopback(8080)),
+        (":8080", loopback(8080)),
+        ("localhost:8080", loopback(8080)),
+        ("127.0.0.1:0", loopback(0)),
+        (
+            "0.0.0.0:9000",
+            std::net::SocketAddr::from(([0, 0, 0, 0], 9000)),
+        ),
+        ("[::1]:8080", "[::1]:8080".parse().expect("v6")),
+    ] {
+        assert_eq!(parse_listen(text).expect(text), expected, "{text}");
+    }
+    for text in ["", "localhost", "host:port", "99999", "localhost:-1"] {
+        let error = parse_listen(text).expect_err(text).to_string();
+        assert!(error.contains("listen"), "{text}: {error}");
+    }
+}
