@@ -59,7 +59,7 @@ impl Columns {
             let bytes = record.get(index).ok_or(RowError::Missing(name))?;
             std::str::from_utf8(bytes).map_err(|_| RowError::Utf8(name))
         };
-        let ts = parse_timestamp(text(self.ts, "ts")?)?;
+        let (ts, unit) = parse_timestamp(text(self.ts, "ts")?)?;
         let symbol = text(self.symbol, "symbol")?.trim();
         let price = parse_number("price", text(self.price, "price")?)?;
         let size = parse_number("size", text(self.size, "size")?)?;
@@ -67,7 +67,7 @@ impl Columns {
             Some(index) => parse_trade_id(text(index, "id")?)?,
             None => None,
         };
-        RawTrade::new(ts, symbol.into(), price, size, trade_id)
+        RawTrade::new(ts, symbol.into(), price, size, trade_id).map(|raw| raw.in_unit(unit))
     }
 }
 

@@ -12,8 +12,8 @@ pub enum RowError {
     /// A required field is absent or null.
     #[error("missing field `{0}`")]
     Missing(&'static str),
-    /// The timestamp is neither epoch milliseconds nor RFC 3339.
-    #[error("`ts` value {0:?} is neither epoch milliseconds nor an RFC 3339 time")]
+    /// The timestamp is neither an integer epoch time nor RFC 3339.
+    #[error("`ts` value {0:?} is neither an integer epoch time nor an RFC 3339 time")]
     Timestamp(String),
     /// A number does not parse.
     #[error("`{field}` value {value:?} is not a number")]
@@ -61,6 +61,8 @@ pub struct RawTrade<'a> {
     pub size: f64,
     /// Optional trade id.
     pub trade_id: Option<u64>,
+    /// The unit of an integer timestamp (`None` for a time with its own unit).
+    pub ts_unit: Option<EpochUnit>,
 }
 
 impl<'a> RawTrade<'a> {
@@ -82,7 +84,14 @@ impl<'a> RawTrade<'a> {
             price,
             size,
             trade_id,
+            ts_unit: None,
         })
+    }
+
+    /// Records the unit the integer timestamp was read in.
+    pub fn in_unit(mut self, unit: Option<EpochUnit>) -> Self {
+        self.ts_unit = unit;
+        self
     }
 }
 
@@ -93,16 +102,78 @@ pub fn millis_to_nanos(millis: i64) -> Result<Timestamp, RowError> {
         .ok_or_else(|| RowError::Timestamp(millis.to_string()))
 }
 
-/// Parses a `ts` field: integer epoch milliseconds, or an RFC 3339 time
-/// (`2013-10-07T13:30:00.123Z`, any offset).
-pub fn parse_timestamp(text: &str) -> Result<Timestamp, RowError> {
+/// The unit of an integer epoch timestamp, told from its magnitude: below 10^11 seconds (up to
+/// the year 5138), below 10^14 milliseconds, below 10^17 microseconds, nanoseconds beyond. Each
+/// range holds the dates from 1973 on of its own unit only, so a file's unit is unambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochUnit {
+    /// Seconds.
+    Seconds,
+    /// Milliseconds.
+    Millis,
+    /// Microseconds.
+    Micros,
+    /// Nanoseconds.
+    Nanos,
+}
+
+impl EpochUnit {
+    /// The unit a value of this magnitude is in.
+    pub fn of(value: i64) -> Self {
+        match value.unsigned_abs() {
+            v if v < 100_000_000_000 => EpochUnit::Seconds,
+            v if v < 100_000_000_000_000 => EpochUnit::Millis,
+            v if v < 100_000_000_000_000_000 => EpochUnit::Micros,
+            _ => EpochUnit::Nanos,
+        }
+    }
+
+    /// Nanoseconds per unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            EpochUnit::Seconds => 1_000_000_000,
+            EpochUnit::Millis => 1_000_000,
+            EpochUnit::Micros => 1_000,
+            EpochUnit::Nanos => 1,
+        }
+    }
+
+    /// The unit's name, as logged.
+    pub fn name(self) -> &'static str {
+        match self {
+            EpochUnit::Seconds => "seconds",
+            EpochUnit::Millis => "milliseconds",
+            EpochUnit::Micros => "microseconds",
+            EpochUnit::Nanos => "nanoseconds",
+        }
+    }
+
+    /// `value` in this unit as nanoseconds, refusing values that overflow.
+    pub fn to_nanos(self, value: i64) -> Result<Timestamp, RowError> {
+        value
+            .checked_mul(self.nanos())
+            .ok_or_else(|| RowError::Timestamp(value.to_string()))
+    }
+}
+
+/// An integer epoch timestamp in the unit its magnitude says; returns the unit too (the reader
+/// refuses a file whose rows mix units).
+pub fn epoch_to_nanos(value: i64) -> Result<(Timestamp, EpochUnit), RowError> {
+    let unit = EpochUnit::of(value);
+    Ok((unit.to_nanos(value)?, unit))
+}
+
+/// Parses a `ts` field: an integer epoch time (its unit told by its magnitude: see
+/// [`EpochUnit::of`]), or an RFC 3339 time (`2013-10-07T13:30:00.123Z`, any offset).
+pub fn parse_timestamp(text: &str) -> Result<(Timestamp, Option<EpochUnit>), RowError> {
     let text = text.trim();
-    if let Ok(millis) = text.parse::<i64>() {
-        return millis_to_nanos(millis);
+    if let Ok(value) = text.parse::<i64>() {
+        return epoch_to_nanos(value).map(|(ts, unit)| (ts, Some(unit)));
     }
     DateTime::parse_from_rfc3339(text)
         .ok()
         .and_then(|time| time.timestamp_nanos_opt())
+        .map(|ts| (ts, None))
         .ok_or_else(|| RowError::Timestamp(text.to_string()))
 }
 
@@ -114,16 +185,28 @@ pub fn parse_number(field: &'static str, text: &str) -> Result<f64, RowError> {
     })
 }
 
-/// Parses an optional trade id field (empty means none).
+/// Parses an optional trade id field (empty means none). A whole number is the id itself; any
+/// other text (`abc-1`, a UUID) is kept for duplicate detection as its [`text_trade_id`].
 pub fn parse_trade_id(text: &str) -> Result<Option<u64>, RowError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    text.parse::<u64>().map(Some).map_err(|_| RowError::Number {
-        field: "id",
-        value: text.to_string(),
-    })
+    Ok(Some(
+        text.parse::<u64>().unwrap_or_else(|_| text_trade_id(text)),
+    ))
+}
+
+/// The id under which a non-numeric trade id is remembered: its 64-bit FNV-1a hash with the top
+/// bit set (the same text always gives the same id, across runs and files; numeric ids below
+/// 2^63 never meet a hashed one). Two different texts share an id with probability 2^-63.
+pub fn text_trade_id(text: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = text.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    hash | (1 << 63)
 }
 
 #[cfg(test)]
@@ -134,18 +217,30 @@ mod tests {
     fn timestamps_in_both_forms() {
         assert_eq!(
             parse_timestamp("1381132800688"),
-            Ok(1_381_132_800_688_000_000)
+            Ok((1_381_132_800_688_000_000, Some(EpochUnit::Millis)))
         );
         assert_eq!(
             parse_timestamp("2013-10-07T08:00:00.688Z"),
-            Ok(1_381_132_800_688_000_000)
+            Ok((1_381_132_800_688_000_000, None))
         );
+        for (text, unit) in [
+            ("1381132800", EpochUnit::Seconds),
+            ("1381132800688000", EpochUnit::Micros),
+            ("1381132800688000000", EpochUnit::Nanos),
+        ] {
+            let (ts, found) = parse_timestamp(text).expect(text);
+            assert_eq!(found, Some(unit), "{text}");
+            assert_eq!(ts / 1_000_000_000, 1_381_132_800, "{text}");
+        }
         assert_eq!(
             parse_timestamp("2013-10-07T04:00:00.688-04:00"),
-            Ok(1_381_132_800_688_000_000)
+            Ok((1_381_132_800_688_000_000, None))
         );
         assert!(parse_timestamp("yesterday").is_err());
-        assert!(parse_timestamp("9223372036854775807").is_err());
+        assert_eq!(
+            parse_timestamp("9223372036854775807"),
+            Ok((i64::MAX, Some(EpochUnit::Nanos)))
+        );
         assert!(parse_timestamp("").is_err());
     }
 
@@ -155,7 +250,7 @@ mod tests {
         assert!(parse_number("price", "1,5").is_err());
         assert_eq!(parse_trade_id(""), Ok(None));
         assert_eq!(parse_trade_id("42"), Ok(Some(42)));
-        assert!(parse_trade_id("-1").is_err());
+        assert_eq!(parse_trade_id("-1"), Ok(Some(text_trade_id("-1"))));
     }
 
     #[test]
@@ -166,5 +261,19 @@ mod tests {
             Err(RowError::EmptySymbol)
         );
         assert!(RawTrade::new(0, "A".into(), -1.0, 1.0, None).is_err());
+    }
+
+    #[test]
+    fn text_trade_ids_are_kept_as_stable_hashes() {
+        assert_eq!(parse_trade_id(" 42 "), Ok(Some(42)));
+        assert_eq!(parse_trade_id(""), Ok(None));
+        let uuid = "0c6d6f1e-8a0b-4bb5-9d6c-3f3e7f8a9b10";
+        let id = parse_trade_id(uuid).expect("kept").expect("an id");
+        assert_eq!(parse_trade_id(uuid), Ok(Some(id)), "stable");
+        assert!(id >= 1 << 63);
+        assert_ne!(parse_trade_id("abc-1"), parse_trade_id("abc-2"));
+        // FNV-1a of the empty input and of "a", top bit set (published test vectors).
+        assert_eq!(text_trade_id(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(text_trade_id("a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

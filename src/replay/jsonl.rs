@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::borrow::Cow;
 
 use super::fields::{
-    RawTrade, RowError, millis_to_nanos, parse_number, parse_timestamp, parse_trade_id,
+    EpochUnit, RawTrade, RowError, epoch_to_nanos, parse_number, parse_timestamp, parse_trade_id,
 };
 use super::{BatchSink, ReplaySource, Stop, for_each_line};
 
@@ -49,14 +49,17 @@ fn number(field: &'static str, value: Option<Field<'_>>) -> Result<f64, RowError
     }
 }
 
-fn timestamp(value: Option<Field<'_>>) -> Result<i64, RowError> {
+fn timestamp(value: Option<Field<'_>>) -> Result<(i64, Option<EpochUnit>), RowError> {
+    let integer = |value: i64| epoch_to_nanos(value).map(|(ts, unit)| (ts, Some(unit)));
     match value.ok_or(RowError::Missing("ts"))? {
-        Field::Int(millis) => millis_to_nanos(millis),
-        Field::Float(millis) if millis.fract() == 0.0 && millis.abs() < 9.2e15 => {
-            millis_to_nanos(millis as i64)
+        Field::Int(value) => integer(value),
+        Field::Float(value) if value.fract() == 0.0 && value.abs() < 9.2e15 => {
+            integer(value as i64)
         }
-        Field::Unsigned(millis) => Err(RowError::Timestamp(millis.to_string())),
-        Field::Float(millis) => Err(RowError::Timestamp(millis.to_string())),
+        Field::Unsigned(value) => i64::try_from(value)
+            .map_err(|_| RowError::Timestamp(value.to_string()))
+            .and_then(integer),
+        Field::Float(value) => Err(RowError::Timestamp(value.to_string())),
         Field::Text(text) => parse_timestamp(&text),
     }
 }
@@ -81,12 +84,12 @@ fn trade_id(value: Option<Field<'_>>) -> Result<Option<u64>, RowError> {
 pub fn parse_line(line: &str) -> Result<RawTrade<'_>, RowError> {
     let row: Row<'_> =
         serde_json::from_str(line).map_err(|error| RowError::Json(error.to_string()))?;
-    let ts = timestamp(row.ts)?;
+    let (ts, unit) = timestamp(row.ts)?;
     let symbol = row.symbol.ok_or(RowError::Missing("symbol"))?;
     let price = number("price", row.price)?;
     let size = number("size", row.size)?;
     let trade_id = trade_id(row.id)?;
-    RawTrade::new(ts, symbol, price, size, trade_id)
+    RawTrade::new(ts, symbol, price, size, trade_id).map(|raw| raw.in_unit(unit))
 }
 
 /// Reads one pass of a JSON-lines source into `sink`.

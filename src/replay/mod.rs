@@ -166,6 +166,20 @@ pub enum ReplayError {
         /// Its type.
         dtype: String,
     },
+    /// Integer timestamps of different units (told by magnitude) in one file.
+    #[error(
+        "{source_name}: {location} has an epoch time in {found} where the file's first was in {first}: a file's integer timestamps must share one unit"
+    )]
+    MixedTimeUnits {
+        /// The file or embedded name.
+        source_name: String,
+        /// Where the odd row is.
+        location: String,
+        /// The unit of the file's first integer timestamp.
+        first: &'static str,
+        /// The unit of this one.
+        found: &'static str,
+    },
     /// The file holds no trade at all (no bytes, or only blank lines).
     #[error(
         "{source_name}: the file is empty (expected a header row ts,symbol,price,size and trades)"
@@ -510,6 +524,8 @@ pub struct BatchSink {
     pass_min_ts: Timestamp,
     pass_max_ts: Timestamp,
     pass_trades: u64,
+    /// The unit of the file's integer timestamps, once its first one is read.
+    ts_unit: Option<fields::EpochUnit>,
 }
 
 impl BatchSink {
@@ -527,6 +543,7 @@ impl BatchSink {
             batch: Vec::with_capacity(BATCH_SIZE),
             symbols: HashMap::new(),
             offset: 0,
+            ts_unit: None,
             rows_unreported: 0,
             pass_min_ts: Timestamp::MAX,
             pass_max_ts: Timestamp::MIN,
@@ -577,7 +594,31 @@ impl BatchSink {
     ) -> Result<(), Stop> {
         self.rows_unreported += 1;
         match parsed {
-            Ok(raw) => self.push(raw),
+            Ok(raw) => {
+                if let Some(unit) = raw.ts_unit {
+                    match self.ts_unit {
+                        None => {
+                            self.ts_unit = Some(unit);
+                            tracing::info!(
+                                source = %self.source_name,
+                                unit = unit.name(),
+                                "integer timestamps read as epoch {}, by their magnitude",
+                                unit.name()
+                            );
+                        }
+                        Some(first) if first != unit => {
+                            return Err(Stop::Failed(ReplayError::MixedTimeUnits {
+                                source_name: self.source_name.clone(),
+                                location: location.to_string(),
+                                first: first.name(),
+                                found: unit.name(),
+                            }));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                self.push(raw)
+            }
             Err(error) => {
                 self.status.malformed.inc();
                 let malformed = self.status.malformed.get();

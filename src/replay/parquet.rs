@@ -3,30 +3,41 @@
 //! decimal strings), optional `id`/`trade_id` (integer). A row with a null in a required column is
 //! malformed: counted, logged with its row number, skipped.
 //!
-//! The file is decoded whole on the reader's blocking thread, then handed on in batches.
+//! Prices and sizes may be any integer or float width, Decimal, or decimal strings; ids integers
+//! or text. Any other column type is an error naming the column and its type. The file is decoded
+//! on the reader's blocking thread a slice of [`SLICE_ROWS`] rows at a time, so memory is bounded
+//! by a slice, not by the file.
 
 use polars::prelude::*;
 
-use super::fields::{RawTrade, RowError, millis_to_nanos, parse_number, parse_timestamp};
+use super::fields::{
+    EpochUnit, RawTrade, RowError, epoch_to_nanos, parse_number, parse_timestamp, parse_trade_id,
+};
 use super::{BatchSink, ReplayError, ReplayInput, ReplaySource, RowLocation, Stop};
 
 /// A `ts` column in one of the accepted types, as nanoseconds per row.
 enum TimeColumn {
-    Millis(Int64Chunked),
-    Scaled { values: Int64Chunked, to_nanos: i64 },
+    /// Integer epoch times, their unit told by magnitude.
+    Integer(Int64Chunked),
+    Scaled {
+        values: Int64Chunked,
+        to_nanos: i64,
+    },
     Text(StringChunked),
 }
 
 impl TimeColumn {
-    fn get(&self, row: usize) -> Result<i64, RowError> {
+    fn get(&self, row: usize) -> Result<(i64, Option<EpochUnit>), RowError> {
         match self {
-            TimeColumn::Millis(values) => {
-                millis_to_nanos(values.get(row).ok_or(RowError::Missing("ts"))?)
+            TimeColumn::Integer(values) => {
+                epoch_to_nanos(values.get(row).ok_or(RowError::Missing("ts"))?)
+                    .map(|(ts, unit)| (ts, Some(unit)))
             }
             TimeColumn::Scaled { values, to_nanos } => {
                 let value = values.get(row).ok_or(RowError::Missing("ts"))?;
                 value
                     .checked_mul(*to_nanos)
+                    .map(|ts| (ts, None))
                     .ok_or_else(|| RowError::Timestamp(value.to_string()))
             }
             TimeColumn::Text(values) => {
@@ -97,7 +108,7 @@ fn time_column(column: &Column, source_name: &str) -> Result<TimeColumn, ReplayE
         DataType::String => Ok(TimeColumn::Text(column.str().map_err(error)?.clone())),
         dtype if dtype.is_integer() => {
             let cast = column.cast(&DataType::Int64).map_err(error)?;
-            Ok(TimeColumn::Millis(cast.i64().map_err(error)?.clone()))
+            Ok(TimeColumn::Integer(cast.i64().map_err(error)?.clone()))
         }
         _ => Err(type_error(source_name, "ts", dtype)),
     }
@@ -112,7 +123,7 @@ fn number_column(
     let error = |_| type_error(source_name, name, dtype);
     match dtype {
         DataType::String => Ok(NumberColumn::Text(column.str().map_err(error)?.clone())),
-        dtype if dtype.is_primitive_numeric() => {
+        dtype if dtype.is_primitive_numeric() || dtype.is_decimal() => {
             let cast = column.cast(&DataType::Float64).map_err(error)?;
             Ok(NumberColumn::Float(cast.f64().map_err(error)?.clone()))
         }
@@ -120,62 +131,94 @@ fn number_column(
     }
 }
 
-/// Reads one pass of a Parquet source into `sink`.
+/// Rows decoded at a time: memory is bounded by one slice (and the row groups it touches), not
+/// by the file.
+const SLICE_ROWS: usize = 65_536;
+
+/// Reads one pass of a Parquet source into `sink`, a slice of rows at a time.
 pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
     let source_name = sink.source_name().to_string();
     let ReplayInput::File(path) = &source.input else {
         return Err(Stop::Failed(ReplayError::EmbeddedParquet { source_name }));
     };
-    let file = std::fs::File::open(path).map_err(|error| ReplayError::Open {
-        path: path.clone(),
-        source: error,
-    })?;
-    let frame = ParquetReader::new(file)
-        .finish()
-        .map_err(|error| sink.read_error(error))?;
-    let rows = frame.height();
+    let open = || {
+        std::fs::File::open(path).map_err(|error| ReplayError::Open {
+            path: path.clone(),
+            source: error,
+        })
+    };
+    let mut reader = ParquetReader::new(open()?);
+    let rows = reader.num_rows().map_err(|error| sink.read_error(error))?;
+    let metadata = reader
+        .get_metadata()
+        .map_err(|error| sink.read_error(error))?
+        .clone();
     sink.set_progress_total(rows as u64);
-    let ts = time_column(required(&frame, "ts", &source_name)?, &source_name)?;
-    let symbol_column = required(&frame, "symbol", &source_name)?;
+    let mut offset = 0;
+    while offset < rows {
+        let mut reader = ParquetReader::new(open()?).with_slice(Some((offset, SLICE_ROWS)));
+        reader.set_metadata(metadata.clone());
+        let frame = reader.finish().map_err(|error| sink.read_error(error))?;
+        if frame.height() == 0 {
+            break;
+        }
+        read_frame(&frame, offset, &source_name, sink)?;
+        offset += frame.height();
+        sink.set_progress(offset as u64);
+    }
+    Ok(())
+}
+
+/// Hands the rows of one decoded slice, the first of them row `first_row` of the file, to `sink`.
+fn read_frame(
+    frame: &DataFrame,
+    first_row: usize,
+    source_name: &str,
+    sink: &mut BatchSink,
+) -> Result<(), Stop> {
+    let source_name = source_name.to_string();
+    let rows = frame.height();
+    let ts = time_column(required(frame, "ts", &source_name)?, &source_name)?;
+    let symbol_column = required(frame, "symbol", &source_name)?;
     let symbols = symbol_column
         .str()
         .map_err(|_| type_error(&source_name, "symbol", symbol_column.dtype()))?
         .clone();
     let price = number_column(
-        required(&frame, "price", &source_name)?,
+        required(frame, "price", &source_name)?,
         "price",
         &source_name,
     )?;
-    let size = number_column(
-        required(&frame, "size", &source_name)?,
-        "size",
-        &source_name,
-    )?;
-    let ids = match column(&frame, &["id", "trade_id"], &source_name)? {
+    let size = number_column(required(frame, "size", &source_name)?, "size", &source_name)?;
+    let ids: Option<Vec<Option<u64>>> = match column(frame, &["id", "trade_id"], &source_name)? {
         Some(ids) if ids.dtype().is_integer() => Some(
             ids.cast(&DataType::UInt64)
                 .map_err(|_| type_error(&source_name, "id", ids.dtype()))?
                 .u64()
                 .map_err(|_| type_error(&source_name, "id", ids.dtype()))?
-                .clone(),
+                .iter()
+                .collect(),
+        ),
+        Some(ids) if ids.dtype() == &DataType::String => Some(
+            ids.str()
+                .map_err(|_| type_error(&source_name, "id", ids.dtype()))?
+                .iter()
+                .map(|id| id.and_then(|text| parse_trade_id(text).ok().flatten()))
+                .collect(),
         ),
         Some(ids) => return Err(Stop::Failed(type_error(&source_name, "id", ids.dtype()))),
         None => None,
     };
     for row in 0..rows {
         let parsed = (|| {
-            let ts = ts.get(row)?;
+            let (ts, unit) = ts.get(row)?;
             let symbol = symbols.get(row).ok_or(RowError::Missing("symbol"))?;
             let price = price.get("price", row)?;
             let size = size.get("size", row)?;
-            let trade_id = ids.as_ref().and_then(|ids| ids.get(row));
-            RawTrade::new(ts, symbol.into(), price, size, trade_id)
+            let trade_id = ids.as_ref().and_then(|ids| ids.get(row).copied().flatten());
+            RawTrade::new(ts, symbol.into(), price, size, trade_id).map(|raw| raw.in_unit(unit))
         })();
-        sink.row(RowLocation::Row(row as u64 + 1), parsed)?;
-        if row % 4096 == 0 {
-            sink.set_progress(row as u64);
-        }
+        sink.row(RowLocation::Row((first_row + row) as u64 + 1), parsed)?;
     }
-    sink.set_progress(rows as u64);
     Ok(())
 }

@@ -29,6 +29,23 @@ async fn read_all(path: &Path) -> (Vec<Trade>, tickstream::feeds::FeedView) {
     (trades, status.view())
 }
 
+/// Reads a source through the product's reader until its end or its error.
+async fn read_to_error(path: &Path) -> (Vec<Trade>, Option<String>) {
+    let metrics = Metrics::new();
+    let registry = FeedRegistry::new();
+    let source = ReplaySource::from_path(path).expect("known format");
+    let status = registry.register("test".into(), source.description(), &metrics);
+    let mut stream = Box::pin(replay_stream(source, status.id(), status.clone()));
+    let mut trades = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(batch) => trades.extend(batch),
+            Err(error) => return (trades, Some(error.to_string())),
+        }
+    }
+    (trades, None)
+}
+
 fn same_trades(actual: &[Trade], expected: &[Trade]) {
     assert_eq!(actual.len(), expected.len());
     for (a, e) in actual.iter().zip(expected) {
@@ -103,7 +120,7 @@ async fn malformed_late_and_duplicate_rows_are_counted_and_skipped() {
     std::fs::write(
         &path,
         "ts,symbol,price,size,id\n\
-         1000,A,10.0,1,1\n\
+         1381132700000,A,10.0,1,1\n\
          1001,A,not-a-price,1,2\n\
          1002,A,11.0\n\
          1003,,11.0,1,3\n\
@@ -241,4 +258,138 @@ async fn a_raw_coinbase_exchange_session_replays_every_match() {
         assert_eq!(status, 404, "{symbol}");
     }
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_timestamps_in_any_unit_give_the_same_trades_and_mixed_units_are_refused() {
+    let expected: Vec<Trade> = load_trades(EQUITIES).into_iter().take(2_000).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (unit, per_ms) in [("s", 0), ("ms", 1), ("us", 1_000), ("ns", 1_000_000)] {
+        let path = dir.path().join(format!("trades-{unit}.csv"));
+        let mut text = String::from("ts,symbol,price,size\n");
+        let mut kept = Vec::new();
+        for t in &expected {
+            let ms = t.exchange_ts / 1_000_000;
+            // Seconds hold whole seconds only: the trade moves to the start of its second.
+            let (ts, exchange_ts) = match per_ms {
+                0 => (ms / 1000, ms / 1000 * 1_000_000_000),
+                factor => (ms * factor, t.exchange_ts),
+            };
+            kept.push(Trade {
+                exchange_ts,
+                ..t.clone()
+            });
+            text.push_str(&format!(
+                "{ts},{},{},{}\n",
+                t.symbol.as_str(),
+                t.price,
+                t.size
+            ));
+        }
+        std::fs::write(&path, text).expect("write");
+        let (trades, view) = read_all(&path).await;
+        assert!(!kept.is_empty(), "{unit}");
+        same_trades(&trades, &kept);
+        assert_eq!(view.malformed, 0, "{unit}");
+    }
+    // A file whose rows switch from milliseconds to seconds is refused, naming both units.
+    let mixed = dir.path().join("mixed.csv");
+    std::fs::write(
+        &mixed,
+        "ts,symbol,price,size\n1381132800688,X,1,1\n1381132801,X,1,1\n",
+    )
+    .expect("write");
+    let (_, error) = read_to_error(&mixed).await;
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("milliseconds") && error.contains("in seconds") && error.contains("line 3"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_trade_ids_are_kept_for_duplicate_detection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ids.csv");
+    std::fs::write(
+        &path,
+        "ts,symbol,price,size,id\n\
+         1381132800000,X,1,1,abc-1\n\
+         1381132800001,X,2,1,0c6d6f1e-8a0b-4bb5-9d6c-3f3e7f8a9b10\n\
+         1381132800002,X,3,1,abc-1\n\
+         1381132800003,X,4,1,abc-2\n",
+    )
+    .expect("write");
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![path],
+        ..ServeArgs::default()
+    })
+    .await;
+    let feeds = app.wait_for_feeds().await;
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["malformed"], 0, "{feed}");
+    assert_eq!(feed["trades"], 3, "{feed}");
+    assert_eq!(feed["duplicates"], 1, "{feed}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_reads_decimal_and_every_numeric_width_and_names_an_unsupported_column() {
+    let expected: Vec<Trade> = load_trades(EQUITIES).into_iter().take(5_000).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, price: Expr, size: Expr| {
+        let mut frame = trades_frame(&expected)
+            .lazy()
+            .select([col("ts_ms").alias("ts"), col("symbol"), price, size])
+            .collect()
+            .expect("frame");
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).expect("create");
+        ParquetWriter::new(file)
+            .finish(&mut frame)
+            .expect("write parquet");
+        path
+    };
+    let cases = [
+        (
+            "decimal.parquet",
+            col("price").cast(DataType::Decimal(18, 4)),
+            col("size").cast(DataType::Decimal(12, 0)),
+        ),
+        (
+            "widths.parquet",
+            col("price").cast(DataType::Float32),
+            col("size").cast(DataType::UInt32),
+        ),
+        (
+            "small.parquet",
+            col("price"),
+            col("size").cast(DataType::Int32),
+        ),
+    ];
+    for (name, price, size) in cases {
+        let path = write(name, price, size);
+        let (trades, error) = read_to_error(&path).await;
+        assert_eq!(error, None, "{name}");
+        assert_eq!(trades.len(), expected.len(), "{name}");
+        for (a, e) in trades.iter().zip(&expected) {
+            assert_eq!(a.exchange_ts, e.exchange_ts, "{name}");
+            assert_eq!(a.size, e.size, "{name}");
+            let tolerance = if name == "widths.parquet" { 1e-6 } else { 0.0 };
+            assert!(
+                (a.price - e.price).abs() <= tolerance * e.price,
+                "{name}: {} vs {}",
+                a.price,
+                e.price
+            );
+        }
+    }
+    // A boolean price column: an error that names the column and its type, not a panic.
+    let path = write("bool.parquet", col("price").gt(lit(100.0)), col("size"));
+    let (_, error) = read_to_error(&path).await;
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("`price`") && error.contains("bool"),
+        "{error}"
+    );
 }
