@@ -219,6 +219,11 @@ pub struct ServeArgs {
     /// Candle intervals, comma-separated (e.g. `1s,1m,5m`): whole milliseconds.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub intervals: Option<Vec<String>>,
+    /// Trade ids remembered per feed and symbol to drop a venue's resends as duplicates
+    /// (default 4096); an id older than all of them is applied and counted
+    /// (`ids_beyond_horizon`).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<usize>)]
+    pub dedup_ids: Option<usize>,
     /// Closed candles kept per symbol and interval (default 1000).
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<usize>)]
     pub candle_history: Option<usize>,
@@ -319,6 +324,7 @@ struct FileConfig {
     lateness: Option<String>,
     intervals: Option<Vec<String>>,
     candle_history: Option<usize>,
+    dedup_ids: Option<usize>,
     indicator_cache_capacity: Option<u64>,
     indicator_cache_ttl: Option<String>,
     alerts: Option<Vec<RuleSpec>>,
@@ -396,6 +402,8 @@ pub struct Settings {
     pub intervals: Arc<[IntervalSpec]>,
     /// Closed candles kept per symbol and interval.
     pub candle_history: usize,
+    /// Trade ids remembered per feed and symbol for duplicate detection.
+    pub dedup_ids: usize,
     /// Indicator cache bounds.
     pub indicator_cache: CacheSettings,
     /// Alert rules to start with (validated; ids may still be missing).
@@ -536,6 +544,13 @@ impl Settings {
                 format!("{candle_history} is not between 1 and {MAX_CANDLE_HISTORY}"),
             ));
         }
+        let dedup_ids = args
+            .dedup_ids
+            .or(file.dedup_ids)
+            .unwrap_or(crate::analytics::engine::DEFAULT_DEDUP_CAPACITY);
+        if dedup_ids == 0 {
+            return Err(invalid("dedup_ids", "must be at least 1"));
+        }
         let indicator_cache = CacheSettings {
             capacity: args
                 .indicator_cache_capacity
@@ -656,6 +671,7 @@ impl Settings {
             allowed_lateness,
             intervals,
             candle_history,
+            dedup_ids,
             indicator_cache,
             alert_rules,
             sinks,

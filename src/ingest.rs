@@ -321,6 +321,7 @@ impl AnalyticsTask {
             feed.trades.inc_by(tally.applied);
             feed.late.inc_by(tally.late);
             feed.duplicates.inc_by(tally.duplicate);
+            feed.ids_beyond_horizon.inc_by(tally.beyond_horizon);
             self.metrics.trades_processed.inc_by(tally.applied);
             self.metrics.trades_late.inc_by(tally.late);
             self.metrics.trades_duplicate.inc_by(tally.duplicate);

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub feed_late: Family<FeedLabels, Counter>,
     /// Duplicate trades, per feed.
     pub feed_duplicates: Family<FeedLabels, Counter>,
+    /// Trades whose id was older than the duplicate filter's horizon, per feed.
+    pub feed_ids_beyond_horizon: Family<FeedLabels, Counter>,
     /// Live feeds' ended connections, per feed and reason.
     pub feed_disconnects: Family<DisconnectLabels, Counter>,
     /// HTTP requests served.
@@ -136,6 +138,7 @@ impl Metrics {
             feed_malformed: Family::default(),
             feed_late: Family::default(),
             feed_duplicates: Family::default(),
+            feed_ids_beyond_horizon: Family::default(),
             feed_disconnects: Family::default(),
             http_requests: Family::default(),
             symbols: Gauge::default(),
@@ -241,6 +244,11 @@ impl Metrics {
                 "feed_duplicates",
                 "Duplicate trades dropped, per feed",
                 &metrics.feed_duplicates,
+            ),
+            (
+                "feed_ids_beyond_horizon",
+                "Trades applied whose id was older than every id the duplicate filter remembers (a resend that old would not be caught), per feed",
+                &metrics.feed_ids_beyond_horizon,
             ),
         ];
         for (name, help, family) in families {

@@ -214,7 +214,8 @@ impl App {
             };
 
         let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness)
-            .with_candles(Arc::clone(&settings.intervals), settings.candle_history);
+            .with_candles(Arc::clone(&settings.intervals), settings.candle_history)
+            .with_dedup_capacity(settings.dedup_ids);
         let analytics = AnalyticsTask {
             engine,
             events: events_rx,

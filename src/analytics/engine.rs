@@ -26,7 +26,8 @@ use crate::analytics::window::{Entry, RollingWindow, TradeLog, WindowStats};
 use crate::clock::{Admission, StreamClock};
 use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
 
-/// How many recent trade ids per feed and symbol are remembered to detect duplicates.
+/// How many recent trade ids per feed and symbol are remembered to detect duplicates, unless
+/// configured otherwise (`--dedup-ids`).
 pub const DEFAULT_DEDUP_CAPACITY: usize = 4096;
 
 /// A trade moves the windows of its own symbol to the clock; the other symbols' windows are
@@ -58,6 +59,9 @@ pub struct FeedTally {
     pub late: u64,
     /// Trades dropped as duplicates.
     pub duplicate: u64,
+    /// Trades applied whose id is older than every id remembered for their feed and symbol
+    /// (ids increasing): beyond the duplicate filter's horizon, so a resend could not be told.
+    pub beyond_horizon: u64,
 }
 
 /// A symbol's published state: what readers (the HTTP API) see.
@@ -180,6 +184,14 @@ impl RecentIds {
                 .back()
                 .is_some_and(|&last| id <= last && self.order.binary_search(&id).is_ok()),
         }
+    }
+
+    /// Whether `id` is older than every id remembered while they are in increasing order (a full
+    /// queue only: beyond the horizon, a resend could not be told from a new trade).
+    fn beyond_horizon(&self, id: u64, capacity: usize) -> bool {
+        self.seen.is_none()
+            && self.order.len() >= capacity
+            && self.order.front().is_some_and(|&oldest| id < oldest)
     }
 
     /// Records `id`; returns false when it was already there.
@@ -393,6 +405,13 @@ impl Engine {
         self
     }
 
+    /// Remembers the last `capacity` trade ids (at least one) per feed and symbol to detect
+    /// duplicates. Call before the first trade.
+    pub fn with_dedup_capacity(mut self, capacity: usize) -> Self {
+        self.dedup_capacity = capacity.max(1);
+        self
+    }
+
     /// The configured windows, in order.
     pub fn windows(&self) -> &Arc<[WindowSpec]> {
         &self.windows
@@ -443,9 +462,12 @@ impl Engine {
             None => self.symbol_index(&trade.symbol),
         };
         if let Some(id) = trade.trade_id {
-            self.symbols[symbol_index]
-                .recent_ids_mut(trade.feed)
-                .insert(id, self.dedup_capacity);
+            let capacity = self.dedup_capacity;
+            let recent = self.symbols[symbol_index].recent_ids_mut(trade.feed);
+            if recent.beyond_horizon(id, capacity) {
+                self.tallies[feed].beyond_horizon += 1;
+            }
+            recent.insert(id, capacity);
         }
         let admission = self.clock.observe(trade.exchange_ts);
         let now = self.clock.now().unwrap_or(trade.exchange_ts);
@@ -684,7 +706,8 @@ mod tests {
             FeedTally {
                 applied: 2,
                 late: 1,
-                duplicate: 0
+                duplicate: 0,
+                beyond_horizon: 0,
             }
         );
     }
@@ -723,6 +746,25 @@ mod tests {
         other_feed.feed = FeedId(1);
         assert_eq!(engine.apply(&other_feed), Outcome::Applied);
         assert_eq!(engine.snapshot("A").map(|s| s.trade_count), Some(2));
+    }
+
+    #[test]
+    fn ids_older_than_the_horizon_are_counted() {
+        let mut engine = engine().with_dedup_capacity(3);
+        let with_id = |ms: i64, id: u64| {
+            let mut t = trade("A", ms, 1.0);
+            t.trade_id = Some(id);
+            t
+        };
+        for (ms, id) in [(0, 10), (1, 11), (2, 12), (3, 13)] {
+            assert_eq!(engine.apply(&with_id(ms, id)), Outcome::Applied);
+        }
+        // 11, 12, 13 remembered: 12 is a duplicate, 10 is beyond the horizon (applied, counted).
+        assert_eq!(engine.apply(&with_id(4, 12)), Outcome::Duplicate);
+        assert_eq!(engine.apply(&with_id(5, 10)), Outcome::Applied);
+        let tallies = engine.take_tallies();
+        assert_eq!(tallies[0].beyond_horizon, 1);
+        assert_eq!(tallies[0].duplicate, 1);
     }
 
     #[test]

@@ -202,6 +202,8 @@ pub struct FeedStatus {
     pub late: Counter,
     /// Trades dropped as duplicates.
     pub duplicates: Counter,
+    /// Trades applied whose id was older than the duplicate filter's horizon.
+    pub ids_beyond_horizon: Counter,
     /// Bytes (or, for Parquet, rows) of the current pass read so far.
     pub progress_done: AtomicU64,
     /// Total bytes (or rows) of one pass.
@@ -340,6 +342,7 @@ impl FeedStatus {
             malformed: self.malformed.get(),
             late: self.late.get(),
             duplicates: self.duplicates.get(),
+            ids_beyond_horizon: self.ids_beyond_horizon.get(),
             progress: (self.description.kind == "replay").then(|| ReplayProgress {
                 done,
                 total,
@@ -406,6 +409,9 @@ pub struct FeedView {
     pub late: u64,
     /// Duplicate trades dropped.
     pub duplicates: u64,
+    /// Trades applied whose id was older than every id the duplicate filter remembers for
+    /// their feed and symbol (`--dedup-ids`): a resend that old would not be caught.
+    pub ids_beyond_horizon: u64,
     /// Replay progress (replays only).
     pub progress: Option<ReplayProgress>,
     /// When it started, wall clock epoch milliseconds.
@@ -480,6 +486,10 @@ impl FeedRegistry {
             malformed: metrics.feed_malformed.get_or_create(&labels).clone(),
             late: metrics.feed_late.get_or_create(&labels).clone(),
             duplicates: metrics.feed_duplicates.get_or_create(&labels).clone(),
+            ids_beyond_horizon: metrics
+                .feed_ids_beyond_horizon
+                .get_or_create(&labels)
+                .clone(),
             progress_done: AtomicU64::new(0),
             progress_total: AtomicU64::new(0),
             passes: AtomicU64::new(0),

@@ -111,7 +111,9 @@ mod tests {
             r#"{"ts":"2013-10-07T08:00:00.688Z","symbol":"AIG","price":"49.18","size":"300","x":1}"#,
         )
         .expect("valid");
-        assert_eq!(a, b);
+        assert_eq!(a.ts_unit, Some(EpochUnit::Millis));
+        assert_eq!(b.ts_unit, None);
+        assert_eq!(a, b.in_unit(Some(EpochUnit::Millis)));
         assert_eq!(a.ts, 1_381_132_800_688_000_000);
         let with_id =
             parse_line(r#"{"ts":1,"symbol":"A","price":1,"size":1,"trade_id":"42"}"#).expect("ok");

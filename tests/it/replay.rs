@@ -393,3 +393,41 @@ async fn parquet_reads_decimal_and_every_numeric_width_and_names_an_unsupported_
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duplicate_filter_horizon_is_configurable_and_ids_beyond_it_are_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("resends.csv");
+    // Ids 1–4, then 4 resent (remembered: a duplicate) and 1 resent (older than the last 3
+    // ids remembered: applied, and counted as beyond the horizon).
+    std::fs::write(
+        &path,
+        "ts,symbol,price,size,id\n\
+         1381132800000,X,1,1,1\n\
+         1381132800001,X,2,1,2\n\
+         1381132800002,X,3,1,3\n\
+         1381132800003,X,4,1,4\n\
+         1381132800004,X,4,1,4\n\
+         1381132800005,X,1,1,1\n",
+    )
+    .expect("write");
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![path],
+        dedup_ids: Some(3),
+        ..ServeArgs::default()
+    })
+    .await;
+    let feeds = app.wait_for_feeds().await;
+    let feed = &feeds["feeds"][0];
+    assert_eq!(feed["trades"], 5, "{feed}");
+    assert_eq!(feed["duplicates"], 1, "{feed}");
+    assert_eq!(feed["ids_beyond_horizon"], 1, "{feed}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("tickstream_feed_ids_beyond_horizon_total{") && l.ends_with(" 1")
+        ),
+        "{metrics}"
+    );
+    app.stop().await;
+}
