@@ -225,7 +225,8 @@ async fn log_sink(mut alerts: mpsc::Receiver<Arc<Alert>>, metrics: Arc<Metrics>)
         .get_or_create(&labels("log"))
         .clone();
     while let Some(alert) = alerts.recv().await {
-        tracing::warn!(
+        // An alert is the service doing its job, not a fault of the service: INFO.
+        tracing::info!(
             target: "tickstream::alert",
             id = alert.id,
             rule = %alert.rule_id,

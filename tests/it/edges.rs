@@ -377,3 +377,39 @@ fn listen_addresses_take_the_common_spellings() {
         assert!(error.contains("listen"), "{text}: {error}");
     }
 }
+
+#[test]
+fn rust_version_covers_what_the_locked_dependencies_need() {
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success());
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
+    let version = |text: &str| -> Vec<u64> {
+        text.split('.')
+            .map(|part| part.parse().expect("numeric version"))
+            .chain(std::iter::repeat(0))
+            .take(3)
+            .collect()
+    };
+    let packages = metadata["packages"].as_array().expect("packages");
+    let ours = packages
+        .iter()
+        .find(|p| p["name"] == "tickstream")
+        .and_then(|p| p["rust_version"].as_str())
+        .expect("tickstream declares a rust-version");
+    let (needed, by) = packages
+        .iter()
+        .filter(|p| p["name"] != "tickstream")
+        .filter_map(|p| Some((version(p["rust_version"].as_str()?), p["name"].to_string())))
+        .max()
+        .expect("some dependency declares one");
+    assert!(
+        version(ours) >= needed,
+        "rust-version {ours} is below the {needed:?} that {by} in Cargo.lock needs"
+    );
+}
