@@ -191,13 +191,12 @@ impl AnalyticsTask {
                         .live_clock
                         .as_ref()
                         .and_then(|clock| clock.estimate(crate::model::wall_clock_now()));
-                    if let Some(estimate) = estimate {
-                        if self.engine.now().is_some_and(|now| estimate > now) {
+                    if let Some(estimate) = estimate
+                        && self.engine.now().is_some_and(|now| estimate > now) {
                             self.engine.advance_clock(estimate);
                             self.evaluator.on_clock(&self.engine, &mut self.pending_alerts);
                             self.publish(&mut ended);
                         }
-                    }
                     continue;
                 }
             };

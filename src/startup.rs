@@ -405,10 +405,10 @@ fn spawn_reported(
 ) {
     let inner = tokio::spawn(task);
     tasks.spawn(async move {
-        if let Err(error) = inner.await {
-            if error.is_panic() {
-                tracing::error!(task = name, %error, "task panicked");
-            }
+        if let Err(error) = inner.await
+            && error.is_panic()
+        {
+            tracing::error!(task = name, %error, "task panicked");
         }
     });
 }
@@ -459,10 +459,11 @@ async fn run_live(
                 None => break,
             }
         }
-        if let Some(recorder) = &trade_recorder {
-            if !batch.trades.is_empty() && recorder.send(batch.trades.clone()).await.is_err() {
-                tracing::error!("the trade recorder stopped; trades are no longer recorded");
-            }
+        if let Some(recorder) = &trade_recorder
+            && !batch.trades.is_empty()
+            && recorder.send(batch.trades.clone()).await.is_err()
+        {
+            tracing::error!("the trade recorder stopped; trades are no longer recorded");
         }
         let events_of_burst = [
             MergedEvent::Quotes(batch.quotes),

@@ -204,10 +204,10 @@ impl RecentIds {
         }
         // The oldest goes first, so the queue never holds more than `capacity` (a push beyond
         // it would double the queue's allocation for one id).
-        if self.order.len() >= capacity {
-            if let (Some(oldest), Some(seen)) = (self.order.pop_front(), &mut self.seen) {
-                seen.remove(&oldest);
-            }
+        if self.order.len() >= capacity
+            && let (Some(oldest), Some(seen)) = (self.order.pop_front(), &mut self.seen)
+        {
+            seen.remove(&oldest);
         }
         if let Some(seen) = &mut self.seen {
             seen.insert(id);
@@ -442,14 +442,13 @@ impl Engine {
         // A trade id this feed already delivered for this symbol is a duplicate (e.g. resent
         // after a reconnect), however old it is.
         let known = self.index.get(&trade.symbol).copied();
-        if let (Some(id), Some(index)) = (trade.trade_id, known) {
-            if self.symbols[index]
+        if let (Some(id), Some(index)) = (trade.trade_id, known)
+            && self.symbols[index]
                 .recent_ids(trade.feed)
                 .is_some_and(|recent| recent.contains(id))
-            {
-                self.tallies[feed].duplicate += 1;
-                return Outcome::Duplicate;
-            }
+        {
+            self.tallies[feed].duplicate += 1;
+            return Outcome::Duplicate;
         }
         // Then lateness, still without touching any state: a late trade leaves no trace but its
         // count.
@@ -581,11 +580,11 @@ impl Engine {
 
     fn reschedule(&mut self, index: usize) {
         let state = &mut self.symbols[index];
-        if let Some(expiry) = state.next_expiry() {
-            if expiry < state.scheduled {
-                state.scheduled = expiry;
-                self.expiries.push(Reverse((expiry, index)));
-            }
+        if let Some(expiry) = state.next_expiry()
+            && expiry < state.scheduled
+        {
+            state.scheduled = expiry;
+            self.expiries.push(Reverse((expiry, index)));
         }
     }
 

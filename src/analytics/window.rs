@@ -247,10 +247,10 @@ impl Extremum {
                 .partition_point(|&(ts, seq, _)| (ts, seq) < key),
             _ => self.entries.len(),
         };
-        if let Some(&(_, _, later)) = self.entries.get(position) {
-            if self.dominates(later, entry.price) {
-                return;
-            }
+        if let Some(&(_, _, later)) = self.entries.get(position)
+            && self.dominates(later, entry.price)
+        {
+            return;
         }
         let mut first_dominated = position;
         while first_dominated > 0

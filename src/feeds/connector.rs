@@ -449,11 +449,10 @@ pub fn live_stream(
                                 }
                             } => {
                                 ping_id += 1;
-                                if let Some(ping) = spec.provider.app_ping(ping_id) {
-                                    if let Err(error) = socket.send(Message::text(ping)).await {
+                                if let Some(ping) = spec.provider.app_ping(ping_id)
+                                    && let Err(error) = socket.send(Message::text(ping)).await {
                                         ended = Some(Ended::Failed(Disconnect::SendFailed, format!("ping failed: {error}")));
                                     }
-                                }
                                 continue;
                             }
                         };
@@ -499,7 +498,7 @@ pub fn live_stream(
                         if let Err(error) = parsed {
                             status.malformed.inc();
                             let count = status.malformed.get();
-                            if count <= PARSE_ERRORS_LOGGED || count % PARSE_ERROR_LOG_EVERY == 0 {
+                            if count <= PARSE_ERRORS_LOGGED || count.is_multiple_of(PARSE_ERROR_LOG_EVERY) {
                                 let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
                                 tracing::warn!(feed = status.name(), parse_errors = count, %error, frame = %excerpt, "skipping a frame that does not parse");
                             }

@@ -96,10 +96,10 @@ impl ParseContext {
     /// is a gap; either way a number that does not increase is counted.
     pub fn check_sequence(&mut self, stream: &str, sequence: u64, contiguous: bool) {
         let last = self.sequences.insert(stream.to_string(), sequence);
-        if let Some(last) = last {
-            if sequence <= last || (contiguous && sequence > last + 1) {
-                self.gaps += 1;
-            }
+        if let Some(last) = last
+            && (sequence <= last || (contiguous && sequence > last + 1))
+        {
+            self.gaps += 1;
         }
     }
 

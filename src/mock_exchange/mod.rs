@@ -980,14 +980,14 @@ impl Connection {
                     if options.shared_tape {
                         tape.fetch_max(position, Ordering::AcqRel);
                     }
-                    let every = |n: Option<u64>| n.is_some_and(|n| n > 0 && sent % n == 0);
+                    let every = |n: Option<u64>| n.is_some_and(|n| n > 0 && sent.is_multiple_of(n));
                     if every(faults.garbage_every) {
                         let garbage = GARBAGE[(stats.garbage_sent.fetch_add(1, Ordering::Relaxed) % GARBAGE.len() as u64) as usize];
                         socket.feed(Message::text(garbage)).await?;
                         unflushed += 1;
                     }
-                    if let Some((stall_every, stall_for)) = faults.stall {
-                        if every(Some(stall_every)) {
+                    if let Some((stall_every, stall_for)) = faults.stall
+                        && every(Some(stall_every)) {
                             socket.flush().await?;
                             unflushed = 0;
                             stats.stalls.fetch_add(1, Ordering::Relaxed);
@@ -1009,7 +1009,6 @@ impl Connection {
                             // Keepalives missed during the stall are not sent in a burst.
                             keepalive.reset();
                         }
-                    }
                     if every(faults.drop_every) {
                         socket.flush().await?;
                         stats.dropped.fetch_add(1, Ordering::Relaxed);

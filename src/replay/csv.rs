@@ -103,7 +103,7 @@ pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
             }
         }
         rows += 1;
-        if rows % 4096 == 0 {
+        if rows.is_multiple_of(4096) {
             sink.set_progress(reader.position().byte());
         }
     }

@@ -623,7 +623,7 @@ impl BatchSink {
                 self.status.malformed.inc();
                 let malformed = self.status.malformed.get();
                 if malformed <= MALFORMED_LOGGED_INDIVIDUALLY
-                    || malformed % MALFORMED_LOG_EVERY == 0
+                    || malformed.is_multiple_of(MALFORMED_LOG_EVERY)
                 {
                     tracing::warn!(
                         source = %self.source_name,
@@ -731,7 +731,7 @@ fn for_each_line(
         }
         line_number += 1;
         bytes_read += read as u64;
-        if line_number % 4096 == 0 {
+        if line_number.is_multiple_of(4096) {
             sink.set_progress(bytes_read);
         }
         let location = RowLocation::Line(line_number);

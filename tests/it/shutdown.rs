@@ -144,12 +144,11 @@ async fn stop_mid_stream_and_count(signal: &str, trades: &[Trade]) {
             .get(format!("http://{address}/v1/feeds"))
             .send()
             .await
+            && let Ok(body) = response.json::<serde_json::Value>().await
         {
-            if let Ok(body) = response.json::<serde_json::Value>().await {
-                applied = body["feeds"][0]["trades"].as_u64().unwrap_or(0);
-                if applied >= 3_000 {
-                    break;
-                }
+            applied = body["feeds"][0]["trades"].as_u64().unwrap_or(0);
+            if applied >= 3_000 {
+                break;
             }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
