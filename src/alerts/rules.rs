@@ -563,10 +563,12 @@ impl RuleBook {
         if current.rules.len() >= MAX_RULES {
             return Err(BookError::Full);
         }
+        // The next number is taken only once the rule is in: a rejected one uses up no id.
+        let mut next = *counter;
         if spec.id.is_none() {
             loop {
-                *counter += 1;
-                let candidate = format!("{}-{}", spec.kind, *counter);
+                next += 1;
+                let candidate = format!("{}-{}", spec.kind, next);
                 if !current.rules.iter().any(|r| *r.id == *candidate) {
                     spec.id = Some(candidate);
                     break;
@@ -577,6 +579,7 @@ impl RuleBook {
         if current.rules.iter().any(|r| r.id == rule.id) {
             return Err(BookError::Duplicate(rule.id.to_string()));
         }
+        *counter = next;
         let mut rules = current.rules.clone();
         rules.push(Arc::clone(&rule));
         self.current.store(Arc::new(RuleSet {

@@ -231,7 +231,9 @@ where
     }
 }
 
-/// A JSON body, with a rejection that is an [`ApiError`] (400 with the JSON error body).
+/// A JSON body, with a rejection that is an [`ApiError`]: a body that is not JSON (or not sent
+/// as JSON) is 400 `bad_parameter`; JSON of the wrong shape (a field of the wrong type, a missing
+/// or unknown field) is 400 `invalid_rule` — the only JSON body the API takes is an alert rule.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
@@ -247,10 +249,15 @@ where
             .await
             .map(|axum::Json(value)| ApiJson(value))
             .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-                } else {
-                    ApiError::BadParameter(rejection.body_text())
+                use axum::extract::rejection::JsonRejection;
+                match rejection {
+                    _ if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                        ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+                    }
+                    JsonRejection::JsonDataError(error) => {
+                        ApiError::InvalidRule(format!("invalid alert rule: {}", error.body_text()))
+                    }
+                    other => ApiError::BadParameter(other.body_text()),
                 }
             })
     }

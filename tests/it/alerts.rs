@@ -172,23 +172,44 @@ async fn rules_are_listed_added_validated_and_removed_over_http() {
             r#"{"kind":"stale","symbol":"*","after":"30s","threshold":2}"#,
             "threshold",
         ),
+        // A field of the wrong type, an unknown field, JSON that is not an object: the rule is
+        // invalid, and the message names the field.
+        (
+            r#"{"kind":"price_above","symbol":"IBM","threshold":"high"}"#,
+            "threshold",
+        ),
+        (
+            r#"{"kind":"stale","symbol":"A","after":"1s","colour":"red"}"#,
+            "colour",
+        ),
+        ("[]", "invalid alert rule"),
     ];
     for (rule, field) in invalid {
         let (status, body) = post(rule.into()).await;
         assert_eq!(status, 400, "{rule}: {body}");
         assert_eq!(body["error"]["code"], "invalid_rule");
         let message = body["error"]["message"].as_str().expect("message");
-        assert!(message.contains(&format!("{field}:")), "{rule}: {message}");
+        assert!(message.contains(field), "{rule}: {message}");
     }
-    for garbage in [
-        "{",
-        r#"{"kind":"stale","symbol":"A","after":"1s","colour":"red"}"#,
-        "[]",
-    ] {
+    // Not JSON at all: a bad request, not a bad rule.
+    for garbage in ["{", "threshold=1"] {
         let (status, body) = post(garbage.into()).await;
         assert_eq!(status, 400, "{garbage}: {body}");
         assert_eq!(body["error"]["code"], "bad_parameter");
     }
+    // The rejected rules used up no id: the next generated one follows the first.
+    let number = |id: &str| -> u64 {
+        id.rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("numbered id")
+    };
+    let (status, next) =
+        post(r#"{"kind":"price_above","symbol":"IBM","threshold":300}"#.into()).await;
+    assert_eq!(status, 201, "{next}");
+    let next_id = next["id"].as_str().expect("generated id");
+    assert_eq!(number(next_id), number(&id) + 1, "{id} then {next_id}");
+    assert_eq!(delete_rule(&app, next_id).await, 200);
     let delete = |id: String| {
         let client = app.client.clone();
         let url = app.url(&format!("/v1/alerts/rules/{id}"));
@@ -662,4 +683,15 @@ async fn rule_edits_need_the_api_token_when_one_is_configured() {
     .await;
     assert_eq!((status, &body["id"]), (200, &json!("guarded")));
     app.stop().await;
+}
+
+/// DELETEs rule `id`; returns the status.
+async fn delete_rule(app: &TestApp, id: &str) -> u16 {
+    app.client
+        .delete(app.url(&format!("/v1/alerts/rules/{id}")))
+        .send()
+        .await
+        .expect("delete")
+        .status()
+        .as_u16()
 }
