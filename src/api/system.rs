@@ -28,13 +28,35 @@ pub async fn openapi() -> impl axum::response::IntoResponse {
     )
 }
 
-/// `GET /readyz`: the pipeline is running (503 before start-up completes and during shutdown).
+/// `GET /readyz`: the pipeline runs and every source has delivered data or ended (503 before,
+/// naming the sources still waited for, and during shutdown).
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    if state.ready.load(Ordering::Acquire) {
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Unavailable("the pipeline is not running".into()));
+    }
+    let waiting: Vec<String> = state
+        .feeds
+        .all()
+        .iter()
+        .filter(|feed| !feed.has_delivered())
+        .map(|feed| format!("{} ({})", feed.name(), state_name(feed.state())))
+        .collect();
+    if waiting.is_empty() {
         Ok(Json(json!({ "status": "ready" })))
     } else {
-        Err(ApiError::Unavailable("the pipeline is not running".into()))
+        Err(ApiError::Unavailable(format!(
+            "waiting for data from {}",
+            waiting.join(", ")
+        )))
     }
+}
+
+/// A feed state as `/v1/feeds` names it.
+fn state_name(state: crate::feeds::FeedState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The body of `GET /v1/feeds`.

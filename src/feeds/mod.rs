@@ -245,6 +245,14 @@ impl FeedStatus {
         FeedState::from_u8(self.state.load(Ordering::Acquire))
     }
 
+    /// Whether the source has delivered data (a row, a trade or a quote) or has ended: what
+    /// `/readyz` waits for.
+    pub fn has_delivered(&self) -> bool {
+        self.rows.get() > 0
+            || self.quotes.load(Ordering::Relaxed) > 0
+            || matches!(self.state(), FeedState::Finished | FeedState::Failed)
+    }
+
     /// Sets a live feed's connection state.
     pub fn set_state(&self, state: FeedState) {
         if state == FeedState::Live {

@@ -413,3 +413,34 @@ fn rust_version_covers_what_the_locked_dependencies_need() {
         "rust-version {ours} is below the {needed:?} that {by} in Cargo.lock needs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_means_every_source_has_delivered_or_ended() {
+    // The only feed points at a closed port: it sits in backoff, and the service is not ready.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let app = TestApp::spawn(ServeArgs {
+        feed: vec![format!("binance:BTCUSDT@ws://{closed}")],
+        backoff_max: Some("50ms".into()),
+        ..ServeArgs::default()
+    })
+    .await;
+    wait_for_feed(&app, |f| f["disconnects"]["connect_failed"].as_u64() >= Some(2)).await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("binance:BTCUSDT"), "{message}");
+    app.stop().await;
+
+    // A replay is ready once it has delivered (here: finished).
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![data_path(EQUITIES)],
+        ..ServeArgs::default()
+    })
+    .await;
+    app.wait_for_feeds().await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "{body}");
+    app.stop().await;
+}
