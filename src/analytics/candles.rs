@@ -18,6 +18,7 @@
 
 use imbl::Vector;
 
+use crate::analytics::window::CompensatedSum;
 use crate::model::Timestamp;
 
 /// Nanoseconds per millisecond.
@@ -52,10 +53,10 @@ pub struct Candle {
     pub low: f64,
     /// Price of the latest trade.
     pub close: f64,
-    /// Sum of sizes.
-    pub volume: f64,
-    /// Sum of price × size.
-    pub notional: f64,
+    /// Sum of sizes, compensated like the windows' sums ([`volume`](Self::volume)).
+    volume: CompensatedSum,
+    /// Sum of price × size, compensated ([`notional`](Self::notional)).
+    notional: CompensatedSum,
     /// Number of trades.
     pub count: u64,
 }
@@ -70,8 +71,8 @@ impl Candle {
             high: price,
             low: price,
             close: price,
-            volume: size,
-            notional: price * size,
+            volume: CompensatedSum::of(size),
+            notional: CompensatedSum::of(price * size),
             count: 1,
         }
     }
@@ -87,8 +88,8 @@ impl Candle {
         }
         self.high = self.high.max(price);
         self.low = self.low.min(price);
-        self.volume += size;
-        self.notional += price * size;
+        self.volume.add(size);
+        self.notional.add(price * size);
         self.count += 1;
     }
 
@@ -99,7 +100,18 @@ impl Candle {
 
     /// Volume-weighted average price; `None` when the volume is zero.
     pub fn vwap(&self) -> Option<f64> {
-        (self.volume > 0.0).then(|| self.notional / self.volume)
+        let volume = self.volume();
+        (volume > 0.0).then(|| self.notional() / volume)
+    }
+
+    /// Sum of sizes: exact to the last place, however many trades (error-free additions).
+    pub fn volume(&self) -> f64 {
+        self.volume.value()
+    }
+
+    /// Sum of price × size, summed like [`volume`](Self::volume).
+    pub fn notional(&self) -> f64 {
+        self.notional.value()
     }
 }
 
@@ -341,7 +353,7 @@ mod tests {
             vec![(60, 10.0, 12.0, 9.0, 9.0, 3, true)]
         );
         let candle = view.recent(120 * SEC, 1)[0].0;
-        assert_eq!(candle.volume, 4.0);
+        assert_eq!(candle.volume(), 4.0);
         assert_eq!(candle.vwap(), Some((10.0 + 12.0 + 18.0) / 4.0));
         // A gap: no bar for the empty minutes.
         series.add(300 * SEC, 5.0, 1.0, 300 * SEC);
@@ -417,5 +429,20 @@ mod tests {
             (bar.open, bar.close, bar.low, bar.high),
             (1.0, 3.0, 1.0, 3.0)
         );
+    }
+
+    #[test]
+    fn volume_and_notional_are_summed_exactly() {
+        // Ten trades of 0.1: a plain running sum says 0.9999999999999999.
+        let mut series = CandleSeries::new(1_000, 10);
+        for ts in 0..10 {
+            series.add(ts, 3.0, 0.1, ts);
+        }
+        let view = series.view();
+        let candle = view.forming.expect("one bar");
+        assert_eq!(candle.volume(), 1.0);
+        // Each product 3 × 0.1 rounds to 0.30000000000000004; their sum is kept exactly.
+        assert_eq!(candle.notional(), 10.0 * (3.0 * 0.1));
+        assert_ne!((0..10).fold(0.0, |sum: f64, _| sum + 0.1), 1.0);
     }
 }

@@ -107,6 +107,14 @@ pub struct CompensatedSum {
 }
 
 impl CompensatedSum {
+    /// A sum of the one term `x`.
+    pub fn of(x: f64) -> Self {
+        CompensatedSum {
+            sum: x,
+            compensation: 0.0,
+        }
+    }
+
     /// Adds `x`.
     #[inline]
     pub fn add(&mut self, x: f64) {

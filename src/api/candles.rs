@@ -73,7 +73,7 @@ impl CandleBody {
             high: candle.high,
             low: candle.low,
             close: candle.close,
-            volume: candle.volume,
+            volume: candle.volume(),
             vwap: candle.vwap(),
             count: candle.count,
             closed,

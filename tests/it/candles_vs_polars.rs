@@ -23,8 +23,8 @@ fn row(candle: &Candle) -> CandleRow {
         high: candle.high,
         low: candle.low,
         close: candle.close,
-        volume: candle.volume,
-        notional: candle.notional,
+        volume: candle.volume(),
+        notional: candle.notional(),
         count: candle.count,
     }
 }

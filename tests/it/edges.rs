@@ -426,7 +426,10 @@ async fn ready_means_every_source_has_delivered_or_ended() {
         ..ServeArgs::default()
     })
     .await;
-    wait_for_feed(&app, |f| f["disconnects"]["connect_failed"].as_u64() >= Some(2)).await;
+    wait_for_feed(&app, |f| {
+        f["disconnects"]["connect_failed"].as_u64() >= Some(2)
+    })
+    .await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -441,6 +444,10 @@ async fn ready_means_every_source_has_delivered_or_ended() {
     .await;
     app.wait_for_feeds().await;
     let (status, body) = app.get("/readyz").await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
     app.stop().await;
 }

@@ -129,8 +129,8 @@ fn every_indicator_equals_talib_at_every_point() {
                 high: candle.high,
                 low: candle.low,
                 close: candle.close,
-                volume: candle.volume,
-                notional: candle.notional,
+                volume: candle.volume(),
+                notional: candle.notional(),
                 count: candle.count,
             };
             assert_candle_matches(&actual, &expected, &context);
