@@ -183,8 +183,9 @@ pub struct ServeArgs {
     /// A recorded file to replay; repeatable. Formats by name: CSV (`.csv`), JSON lines
     /// (`.jsonl`, `.ndjson`, `.json`), Parquet (`.parquet`, `.pq`), raw frames recorded by
     /// `--record` (`.frames.jsonl`); each may be gzip- (`.gz`) or zstd-compressed (`.zst`);
-    /// `-` reads CSV from standard input. With no replay and no feed, the demo runs: the bundled
-    /// sample served by an in-process mock exchange.
+    /// `-` reads standard input (CSV, JSON lines or raw frames, told from the first bytes). With
+    /// no replay and no feed, the demo runs: the bundled sample served by an in-process mock
+    /// exchange.
     #[arg(long = "replay", value_name = "PATH")]
     pub replay: Vec<PathBuf>,
     /// Replay speed: `max` (as fast as possible) or a factor (1 = real time, 60 = 60× faster).
@@ -482,6 +483,19 @@ impl Settings {
                 .collect::<Result<Vec<_>, _>>()?
         };
         let embedded = paths.is_empty() && feeds.is_empty();
+        let from_stdin = paths.iter().filter(|path| path.as_os_str() == "-").count();
+        if from_stdin > 1 {
+            return Err(invalid(
+                "replay",
+                "standard input (`-`) can be read once only",
+            ));
+        }
+        if from_stdin == 1 && replay_loop {
+            return Err(invalid(
+                "replay_loop",
+                "standard input (`-`) cannot be replayed in a loop",
+            ));
+        }
         let sources = if paths.is_empty() {
             Vec::new()
         } else {

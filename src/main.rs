@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use tickstream::config::{Cli, Command, LogFormat, MockExchangeArgs};
@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {error}"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -31,7 +34,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", report(&error));
+            // Never panic on a closed standard error.
+            let _ = writeln!(std::io::stderr(), "error: {}", report(&error));
             ExitCode::FAILURE
         }
     }
@@ -45,9 +49,12 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // A closed standard error (`2>&-`, a pager that quit) must not stop the service: a log line
+    // that cannot be written is dropped, without a report to that same standard error.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.with_ansi(colour).init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),

@@ -568,8 +568,7 @@ pub async fn mock_exchange_from_args(args: MockExchangeArgs) -> anyhow::Result<M
         ..MockOptions::default()
     };
     if source.format == crate::replay::ReplayFormat::RawFrames {
-        let recording = std::fs::read_to_string(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        let recording = crate::replay::read_text(&source)?;
         return Ok(MockExchange::bind_raw(listen, &recording, options).await?);
     }
     let trades = load_all(source).await?;

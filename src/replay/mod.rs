@@ -60,15 +60,43 @@ pub enum ReplayFormat {
     RawFrames,
 }
 
+/// How a recorded file is compressed, from its last extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip (`.gz`; concatenated members are read as one stream).
+    Gzip,
+    /// Zstandard (`.zst`).
+    Zstd,
+}
+
+impl Compression {
+    /// The compression a file name says, if any.
+    pub fn of(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if name.ends_with(".gz") {
+            Some(Compression::Gzip)
+        } else if name.ends_with(".zst") {
+            Some(Compression::Zstd)
+        } else {
+            None
+        }
+    }
+}
+
 impl ReplayFormat {
     /// Guesses the format from a file name: `.csv`, `.jsonl`/`.ndjson`/`.json`,
-    /// `.parquet`/`.pq`.
+    /// `.parquet`/`.pq`, `.frames.jsonl`, each optionally followed by `.gz` or `.zst`.
     pub fn from_path(path: &Path) -> Option<Self> {
-        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let mut name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        for suffix in [".gz", ".zst"] {
+            if let Some(stripped) = name.strip_suffix(suffix) {
+                name = stripped.to_string();
+            }
+        }
         if name.ends_with(".frames.jsonl") {
             return Some(ReplayFormat::RawFrames);
         }
-        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        let extension = Path::new(&name).extension()?.to_str()?.to_string();
         match extension.as_str() {
             "csv" => Some(ReplayFormat::Csv),
             "jsonl" | "ndjson" | "json" => Some(ReplayFormat::JsonLines),
@@ -100,6 +128,8 @@ pub enum ReplayInput {
         /// The contents.
         bytes: Arc<[u8]>,
     },
+    /// Standard input (`-`): CSV, JSON lines or raw frames, told from its first bytes.
+    Stdin,
     /// Bytes compiled into the binary (CSV or JSON lines).
     Embedded {
         /// A name for display.
@@ -126,7 +156,7 @@ pub struct ReplaySource {
 pub enum ReplayError {
     /// The file name says no known format.
     #[error(
-        "{path}: unknown replay format (expected .csv, .jsonl, .ndjson, .json, .parquet, .pq or .frames.jsonl)"
+        "{path}: unknown replay format (expected .csv, .jsonl, .ndjson, .json, .parquet, .pq or .frames.jsonl, the text ones optionally .gz or .zst; or - for standard input)"
     )]
     UnknownFormat {
         /// The path.
@@ -188,6 +218,14 @@ pub enum ReplayError {
         /// The file or embedded name.
         source_name: String,
     },
+    /// Parquet needs to seek: it is read from plain files only.
+    #[error(
+        "{path}: a compressed Parquet file cannot be read in place; decompress it first (Parquet compresses its own pages)"
+    )]
+    CompressedParquet {
+        /// The path.
+        path: PathBuf,
+    },
     /// Parquet is only read from files.
     #[error("{source_name}: embedded Parquet is not supported")]
     EmbeddedParquet {
@@ -200,8 +238,19 @@ impl ReplaySource {
     /// A source for the file at `path`, with the format from its extension.
     pub fn from_path(path: impl Into<PathBuf>) -> Result<Self, ReplayError> {
         let path = path.into();
+        if path.as_os_str() == "-" {
+            return Ok(ReplaySource {
+                input: ReplayInput::Stdin,
+                // Told from the first bytes when reading starts (see `sniff_stdin`).
+                format: ReplayFormat::Csv,
+                repeat: false,
+            });
+        }
         let format = ReplayFormat::from_path(&path)
             .ok_or_else(|| ReplayError::UnknownFormat { path: path.clone() })?;
+        if format == ReplayFormat::Parquet && Compression::of(&path).is_some() {
+            return Err(ReplayError::CompressedParquet { path });
+        }
         Ok(ReplaySource {
             input: ReplayInput::File(path),
             format,
@@ -226,6 +275,7 @@ impl ReplaySource {
         match &self.input {
             ReplayInput::File(path) => path.display().to_string(),
             ReplayInput::Embedded { name, .. } => format!("embedded:{name}"),
+            ReplayInput::Stdin => "stdin".to_string(),
             ReplayInput::Memory { name, .. } => format!("memory:{name}"),
         }
     }
@@ -235,7 +285,11 @@ impl ReplaySource {
         FeedDescription {
             kind: "replay".to_string(),
             source: self.display_name(),
-            format: self.format.name().to_string(),
+            format: if self.input == ReplayInput::Stdin {
+                "auto".to_string()
+            } else {
+                self.format.name().to_string()
+            },
         }
     }
 
@@ -243,6 +297,8 @@ impl ReplaySource {
     /// that a missing file stops the service with a clear error before it serves.
     pub fn check(&self) -> Result<u64, ReplayError> {
         match &self.input {
+            // Read as it comes: nothing to check ahead, no size known.
+            ReplayInput::Stdin => Ok(0),
             ReplayInput::File(path) => {
                 let open_error = |source| ReplayError::Open {
                     path: path.clone(),
@@ -254,7 +310,12 @@ impl ReplaySource {
                     return Err(open_error(std::io::Error::other("is a directory")));
                 }
                 self.check_start()?;
-                Ok(metadata.len())
+                // Progress counts bytes of the text read: unknown in advance when compressed.
+                Ok(if Compression::of(path).is_some() {
+                    0
+                } else {
+                    metadata.len()
+                })
             }
             ReplayInput::Embedded { name, bytes } => {
                 if self.format == ReplayFormat::Parquet {
@@ -440,6 +501,17 @@ fn read_source(
     sender: mpsc::Sender<ReplayItem>,
 ) {
     let mut sink = BatchSink::new(feed, status, sender, source.display_name());
+    let sniffed;
+    let source = if source.input == ReplayInput::Stdin {
+        sniffed = ReplaySource {
+            format: sniff_stdin(),
+            ..source.clone()
+        };
+        tracing::info!(format = sniffed.format.name(), "reading standard input");
+        &sniffed
+    } else {
+        source
+    };
     loop {
         sink.begin_pass();
         let result = match source.format {
@@ -745,7 +817,43 @@ fn for_each_line(
     Ok(())
 }
 
-/// Opens a text source (file or embedded bytes) as a buffered reader.
+/// The format of standard input, told from its first bytes without consuming them: a JSON object
+/// is a raw frame when it has `recv_ns` and `provider`, otherwise a JSON line; anything else is
+/// CSV.
+fn sniff_stdin() -> ReplayFormat {
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock();
+    let Ok(start) = lock.fill_buf() else {
+        return ReplayFormat::Csv;
+    };
+    let text = String::from_utf8_lossy(start);
+    let text = text.trim_start();
+    let first_line = text.lines().next().unwrap_or_default();
+    if !text.starts_with('{') {
+        ReplayFormat::Csv
+    } else if first_line.contains("\"recv_ns\"") && first_line.contains("\"provider\"") {
+        ReplayFormat::RawFrames
+    } else {
+        ReplayFormat::JsonLines
+    }
+}
+
+/// The whole text of a source (decompressed): for the mock exchange's raw-frame recordings.
+pub fn read_text(source: &ReplaySource) -> Result<String, ReplayError> {
+    use std::io::Read;
+    let mut text = String::new();
+    open_text(source)?
+        .read_to_string(&mut text)
+        .map_err(|error| ReplayError::Read {
+            source_name: source.display_name(),
+            message: error.to_string(),
+        })?;
+    Ok(text)
+}
+
+/// Opens a text source (file or embedded bytes) as a buffered reader, decompressing a `.gz` or
+/// `.zst` file.
 fn open_text(source: &ReplaySource) -> Result<Box<dyn std::io::Read + Send>, ReplayError> {
     match &source.input {
         ReplayInput::File(path) => {
@@ -753,9 +861,26 @@ fn open_text(source: &ReplaySource) -> Result<Box<dyn std::io::Read + Send>, Rep
                 path: path.clone(),
                 source: error,
             })?;
-            Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
+            let file = std::io::BufReader::with_capacity(1 << 16, file);
+            Ok(match Compression::of(path) {
+                None => Box::new(file),
+                Some(Compression::Gzip) => Box::new(std::io::BufReader::with_capacity(
+                    1 << 16,
+                    flate2::bufread::MultiGzDecoder::new(file),
+                )),
+                Some(Compression::Zstd) => Box::new(std::io::BufReader::with_capacity(
+                    1 << 16,
+                    zstd::stream::read::Decoder::with_buffer(file).map_err(|error| {
+                        ReplayError::Open {
+                            path: path.clone(),
+                            source: error,
+                        }
+                    })?,
+                )),
+            })
         }
         ReplayInput::Embedded { bytes, .. } => Ok(Box::new(*bytes)),
         ReplayInput::Memory { bytes, .. } => Ok(Box::new(std::io::Cursor::new(Arc::clone(bytes)))),
+        ReplayInput::Stdin => Ok(Box::new(std::io::stdin())),
     }
 }

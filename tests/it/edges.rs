@@ -451,3 +451,71 @@ async fn ready_means_every_source_has_delivered_or_ended() {
     );
     app.stop().await;
 }
+
+#[test]
+fn a_replay_reads_standard_input() {
+    // The recorded equities day as JSON lines on the binary's standard input.
+    let trades = load_trades(EQUITIES);
+    let mut text = String::new();
+    for t in trades.iter().take(5_000) {
+        text.push_str(&format!(
+            "{{\"ts\":{},\"symbol\":\"{}\",\"price\":{},\"size\":{}}}\n",
+            t.exchange_ts / 1_000_000,
+            t.symbol.as_str(),
+            t.price,
+            t.size
+        ));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .args(["--replay", "-", "--listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut input = child.stdin.take().expect("stdin");
+    std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+    });
+    // Standard error is read up to the address, then closed: the service must go on (and stop
+    // cleanly) with nowhere to log.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut address = None;
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Some(at) = line.find("address=") {
+            address = line[at + 8..].split_whitespace().next().map(String::from);
+            break;
+        }
+    }
+    let address = address.expect("the service logs its address");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let feed = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut last = serde_json::Value::Null;
+        for _ in 0..1000 {
+            let body: serde_json::Value = client
+                .get(format!("http://{address}/v1/feeds"))
+                .send()
+                .await
+                .expect("feeds")
+                .json()
+                .await
+                .expect("json");
+            if body["feeds"][0]["state"] == "finished" {
+                return body["feeds"][0].clone();
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("standard input never finished: {last}");
+    });
+    let (_, status) = terminate(child);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(feed["source"], "stdin", "{feed}");
+    assert_eq!(feed["trades"], 5_000, "{feed}");
+    assert_eq!(feed["malformed"], 0, "{feed}");
+}

@@ -431,3 +431,46 @@ async fn the_duplicate_filter_horizon_is_configurable_and_ids_beyond_it_are_coun
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_and_zstd_recordings_read_like_the_plain_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compress = |name: &str, source: &Path| {
+        let bytes = std::fs::read(source).expect("read");
+        let path = dir.path().join(name);
+        let packed = if name.ends_with(".gz") {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(&bytes).expect("gzip");
+            encoder.finish().expect("gzip")
+        } else {
+            zstd::encode_all(bytes.as_slice(), 3).expect("zstd")
+        };
+        std::fs::write(&path, packed).expect("write");
+        path
+    };
+    for (name, plain) in [
+        ("trades.csv.gz", data_path(EQUITIES)),
+        ("trades.csv.zst", data_path(EQUITIES)),
+        (
+            "session.frames.jsonl.gz",
+            data_path("binance_btcusdt_20240808.frames.jsonl"),
+        ),
+        (
+            "session.frames.jsonl.zst",
+            data_path("binance_btcusdt_20240808.frames.jsonl"),
+        ),
+    ] {
+        let packed = compress(name, &plain);
+        let (expected, _) = read_all(&plain).await;
+        let (trades, view) = read_all(&packed).await;
+        assert_eq!(view.malformed, 0, "{name}");
+        assert!(!trades.is_empty(), "{name}");
+        same_trades(&trades, &expected);
+    }
+    // Parquet seeks: a compressed Parquet file is refused with a clear error at once.
+    let error = ReplaySource::from_path(dir.path().join("t.parquet.gz"))
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("decompress it first"), "{error}");
+}
