@@ -103,6 +103,7 @@ fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
 fn sample<T>(metrics: &Metrics, during: impl FnOnce() -> T) -> (T, Freshness, f64) {
     let before = freshness_buckets(metrics);
     let processed = metrics.trades_processed.get();
+    metrics.freshness_recent.reset();
     metrics.freshness_max.set(0.0);
     let start = Instant::now();
     let value = during();

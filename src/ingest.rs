@@ -25,7 +25,7 @@ use crate::analytics::{Engine, Outcome};
 use crate::feeds::FeedRegistry;
 use crate::merge::MergedEvent;
 use crate::metrics::Metrics;
-use crate::model::{FeedId, to_millis};
+use crate::model::FeedId;
 
 /// Events drained from the channel before publishing snapshots: bounds how stale readers can be
 /// under full load, while letting a burst share one publication.
@@ -266,10 +266,9 @@ impl AnalyticsTask {
     }
 
     /// Records how long the live trades just published took from their frame's arrival.
+    /// The maximum shown is over the last 30 to 60 seconds, so it is updated even when nothing
+    /// arrived.
     fn observe_freshness(&mut self) {
-        if self.arrivals.is_empty() {
-            return;
-        }
         let now = crate::model::wall_clock_now();
         let mut longest = 0;
         for arrival in self.arrivals.drain(..) {
@@ -277,10 +276,11 @@ impl AnalyticsTask {
             longest = longest.max(age);
             self.metrics.freshness.observe(age as f64 * 1e-9);
         }
-        let longest = longest as f64 * 1e-9;
-        if longest > self.metrics.freshness_max.get() {
-            self.metrics.freshness_max.set(longest);
-        }
+        let recent = self
+            .metrics
+            .freshness_recent
+            .observe(longest as f64 * 1e-9, std::time::Instant::now());
+        self.metrics.freshness_max.set(recent);
     }
 
     fn publish(&mut self, ended: &mut Vec<(FeedId, Option<String>)>) {
@@ -329,7 +329,7 @@ impl AnalyticsTask {
             .symbols
             .set(i64::try_from(self.engine.symbol_count()).unwrap_or(i64::MAX));
         if let Some(now) = self.engine.now() {
-            self.metrics.stream_clock_ms.set(to_millis(now));
+            self.metrics.stream_clock.set(now as f64 * 1e-9);
         }
         for (feed_id, error) in ended.drain(..) {
             let Some(feed) = self.feeds.get(feed_id) else {

@@ -2,7 +2,16 @@
 //! `GET /metrics`.
 //!
 //! Counters are shared handles (atomics): the analytics task adds per batch, sources add per
-//! batch, the HTTP layer adds per request. Nothing here locks on the hot path.
+//! batch, the HTTP layer adds per request. Nothing here locks on the hot path. The process's own
+//! figures (`process_*`: resident memory, CPU seconds, open file descriptors, start time) are
+//! read when scraped, as Prometheus' client libraries name them.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +34,173 @@ pub struct DisconnectLabels {
     pub feed: String,
     /// Why the connection ended (`crate::feeds::Disconnect`'s names).
     pub reason: String,
+}
+
+/// Labels of the per-feed state gauge: one series per state, 1 for the current one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FeedStateLabels {
+    /// The feed's short name.
+    pub feed: String,
+    /// A state as `/v1/feeds` names it.
+    pub state: String,
+}
+
+/// Labels of the build information gauge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: String,
+}
+
+/// Labels of the HTTP request duration histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Request method.
+    pub method: String,
+    /// The matched route, or `unmatched`.
+    pub route: String,
+}
+
+/// Upper bounds of the HTTP request duration buckets, seconds.
+pub const HTTP_DURATION_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    10.0,
+];
+
+fn http_duration_histogram() -> Histogram {
+    Histogram::new(HTTP_DURATION_BUCKETS)
+}
+
+/// The largest value observed over a recent interval: the current period's and the previous
+/// one's, so a value stays visible for one to two periods, then goes.
+#[derive(Debug)]
+pub struct RecentMax {
+    period: Duration,
+    state: Mutex<RecentMaxState>,
+}
+
+#[derive(Debug)]
+struct RecentMaxState {
+    started: Instant,
+    current: f64,
+    previous: f64,
+}
+
+impl RecentMax {
+    /// A maximum over periods of `period`.
+    pub fn new(period: Duration) -> Self {
+        RecentMax {
+            period,
+            state: Mutex::new(RecentMaxState {
+                started: Instant::now(),
+                current: 0.0,
+                previous: 0.0,
+            }),
+        }
+    }
+
+    /// Takes `value` observed at `now`; returns the recent maximum.
+    pub fn observe(&self, value: f64, now: Instant) -> f64 {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = now.saturating_duration_since(state.started);
+        if elapsed >= self.period * 2 {
+            state.previous = 0.0;
+            state.current = 0.0;
+            state.started = now;
+        } else if elapsed >= self.period {
+            state.previous = state.current;
+            state.current = 0.0;
+            state.started += self.period;
+        }
+        state.current = state.current.max(value);
+        state.current.max(state.previous)
+    }
+
+    /// Forgets every value (for benches that measure one stretch).
+    pub fn reset(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.current = 0.0;
+        state.previous = 0.0;
+        state.started = Instant::now();
+    }
+}
+
+/// How long a freshness maximum stays in `tickstream_freshness_max_seconds`: one to two of these.
+pub const FRESHNESS_MAX_PERIOD: Duration = Duration::from_secs(30);
+
+/// The process's own metrics, read from the operating system at each scrape.
+#[derive(Debug)]
+struct ProcessCollector {
+    system: Mutex<sysinfo::System>,
+    pid: Option<sysinfo::Pid>,
+}
+
+impl ProcessCollector {
+    fn new() -> Self {
+        ProcessCollector {
+            system: Mutex::new(sysinfo::System::new()),
+            pid: sysinfo::get_current_pid().ok(),
+        }
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(pid) = self.pid else {
+            return Ok(());
+        };
+        let (memory, cpu_ms, start) = {
+            let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
+            system.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&[pid]),
+                true,
+                sysinfo::ProcessRefreshKind::nothing()
+                    .with_memory()
+                    .with_cpu(),
+            );
+            let Some(process) = system.process(pid) else {
+                return Ok(());
+            };
+            (
+                process.memory(),
+                process.accumulated_cpu_time(),
+                process.start_time(),
+            )
+        };
+        let gauge = |encoder: &mut DescriptorEncoder, name, help, value: f64| {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(metric)
+        };
+        gauge(
+            &mut encoder,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            memory as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, seconds",
+            start as f64,
+        )?;
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Open file descriptors",
+                fds.count() as f64,
+            )?;
+        }
+        let metric = encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time spent, seconds",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(cpu_ms as f64 / 1000.0).encode(metric)
+    }
 }
 
 /// Labels of the HTTP request counter.
@@ -71,12 +247,22 @@ pub struct Metrics {
     pub feed_ids_beyond_horizon: Family<FeedLabels, Counter>,
     /// Live feeds' ended connections, per feed and reason.
     pub feed_disconnects: Family<DisconnectLabels, Counter>,
+    /// Live feeds' reconnections, per feed.
+    pub feed_reconnects: Family<FeedLabels, Counter>,
+    /// Live feeds' latest receive − exchange time, seconds, per feed.
+    pub feed_lag: Family<FeedLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Each feed's state: 1 for the current one, 0 for the others.
+    pub feed_state: Family<FeedStateLabels, Gauge>,
     /// HTTP requests served.
     pub http_requests: Family<HttpLabels, Counter>,
+    /// HTTP request durations, per method and route.
+    pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Symbols known.
     pub symbols: Gauge,
-    /// The stream clock, epoch milliseconds.
-    pub stream_clock_ms: Gauge,
+    /// The stream clock, seconds since the epoch.
+    pub stream_clock: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The largest recent freshness, behind `freshness_max`.
+    pub freshness_recent: RecentMax,
     /// Indicator requests answered from the cache (including those that waited for another
     /// reader's computation of the same key).
     pub indicator_cache_hits: Counter,
@@ -102,7 +288,7 @@ pub struct Metrics {
     pub stream_clients: Gauge,
     /// Seconds from a live frame's arrival to its trade's statistics being published to readers.
     pub freshness: Histogram,
-    /// The longest such time seen, seconds.
+    /// The longest such time over the last 30 to 60 seconds.
     pub freshness_max: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Events waiting in the channel into the analytics core (at its last publication).
     pub core_queue_depth: Gauge,
@@ -126,7 +312,11 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every metric registered.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tickstream");
+        // The process's own metrics keep their conventional names (`process_*`); the service's
+        // are under `tickstream_`.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector::new()));
+        let registry = root.sub_registry_with_prefix("tickstream");
         let metrics = Metrics {
             registry: Registry::default(),
             trades_processed: Counter::default(),
@@ -140,9 +330,14 @@ impl Metrics {
             feed_duplicates: Family::default(),
             feed_ids_beyond_horizon: Family::default(),
             feed_disconnects: Family::default(),
+            feed_reconnects: Family::default(),
+            feed_lag: Family::default(),
+            feed_state: Family::default(),
+            http_duration: Family::new_with_constructor(http_duration_histogram),
+            stream_clock: Gauge::default(),
+            freshness_recent: RecentMax::new(FRESHNESS_MAX_PERIOD),
             http_requests: Family::default(),
             symbols: Gauge::default(),
-            stream_clock_ms: Gauge::default(),
             indicator_cache_hits: Counter::default(),
             indicator_cache_misses: Counter::default(),
             indicator_cache_evictions: Counter::default(),
@@ -167,7 +362,7 @@ impl Metrics {
             ),
             (
                 "trades_late",
-                "Trades dropped because they were older than the stream clock by more than the allowed lateness",
+                "Trades dropped because they were older than the event-time clock by more than the allowed lateness",
                 &metrics.trades_late,
             ),
             (
@@ -297,9 +492,36 @@ impl Metrics {
         );
         registry.register(
             "freshness_max_seconds",
-            "The longest time from a live frame's arrival to its statistics being visible",
+            "The longest time from a live frame's arrival to its statistics being visible, over the last 30 to 60 seconds",
             metrics.freshness_max.clone(),
         );
+        registry.register(
+            "feed_reconnects",
+            "Live feed reconnections, per feed",
+            metrics.feed_reconnects.clone(),
+        );
+        registry.register(
+            "feed_lag_seconds",
+            "Receive time minus exchange time of a live feed's latest trade, seconds",
+            metrics.feed_lag.clone(),
+        );
+        registry.register(
+            "feed_state",
+            "Each feed's state: 1 for the current one (starting, running, finished, failed, connecting, subscribing, live, backoff, circuit_open)",
+            metrics.feed_state.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request durations, by method and route",
+            metrics.http_duration.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register("build_info", "The build: its version (always 1)", build);
         registry.register(
             "core_queue_depth",
             "Events waiting in the bounded channel into the analytics core",
@@ -311,12 +533,12 @@ impl Metrics {
             metrics.alert_queue_depth.clone(),
         );
         registry.register(
-            "stream_clock_ms",
-            "The stream clock (largest event time seen), epoch milliseconds",
-            metrics.stream_clock_ms.clone(),
+            "stream_clock_timestamp_seconds",
+            "The stream clock (the time every answer is as of), seconds since the epoch",
+            metrics.stream_clock.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             ..metrics
         }
     }

@@ -192,14 +192,23 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Counts every request by method, matched route and status.
+/// Counts every request by method, matched route and status, and times it by method and route.
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&crate::metrics::RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     state
         .metrics
         .http_requests

@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         .all()
         .iter()
         .filter(|feed| !feed.has_delivered())
-        .map(|feed| format!("{} ({})", feed.name(), state_name(feed.state())))
+        .map(|feed| format!("{} ({})", feed.name(), feed.state().name()))
         .collect();
     if waiting.is_empty() {
         Ok(Json(json!({ "status": "ready" })))
@@ -49,14 +49,6 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             waiting.join(", ")
         )))
     }
-}
-
-/// A feed state as `/v1/feeds` names it.
-fn state_name(state: crate::feeds::FeedState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The body of `GET /v1/feeds`.

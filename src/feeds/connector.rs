@@ -408,7 +408,7 @@ pub fn live_stream(
                         let _ = recorder.send(record(Direction::Connect, None, Some(spec.url.clone()))).await;
                     }
                     if connections > 1 {
-                        status.reconnects.fetch_add(1, Ordering::Relaxed);
+                        status.reconnected();
                     }
                     status.set_state(FeedState::Subscribing);
                     let mut ended = None;

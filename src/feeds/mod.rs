@@ -68,6 +68,21 @@ impl FeedState {
         }
     }
 
+    /// The state's name, as `/v1/feeds` and the `state` label say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedState::Starting => "starting",
+            FeedState::Running => "running",
+            FeedState::Finished => "finished",
+            FeedState::Failed => "failed",
+            FeedState::Connecting => "connecting",
+            FeedState::Subscribing => "subscribing",
+            FeedState::Live => "live",
+            FeedState::Backoff => "backoff",
+            FeedState::CircuitOpen => "circuit_open",
+        }
+    }
+
     fn as_u8(self) -> u8 {
         match self {
             FeedState::Starting => 0,
@@ -222,6 +237,14 @@ pub struct FeedStatus {
     pub circuit_opens: AtomicU64,
     /// Live feeds: ended connections, by [`Disconnect`] (in `Disconnect::ALL`'s order).
     disconnects: Vec<Counter>,
+    /// The feed's short name: its label in `/metrics`.
+    metrics_label: String,
+    /// One gauge per state this kind of feed has: 1 for the current state.
+    state_gauges: Vec<(FeedState, prometheus_client::metrics::gauge::Gauge)>,
+    /// Live feeds: the latest lag, seconds.
+    lag_gauge: prometheus_client::metrics::gauge::Gauge<f64, AtomicU64>,
+    /// Live feeds: reconnections, as a metric.
+    reconnect_counter: Counter,
     connected_ms: AtomicI64,
     last_frame_ms: AtomicI64,
     lag_ms: AtomicI64,
@@ -238,6 +261,18 @@ impl FeedStatus {
     /// The feed's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The feed's short name, its `feed` label in `/metrics`: the provider of a live feed, the
+    /// file name of a replay (`-2`, `-3`, … when several share one).
+    pub fn metrics_label(&self) -> &str {
+        &self.metrics_label
+    }
+
+    /// Counts a reconnection (a live feed's connection after its first).
+    pub fn reconnected(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        self.reconnect_counter.inc();
     }
 
     /// The feed's state.
@@ -259,7 +294,7 @@ impl FeedStatus {
             self.connected_ms
                 .store(to_millis(wall_clock_now()), Ordering::Relaxed);
         }
-        let before = FeedState::from_u8(self.state.swap(state.as_u8(), Ordering::AcqRel));
+        let before = self.store_state(state);
         if before == state {
             return;
         }
@@ -294,22 +329,32 @@ impl FeedStatus {
     /// Records the latest exchange-to-receive lag, milliseconds.
     pub fn set_lag_ms(&self, lag_ms: i64) {
         self.lag_ms.store(lag_ms, Ordering::Relaxed);
+        self.lag_gauge.set(lag_ms as f64 / 1000.0);
     }
 
     /// Marks the feed running.
     pub fn set_running(&self) {
         self.started_ms
             .store(to_millis(wall_clock_now()), Ordering::Relaxed);
-        self.state
-            .store(FeedState::Running.as_u8(), Ordering::Release);
+        self.store_state(FeedState::Running);
+    }
+
+    /// Stores `state`; returns the one before. The state gauges follow.
+    fn store_state(&self, state: FeedState) -> FeedState {
+        let before = FeedState::from_u8(self.state.swap(state.as_u8(), Ordering::AcqRel));
+        if before != state {
+            for (gauge_state, gauge) in &self.state_gauges {
+                gauge.set(i64::from(*gauge_state == state));
+            }
+        }
+        before
     }
 
     /// Marks the feed finished (all its trades applied).
     pub fn set_finished(&self) {
         self.ended_ms
             .store(to_millis(wall_clock_now()), Ordering::Relaxed);
-        self.state
-            .store(FeedState::Finished.as_u8(), Ordering::Release);
+        self.store_state(FeedState::Finished);
     }
 
     /// Records the latest error of a feed that goes on (a live feed's last disconnect reason).
@@ -322,8 +367,7 @@ impl FeedStatus {
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
         self.ended_ms
             .store(to_millis(wall_clock_now()), Ordering::Relaxed);
-        self.state
-            .store(FeedState::Failed.as_u8(), Ordering::Release);
+        self.store_state(FeedState::Failed);
     }
 
     /// A point-in-time view for the API.
@@ -340,6 +384,7 @@ impl FeedStatus {
         FeedView {
             id: self.id.0,
             name: self.name.clone(),
+            metrics_label: self.metrics_label.clone(),
             kind: self.description.kind.clone(),
             source: self.description.source.clone(),
             format: self.description.format.clone(),
@@ -397,6 +442,8 @@ pub struct FeedView {
     pub id: u16,
     /// The feed's name.
     pub name: String,
+    /// Its short name: the `feed` label of its series in `/metrics`.
+    pub metrics_label: String,
     /// What kind of feed.
     pub kind: String,
     /// Where it reads from.
@@ -467,7 +514,63 @@ impl FeedRegistry {
     ) -> Arc<FeedStatus> {
         let mut feeds = self.feeds.write().unwrap_or_else(|p| p.into_inner());
         let id = FeedId(u16::try_from(feeds.len()).unwrap_or(u16::MAX));
-        let labels = FeedLabels { feed: name.clone() };
+        let base = if description.kind == "replay" {
+            std::path::Path::new(&description.source)
+                .file_name()
+                .map_or_else(
+                    || description.source.clone(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+        } else {
+            description.kind.clone()
+        };
+        let taken = feeds
+            .iter()
+            .filter(|feed| {
+                feed.metrics_label == base || feed.metrics_label.starts_with(&format!("{base}-"))
+            })
+            .count();
+        let metrics_label = if taken == 0 {
+            base
+        } else {
+            format!("{base}-{}", taken + 1)
+        };
+        let labels = FeedLabels {
+            feed: metrics_label.clone(),
+        };
+        let states: &[FeedState] = if description.kind == "replay" {
+            &[
+                FeedState::Starting,
+                FeedState::Running,
+                FeedState::Finished,
+                FeedState::Failed,
+            ]
+        } else {
+            &[
+                FeedState::Starting,
+                FeedState::Running,
+                FeedState::Connecting,
+                FeedState::Subscribing,
+                FeedState::Live,
+                FeedState::Backoff,
+                FeedState::CircuitOpen,
+            ]
+        };
+        let state_gauges = states
+            .iter()
+            .map(|&state| {
+                let gauge = metrics
+                    .feed_state
+                    .get_or_create(&crate::metrics::FeedStateLabels {
+                        feed: metrics_label.clone(),
+                        state: state.name().to_string(),
+                    })
+                    .clone();
+                gauge.set(i64::from(state == FeedState::Starting));
+                (state, gauge)
+            })
+            .collect();
+        let live = description.kind != "replay";
         // Replays have no connections: no disconnect counters in `/metrics` for them.
         let disconnects = if description.kind == "replay" {
             Vec::new()
@@ -507,6 +610,18 @@ impl FeedRegistry {
             gaps: AtomicU64::new(0),
             circuit_opens: AtomicU64::new(0),
             disconnects,
+            state_gauges,
+            lag_gauge: if live {
+                metrics.feed_lag.get_or_create(&labels).clone()
+            } else {
+                Default::default()
+            },
+            reconnect_counter: if live {
+                metrics.feed_reconnects.get_or_create(&labels).clone()
+            } else {
+                Counter::default()
+            },
+            metrics_label,
             connected_ms: AtomicI64::new(0),
             last_frame_ms: AtomicI64::new(0),
             lag_ms: AtomicI64::new(0),

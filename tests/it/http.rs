@@ -203,9 +203,28 @@ async fn check_metrics(app: &TestApp) {
         "tickstream_trades_late_total 0",
         "tickstream_feed_malformed_total{feed=",
         "tickstream_http_requests_total{method=\"GET\",route=\"/v1/symbols/{symbol}/stats\",status=\"200\"}",
+        // The feed's label is its short name: the replayed file's name.
+        "tickstream_feed_trades_total{feed=\"ibm_aig_20131007_trades.csv\"} 49644",
+        "tickstream_feed_state{feed=\"ibm_aig_20131007_trades.csv\",state=\"finished\"} 1",
+        "tickstream_feed_state{feed=\"ibm_aig_20131007_trades.csv\",state=\"running\"} 0",
+        "tickstream_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/symbols/{symbol}/stats\"}",
+        "tickstream_build_info{version=\"",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
     ] {
         assert!(text.contains(expected), "metrics lack {expected}:\n{text}");
     }
+    // The stream clock in base units: the last trade's time, in seconds.
+    let clock: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("tickstream_stream_clock_timestamp_seconds "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no stream clock in:\n{text}"));
+    let (_, stats) = app.get("/v1/symbols/IBM/stats").await;
+    let as_of = stats["as_of_ms"].as_f64().expect("as_of_ms") / 1000.0;
+    assert!((clock - as_of).abs() < 1e-3, "{clock} vs {as_of}");
 }
 
 async fn check_errors(app: &TestApp) {
