@@ -29,13 +29,16 @@ use crate::indicators::IndicatorValue;
 use crate::model::{Symbol, Timestamp, to_millis};
 
 /// One alert: a rule that fired for a symbol.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Alert {
     /// Sequence number, from 1, in firing order.
     pub id: u64,
     /// The rule.
+    #[schema(value_type = String)]
     pub rule_id: Arc<str>,
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// The rule's kind.
     pub kind: &'static str,

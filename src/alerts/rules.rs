@@ -34,8 +34,9 @@ pub const MAX_RULES: usize = 1000;
 pub const MAX_ID_LEN: usize = 128;
 
 /// A rule as written, in TOML or JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Rule)]
 pub struct RuleSpec {
     /// Unique id; generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +62,7 @@ pub struct RuleSpec {
     pub interval: Option<String>,
     /// `indicator`: its parameters (`{"period":14}`); defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub params: Option<BTreeMap<String, serde_json::Value>>,
     /// `indicator`: which output of a multi-output indicator (`macd`, `signal`, `hist`, `upper`,
     /// `middle`, `lower`).

@@ -321,7 +321,8 @@ impl Extremum {
 }
 
 /// The statistics of one window at one stream time, as DESIGN.md defines them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WindowStats {
     /// Number of trades.
     pub count: u64,

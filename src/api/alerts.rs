@@ -15,7 +15,9 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorBody;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::alerts::rules::BookError;
 use crate::alerts::sink::RECENT_ALERTS;
@@ -25,25 +27,37 @@ use crate::alerts::{Alert, RuleSpec};
 pub const DEFAULT_ALERT_LIMIT: usize = 100;
 
 /// Query of `GET /v1/alerts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
     /// Only this symbol's alerts.
     pub symbol: Option<String>,
-    /// Most alerts returned.
+    /// Most alerts returned, 1 to 10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
 /// The body of `GET /v1/alerts`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AlertList {
     /// Alerts returned.
     pub count: usize,
     /// Newest first.
+    #[schema(value_type = Vec<Alert>)]
     pub alerts: Vec<Arc<Alert>>,
 }
 
 /// `GET /v1/alerts`.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts",
+    tag = "alerts",
+    summary = "The most recent alerts, newest first",
+    params(AlertsQuery),
+    responses((status = 200, description = "The alerts kept (the last 10,000).", body = AlertList)),
+)]
 pub async fn alerts(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AlertsQuery>,
@@ -65,7 +79,8 @@ pub async fn alerts(
 }
 
 /// The body of `GET /v1/alerts/rules`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RuleList {
     /// Rules in force.
     pub count: usize,
@@ -74,6 +89,13 @@ pub struct RuleList {
 }
 
 /// `GET /v1/alerts/rules`.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts/rules",
+    tag = "alerts",
+    summary = "The alert rules in force",
+    responses((status = 200, description = "The rules, in the order they were added.", body = RuleList)),
+)]
 pub async fn rules(State(state): State<AppState>) -> Json<RuleList> {
     let rules: Vec<RuleSpec> = state
         .rules
@@ -124,6 +146,21 @@ impl FromRequestParts<AppState> for RuleEditor {
 }
 
 /// `POST /v1/alerts/rules`.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/rules",
+    tag = "alerts",
+    summary = "Add an alert rule (bearer token required when one is configured)",
+    request_body(content = RuleSpec, description = "The rule; `id` is generated when absent."),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "The rule as stored, with its id.", body = RuleSpec),
+        (status = 400, description = "`invalid_rule` naming the field (a missing or wrong-typed field, an unknown one, a value out of range), or `bad_parameter` for a body that is not JSON.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: the API token is configured and missing or wrong.", body = ErrorBody),
+        (status = 409, description = "`conflict`: the id is taken, or the rule book is full.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: bodies are limited to 64 KiB.", body = ErrorBody),
+    ),
+)]
 pub async fn add_rule(
     _: RuleEditor,
     State(state): State<AppState>,
@@ -135,6 +172,19 @@ pub async fn add_rule(
 }
 
 /// `DELETE /v1/alerts/rules/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/alerts/rules/{id}",
+    tag = "alerts",
+    summary = "Remove an alert rule (bearer token required when one is configured)",
+    params(("id" = String, Path, description = "The rule's id.")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The rule removed.", body = RuleSpec),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 404, description = "`unknown_rule`.", body = ErrorBody),
+    ),
+)]
 pub async fn remove_rule(
     _: RuleEditor,
     State(state): State<AppState>,

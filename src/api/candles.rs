@@ -16,7 +16,9 @@ use axum::Json;
 use axum::extract::State;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorBody;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::analytics::{Candle, CandleView, SymbolSnapshot};
 use crate::config::{MAX_CANDLE_HISTORY, parse_duration};
@@ -33,17 +35,41 @@ pub const MAX_CANDLE_LIMIT: usize = MAX_CANDLE_HISTORY + 1;
 const PREFERRED_INTERVAL: &str = "1m";
 
 /// Query of `GET /v1/symbols/{symbol}/candles`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CandlesQuery {
-    /// An interval's label.
+    /// A configured interval, by label or any spelling of its duration (default `1m` if
+    /// configured, else the first).
     pub interval: Option<String>,
-    /// Most bars returned, the forming one included.
+    /// Most bars returned, the forming one included: 1 to 100001 (default 100).
+    #[param(minimum = 1, maximum = 100001)]
     pub limit: Option<i64>,
 }
 
+/// The parameters of an indicator, its defaults filled in: `period` (SMA, EMA, RSI, BBANDS,
+/// ATR), `fast`, `slow`, `signal` (MACD), `k` (BBANDS). Only for the description: the values are
+/// written by [`Indicator`]'s own serialization.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct IndicatorParams {
+    /// Bars (SMA, EMA, RSI, BBANDS, ATR).
+    period: Option<usize>,
+    /// Fast EMA period (MACD).
+    fast: Option<usize>,
+    /// Slow EMA period (MACD).
+    slow: Option<usize>,
+    /// Signal EMA period (MACD).
+    signal: Option<usize>,
+    /// Standard deviations (BBANDS).
+    k: Option<f64>,
+}
+
 /// One bar in a response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Candle)]
 pub struct CandleBody {
     /// Start of the bar, epoch ms.
     pub start_ms: i64,
@@ -82,9 +108,12 @@ impl CandleBody {
 }
 
 /// The body of `GET /v1/symbols/{symbol}/candles`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Candles)]
 pub struct CandlesBody {
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// The interval's label.
     pub interval: String,
@@ -189,6 +218,17 @@ impl SymbolCandles {
 }
 
 /// `GET /v1/symbols/{symbol}/candles`.
+#[utoipa::path(
+    get,
+    path = "/v1/symbols/{symbol}/candles",
+    tag = "candles",
+    summary = "The last OHLCV bars of one interval, the forming one last",
+    params(("symbol" = String, Path, description = "The symbol."), CandlesQuery),
+    responses(
+        (status = 200, description = "The bars, oldest first.", body = CandlesBody),
+        (status = 404, description = "`unknown_symbol`.", body = ErrorBody),
+    ),
+)]
 pub async fn candles(
     State(state): State<AppState>,
     ApiPath(symbol): ApiPath<String>,
@@ -212,10 +252,11 @@ pub async fn candles(
 }
 
 /// Query of `GET /v1/symbols/{symbol}/indicators/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct IndicatorQuery {
-    /// An interval's label.
+    /// A configured interval, by label or any spelling of its duration.
     pub interval: Option<String>,
     /// Period (SMA, EMA, RSI, BBANDS, ATR).
     pub period: Option<String>,
@@ -227,12 +268,14 @@ pub struct IndicatorQuery {
     pub signal: Option<String>,
     /// Standard deviations (BBANDS).
     pub k: Option<String>,
-    /// Also return the last N values.
+    /// Also return the last N values (0 to 100000).
+    #[param(minimum = 0, maximum = 100000)]
     pub series: Option<i64>,
 }
 
 /// One value of an indicator's series.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SeriesPoint {
     /// Start of the candle the value belongs to, epoch ms.
     pub start_ms: i64,
@@ -241,18 +284,25 @@ pub struct SeriesPoint {
 }
 
 /// The body of `GET /v1/symbols/{symbol}/indicators/{name}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = IndicatorResult)]
 pub struct IndicatorBody {
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// The interval's label.
     pub interval: String,
     /// The indicator's name.
     pub indicator: &'static str,
     /// Its parameters, defaults filled in.
+    #[schema(value_type = IndicatorParams)]
     pub params: Indicator,
-    /// Start of the last closed candle, epoch ms (null before the first closes).
-    pub as_of_ms: Option<i64>,
+    /// The stream clock the answer is as of, epoch ms.
+    pub as_of_ms: i64,
+    /// Start of the last closed candle (the one the value belongs to), epoch ms; null before
+    /// the first closes.
+    pub bar_ms: Option<i64>,
     /// Closed candles the value is computed over.
     pub candles: usize,
     /// The latest value: a number, an object for multi-output indicators, or null.
@@ -273,6 +323,22 @@ fn indicator_error(error: IndicatorError) -> ApiError {
 }
 
 /// `GET /v1/symbols/{symbol}/indicators/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/symbols/{symbol}/indicators/{name}",
+    tag = "indicators",
+    summary = "One indicator over the closed bars of an interval (TA-Lib's definitions)",
+    params(
+        ("symbol" = String, Path, description = "The symbol."),
+        ("name" = String, Path, description = "`sma`, `ema`, `rsi`, `macd`, `bbands` or `atr`."),
+        IndicatorQuery,
+    ),
+    responses(
+        (status = 200, description = "The latest value (null with a reason when there are too few bars), and the series if asked.", body = IndicatorBody),
+        (status = 400, description = "`unknown_indicator`, or `bad_parameter` for a parameter out of range.", body = ErrorBody),
+        (status = 404, description = "`unknown_symbol`.", body = ErrorBody),
+    ),
+)]
 pub async fn indicator(
     State(state): State<AppState>,
     ApiPath((symbol, name)): ApiPath<(String, String)>,
@@ -308,7 +374,8 @@ pub async fn indicator(
         interval: state.intervals[interval].label.clone(),
         indicator: indicator.name(),
         params: indicator,
-        as_of_ms: loaded.last_closed_ms(),
+        as_of_ms: to_millis(loaded.clock),
+        bar_ms: loaded.last_closed_ms(),
         candles: computed.candles,
         value: computed.last().map(|p| p.value),
         reason: computed.reason(),
@@ -317,17 +384,20 @@ pub async fn indicator(
 }
 
 /// Query of `GET /v1/symbols/{symbol}/indicators`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AllIndicatorsQuery {
-    /// An interval's label.
+    /// A configured interval, by label or any spelling of its duration.
     pub interval: Option<String>,
 }
 
 /// One indicator in `GET /v1/symbols/{symbol}/indicators`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct IndicatorEntry {
     /// Its parameters (the defaults).
+    #[schema(value_type = IndicatorParams)]
     pub params: Indicator,
     /// The latest value, or null.
     pub value: Option<IndicatorValue>,
@@ -351,21 +421,39 @@ impl Serialize for IndicatorMap {
 }
 
 /// The body of `GET /v1/symbols/{symbol}/indicators`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = IndicatorResults)]
 pub struct AllIndicatorsBody {
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// The interval's label.
     pub interval: String,
-    /// Start of the last closed candle, epoch ms.
-    pub as_of_ms: Option<i64>,
+    /// The stream clock the answer is as of, epoch ms.
+    pub as_of_ms: i64,
+    /// Start of the last closed candle, epoch ms; null before the first closes.
+    pub bar_ms: Option<i64>,
     /// Closed candles the values are computed over.
     pub candles: usize,
-    /// Every indicator with its default parameters.
+    /// Every indicator with its default parameters, keyed by name (`sma`, `ema`, `rsi`, `macd`,
+    /// `bbands`, `atr`).
+    #[schema(value_type = std::collections::BTreeMap<String, IndicatorEntry>)]
     pub indicators: IndicatorMap,
 }
 
 /// `GET /v1/symbols/{symbol}/indicators`.
+#[utoipa::path(
+    get,
+    path = "/v1/symbols/{symbol}/indicators",
+    tag = "indicators",
+    summary = "Every indicator with its default parameters",
+    params(("symbol" = String, Path, description = "The symbol."), AllIndicatorsQuery),
+    responses(
+        (status = 200, description = "The latest value of each.", body = AllIndicatorsBody),
+        (status = 404, description = "`unknown_symbol`.", body = ErrorBody),
+    ),
+)]
 pub async fn all_indicators(
     State(state): State<AppState>,
     ApiPath(symbol): ApiPath<String>,
@@ -388,7 +476,8 @@ pub async fn all_indicators(
     Ok(Json(AllIndicatorsBody {
         symbol: loaded.snapshot.symbol.clone(),
         interval: state.intervals[interval].label.clone(),
-        as_of_ms: loaded.last_closed_ms(),
+        as_of_ms: to_millis(loaded.clock),
+        bar_ms: loaded.last_closed_ms(),
         candles: loaded.view().closed_count(loaded.clock),
         indicators: IndicatorMap(entries),
     }))

@@ -3,7 +3,29 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every error's body: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The error of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// Machine-readable: `bad_parameter`, `unknown_symbol`, `no_quote`, `unknown_indicator`,
+    /// `invalid_rule`, `unknown_rule`, `conflict`, `unauthorized`, `not_found`,
+    /// `method_not_allowed`, `timeout`, `payload_too_large`, `overloaded`, `unavailable`,
+    /// `internal`.
+    pub code: &'static str,
+    /// For people: what is wrong, naming the parameter or field.
+    pub message: String,
+}
 
 /// Everything a handler can answer instead of data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,7 +124,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        };
         if self == ApiError::Unauthorized {
             let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
             return (self.status(), challenge, Json(body)).into_response();

@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod candles;
+pub mod doc;
 pub mod error;
 pub mod stats;
 pub mod stream;
@@ -26,7 +27,6 @@ use axum::extract::{FromRequestParts, MatchedPath, Query, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::de::DeserializeOwned;
 
 use crate::alerts::RuleBook;
@@ -102,37 +102,11 @@ impl AppState {
     }
 }
 
-/// The whole API.
+/// The whole API: the routes (each served and described by one line of [`doc::routes`]) and
+/// the layers every request goes through.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/metrics", get(system::metrics))
-        .route("/openapi.json", get(system::openapi))
-        .route("/v1/feeds", get(system::feeds))
-        .route("/v1/symbols", get(stats::symbols))
-        .route("/v1/symbols/{symbol}/stats", get(stats::symbol_stats))
-        .route("/v1/symbols/{symbol}/quote", get(stats::symbol_quote))
-        .route("/v1/symbols/{symbol}/candles", get(candles::candles))
-        .route(
-            "/v1/symbols/{symbol}/indicators",
-            get(candles::all_indicators),
-        )
-        .route(
-            "/v1/symbols/{symbol}/indicators/{name}",
-            get(candles::indicator),
-        )
-        .route("/v1/stats", get(stats::all_stats))
-        .route("/v1/alerts", get(alerts::alerts))
-        .route(
-            "/v1/alerts/rules",
-            get(alerts::rules).post(alerts::add_rule),
-        )
-        .route(
-            "/v1/alerts/rules/{id}",
-            axum::routing::delete(alerts::remove_rule),
-        )
-        .route("/v1/stream", get(stream::stream))
+    let (routes, _) = doc::routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -13,6 +13,9 @@ use axum::extract::State;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ErrorBody;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::analytics::{SymbolSnapshot, WindowSpec, WindowStats};
 use crate::model::{Symbol, Timestamp, to_millis};
@@ -23,9 +26,11 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
 /// A symbol in `GET /v1/symbols`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SymbolSummary {
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// Latest price (null before the first trade).
     pub last_price: Option<f64>,
@@ -36,7 +41,8 @@ pub struct SymbolSummary {
 }
 
 /// The body of `GET /v1/symbols`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SymbolList {
     /// Stream time of the answer, epoch ms.
     pub as_of_ms: Option<i64>,
@@ -51,6 +57,14 @@ fn as_of_ms(as_of: Option<Timestamp>) -> Option<i64> {
 }
 
 /// `GET /v1/symbols`.
+#[utoipa::path(
+    get,
+    path = "/v1/symbols",
+    tag = "statistics",
+    summary = "Every symbol with its latest price",
+    params(NoQuery),
+    responses((status = 200, description = "The symbols, sorted.", body = SymbolList)),
+)]
 pub async fn symbols(State(state): State<AppState>) -> Json<SymbolList> {
     let (snapshots, as_of) = state.snapshots.all();
     let symbols: Vec<SymbolSummary> = snapshots
@@ -70,10 +84,12 @@ pub async fn symbols(State(state): State<AppState>) -> Json<SymbolList> {
 }
 
 /// Query of `GET /v1/symbols/{symbol}/stats`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SymbolStatsQuery {
-    /// One window's label; all windows when absent.
+    /// One configured window, by its label or any spelling of its duration (`1m`, `60s`); all
+    /// windows when absent.
     pub window: Option<String>,
 }
 
@@ -92,9 +108,11 @@ impl Serialize for WindowMap {
 }
 
 /// The body of `GET /v1/symbols/{symbol}/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SymbolStats {
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// Stream time the statistics are exact for, epoch ms.
     pub as_of_ms: i64,
@@ -104,7 +122,8 @@ pub struct SymbolStats {
     pub last_ms: Option<i64>,
     /// Trades since start.
     pub trade_count: u64,
-    /// Statistics per window.
+    /// Statistics per window, keyed by the window's configured label, in configured order.
+    #[schema(value_type = std::collections::BTreeMap<String, WindowStats>)]
     pub windows: WindowMap,
 }
 
@@ -134,6 +153,17 @@ fn window_index(state: &AppState, label: &str) -> Result<usize, ApiError> {
 }
 
 /// `GET /v1/symbols/{symbol}/stats`.
+#[utoipa::path(
+    get,
+    path = "/v1/symbols/{symbol}/stats",
+    tag = "statistics",
+    summary = "Rolling statistics of one symbol, every window or one",
+    params(("symbol" = String, Path, description = "The symbol, as its venue spells it."), SymbolStatsQuery),
+    responses(
+        (status = 200, description = "The statistics as of the stream clock.", body = SymbolStats),
+        (status = 404, description = "`unknown_symbol`.", body = ErrorBody),
+    ),
+)]
 pub async fn symbol_stats(
     State(state): State<AppState>,
     ApiPath(symbol): ApiPath<String>,
@@ -184,9 +214,12 @@ impl SymbolStats {
 }
 
 /// The body of `GET /v1/symbols/{symbol}/quote`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Quote)]
 pub struct QuoteView {
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// Best bid.
     pub bid: f64,
@@ -209,6 +242,17 @@ pub struct QuoteView {
 }
 
 /// `GET /v1/symbols/{symbol}/quote`: the latest best bid and offer.
+#[utoipa::path(
+    get,
+    path = "/v1/symbols/{symbol}/quote",
+    tag = "statistics",
+    summary = "The latest best bid and offer",
+    params(("symbol" = String, Path, description = "The symbol."), NoQuery),
+    responses(
+        (status = 200, description = "The latest quote.", body = QuoteView),
+        (status = 404, description = "`unknown_symbol`, or `no_quote` before the symbol's first quote.", body = ErrorBody),
+    ),
+)]
 pub async fn symbol_quote(
     State(state): State<AppState>,
     ApiPath(symbol): ApiPath<String>,
@@ -243,12 +287,13 @@ pub async fn symbol_quote(
 }
 
 /// An endpoint without query parameters (unknown keys are a 400).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NoQuery {}
 
 /// Fields `/v1/stats` can sort by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SortField {
     /// Symbol name.
@@ -306,7 +351,7 @@ impl SortField {
 }
 
 /// Sort direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SortOrder {
     /// Smallest first.
@@ -316,23 +361,27 @@ pub enum SortOrder {
 }
 
 /// Query of `GET /v1/stats`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AllStatsQuery {
-    /// Window label (default: the first configured window).
+    /// One configured window, by label or any spelling of its duration (default: the first
+    /// configured window).
     pub window: Option<String>,
     /// Sort field (default `symbol`).
     pub sort: Option<SortField>,
     /// Sort order (default `asc` for `symbol`, `desc` otherwise).
     pub order: Option<SortOrder>,
     /// Rows to return, 1 to 10000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }
 
-/// A row of `GET /v1/stats`.
-#[derive(Debug, Serialize)]
+/// A row of `GET /v1/stats`: the symbol, its latest price and the window's statistics.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RankedStats {
     /// The symbol.
+    #[schema(value_type = String)]
     pub symbol: Symbol,
     /// Latest price.
     pub last_price: Option<f64>,
@@ -342,7 +391,8 @@ pub struct RankedStats {
 }
 
 /// The body of `GET /v1/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AllStats {
     /// Stream time, epoch ms.
     pub as_of_ms: Option<i64>,
@@ -359,6 +409,14 @@ pub struct AllStats {
 }
 
 /// `GET /v1/stats`.
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "statistics",
+    summary = "One window of every symbol, ranked (top movers)",
+    params(AllStatsQuery),
+    responses((status = 200, description = "The ranked rows, nulls last.", body = AllStats)),
+)]
 pub async fn all_stats(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AllStatsQuery>,

@@ -49,8 +49,9 @@ pub const CLIENT_QUEUE: usize = 64;
 pub const MAX_STREAM_SYMBOLS: usize = 1_000;
 
 /// Query of `GET /v1/stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Comma-separated symbols; every symbol when absent.
     pub symbols: Option<String>,
@@ -239,6 +240,24 @@ async fn forward(
 }
 
 /// `GET /v1/stream`.
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    tag = "stream",
+    summary = "Live alerts and statistics as Server-Sent Events",
+    description = "An endless `text/event-stream`. Its events:\n\n\
+        - `event: alert` — `data` is an [`Alert`](#/components/schemas/Alert), sent as it fires;\n\
+        - `event: stats` — `data` is a symbol's [`SymbolStats`](#/components/schemas/SymbolStats) \
+          (the body of `GET /v1/symbols/{symbol}/stats`), at most one per symbol per \
+          `--stream-throttle` (default 250 ms), always the latest;\n\
+        - `event: lagged` — `data` is the number of events this client missed because it read \
+          too slowly (its queue holds 64); the next `stats` of each symbol brings it up to date.\n\n\
+        Comments (`:`) keep the connection alive. The stream ends when the service stops.",
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "The event stream: `alert`, `stats` and `lagged` events (see the description).", content_type = "text/event-stream", body = String),
+    ),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<StreamQuery>,

@@ -1,4 +1,4 @@
-//! Health, readiness, feeds and metrics endpoints.
+//! Health, readiness, feeds, metrics and the OpenAPI description.
 
 use std::sync::atomic::Ordering;
 
@@ -7,30 +7,61 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::feeds::FeedView;
 
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The body of `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    /// `ok` (health) or `ready` (readiness).
+    pub status: &'static str,
 }
 
-/// The OpenAPI 3.1 description of this API.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// `GET /healthz`: the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    summary = "Liveness",
+    responses((status = 200, description = "The process serves.", body = Status)),
+)]
+pub async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
 
-/// `GET /openapi.json`: the API's OpenAPI description.
-pub async fn openapi() -> impl axum::response::IntoResponse {
+/// `GET /openapi.json`: the API's OpenAPI 3.1 description, generated from the handlers and their
+/// types (see [`super::doc`]).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "system",
+    summary = "This description",
+    responses((status = 200, description = "The OpenAPI 3.1 description of the API.", content_type = "application/json", body = Object)),
+)]
+pub async fn openapi() -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        [(CONTENT_TYPE, "application/json")],
+        super::doc::openapi_json(),
     )
 }
 
 /// `GET /readyz`: the pipeline runs and every source has delivered data or ended (503 before,
 /// naming the sources still waited for, and during shutdown).
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "system",
+    summary = "Readiness: every source has delivered data or ended",
+    responses(
+        (status = 200, description = "Ready.", body = Status),
+        (status = 503, description = "`unavailable`: starting, a source has not delivered yet (named with its state), or shutting down.", body = ErrorBody),
+    ),
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable("the pipeline is not running".into()));
     }
@@ -42,7 +73,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         .map(|feed| format!("{} ({})", feed.name(), feed.state().name()))
         .collect();
     if waiting.is_empty() {
-        Ok(Json(json!({ "status": "ready" })))
+        Ok(Json(Status { status: "ready" }))
     } else {
         Err(ApiError::Unavailable(format!(
             "waiting for data from {}",
@@ -52,31 +83,45 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 /// The body of `GET /v1/feeds`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FeedList {
     /// Every feed, in registration order.
     pub feeds: Vec<FeedView>,
 }
 
 /// `GET /v1/feeds`: every source with its state, counters and progress.
+#[utoipa::path(
+    get,
+    path = "/v1/feeds",
+    tag = "feeds",
+    summary = "Every source: state, counters, progress, lag",
+    responses((status = 200, description = "Every feed, in registration order.", body = FeedList)),
+)]
 pub async fn feeds(State(state): State<AppState>) -> Json<FeedList> {
     Json(FeedList {
         feeds: state.feeds.all().iter().map(|feed| feed.view()).collect(),
     })
 }
 
+/// The content type of `GET /metrics`.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// `GET /metrics`: Prometheus text exposition (OpenMetrics).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses(
+        (status = 200, description = "Every metric, in the OpenMetrics text format.", content_type = "application/openmetrics-text", body = String),
+        (status = 500, description = "`internal`: the metrics could not be encoded.", body = ErrorBody),
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state
         .metrics
         .encode()
         .map_err(|error| ApiError::Internal(format!("metrics encoding failed: {error}")))?;
-    Ok((
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    Ok(([(CONTENT_TYPE, OPENMETRICS)], text).into_response())
 }

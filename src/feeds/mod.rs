@@ -30,7 +30,7 @@ use crate::metrics::{DisconnectLabels, FeedLabels, Metrics};
 use crate::model::{FeedId, to_millis, wall_clock_now};
 
 /// The lifecycle of a feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedState {
     /// Registered, not yet producing.
@@ -423,7 +423,8 @@ impl FeedStatus {
 }
 
 /// How far a replay has read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReplayProgress {
     /// Bytes (CSV, JSON lines) or rows (Parquet) of the current pass read.
     pub done: u64,
@@ -436,7 +437,9 @@ pub struct ReplayProgress {
 }
 
 /// A feed as `GET /v1/feeds` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Feed)]
 pub struct FeedView {
     /// The feed's id.
     pub id: u16,
@@ -481,7 +484,10 @@ pub struct FeedView {
     pub quotes: u64,
     /// Live feeds: sequence or trade-id gaps.
     pub gaps: u64,
-    /// Live feeds: ended connections by reason (only the reasons seen).
+    /// Live feeds: ended connections by reason (only the reasons seen): `connect_failed`,
+    /// `closed`, `reset`, `stale`, `too_large`, `invalid_utf8`, `protocol`, `io`,
+    /// `venue_shutdown`, `send_failed`.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub disconnects: std::collections::BTreeMap<&'static str, u64>,
     /// Live feeds: times the circuit breaker opened.
     pub circuit_opens: u64,

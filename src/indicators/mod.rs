@@ -389,7 +389,7 @@ impl Serialize for Indicator {
 }
 
 /// One output of an indicator: a number, or the named outputs of a multi-output one.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum IndicatorValue {
     /// SMA, EMA, RSI, ATR.

@@ -563,5 +563,92 @@ async fn the_openapi_description_is_served_and_documents_every_route() {
         routes.len(),
         "an operation the router does not serve"
     );
+    // Every schema whose shape is fixed is closed; the maps keyed by configuration are open in
+    // their keys only.
+    let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+    for name in [
+        "SymbolStats",
+        "WindowStats",
+        "SymbolList",
+        "SymbolSummary",
+        "AllStats",
+        "RankedStats",
+        "Quote",
+        "Candles",
+        "Candle",
+        "IndicatorResult",
+        "IndicatorResults",
+        "IndicatorEntry",
+        "IndicatorParams",
+        "SeriesPoint",
+        "Alert",
+        "AlertList",
+        "Rule",
+        "RuleList",
+        "Feed",
+        "FeedList",
+        "ReplayProgress",
+        "ErrorBody",
+        "ErrorDetail",
+        "Status",
+    ] {
+        let schema = &schemas[name];
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "{name} is open: {schema}"
+        );
+        assert!(schema["properties"].is_object(), "{name}: {schema}");
+    }
+    assert!(
+        schemas["SymbolStats"]["properties"]["windows"]["additionalProperties"]["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/WindowStats"))
+    );
+    // The fields the hand-written description lacked.
+    for (schema, field) in [
+        ("Feed", "progress"),
+        ("Feed", "error"),
+        ("Feed", "lag_ms"),
+        ("Feed", "frames"),
+        ("Feed", "gaps"),
+        ("Candle", "vwap"),
+        ("Candle", "count"),
+        ("Candles", "as_of_ms"),
+        ("Quote", "spread_bps"),
+        ("Quote", "ts_ms"),
+        ("Quote", "receive_ms"),
+        ("IndicatorResult", "bar_ms"),
+        ("IndicatorResult", "as_of_ms"),
+    ] {
+        assert!(
+            schemas[schema]["properties"][field].is_object(),
+            "{schema}.{field} undocumented"
+        );
+    }
+    assert!(
+        schemas["WindowStats"]["properties"]["min"].is_null(),
+        "no min/max served"
+    );
+    // Every query parameter of `/v1/stats`, and the stream's events.
+    let parameters: Vec<&str> = paths["/v1/stats"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(parameters, ["window", "sort", "order", "limit"]);
+    let stream = paths["/v1/stream"]["get"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    for event in ["`event: alert`", "`event: stats`", "`event: lagged`"] {
+        assert!(stream.contains(event), "{event} undocumented: {stream}");
+    }
+    let metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+        .as_object()
+        .expect("content");
+    assert_eq!(
+        metrics.keys().collect::<Vec<_>>(),
+        ["application/openmetrics-text"]
+    );
     app.stop().await;
 }

@@ -194,9 +194,12 @@ async fn indicators_over_http_equal_talib() {
             let last = series.last().expect("last");
             assert_eq!(body["value"], last["value"]);
             assert_eq!(
-                body["as_of_ms"], last["start_ms"],
+                body["bar_ms"], last["start_ms"],
                 "value of the last closed bar"
             );
+            // `as_of_ms` is the stream clock, as in every response.
+            let (_, symbols) = app.get("/v1/symbols").await;
+            assert_eq!(body["as_of_ms"], symbols["as_of_ms"], "{path}");
         }
     }
     assert!(compared > 8_000, "{compared}");
