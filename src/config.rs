@@ -421,6 +421,9 @@ pub struct Settings {
     pub reconnect: ReconnectPolicy,
     /// Live feeds: the stale limit, when not the provider's own.
     pub stale_after: Option<Duration>,
+    /// How replays show their progress (bars on a terminal, log lines otherwise): the binary
+    /// decides from where its logs go.
+    pub progress: crate::replay::progress::ProgressOutput,
 }
 
 /// Bounds of the indicator cache.
@@ -693,6 +696,7 @@ impl Settings {
             http_limits,
             reconnect,
             stale_after,
+            progress: crate::replay::progress::ProgressOutput::Log,
             api_token: args
                 .api_token
                 .filter(|token| !token.is_empty())

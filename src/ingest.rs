@@ -338,11 +338,17 @@ impl AnalyticsTask {
             match error {
                 None => {
                     feed.set_finished();
+                    let seconds = feed.running_for_ms() as f64 / 1000.0;
+                    let rows = feed.rows.get();
                     tracing::info!(
                         feed = feed.name(),
+                        rows,
                         trades = feed.trades.get(),
                         malformed = feed.malformed.get(),
                         late = feed.late.get(),
+                        duplicates = feed.duplicates.get(),
+                        seconds = format!("{seconds:.2}"),
+                        rows_per_s = (rows as f64 / seconds.max(1e-3)).round(),
                         "replay finished; serving its final state"
                     );
                 }

@@ -12,7 +12,8 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    let log_format = cli.log_format;
+    init_logs(log_format);
     let command = cli.into_command();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match command {
-        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Serve(args) => runtime.block_on(serve(*args, log_format)),
         Command::MockExchange(args) => runtime.block_on(mock_exchange(*args)),
     };
     // The tasks have drained (or missed their deadline): whatever still runs is not waited for,
@@ -91,11 +92,17 @@ async fn mock_exchange(args: MockExchangeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(mut args: tickstream::config::ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    mut args: tickstream::config::ServeArgs,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
     if args.api_token.is_none() {
         args.api_token = std::env::var(tickstream::config::API_TOKEN_ENV).ok();
     }
-    let settings = Settings::load(args)?;
+    let mut settings = Settings::load(args)?;
+    if std::io::stderr().is_terminal() && log_format == LogFormat::Text {
+        settings.progress = tickstream::replay::progress::ProgressOutput::Bars;
+    }
     let app = App::build(settings).await?;
     app.run_until_stopped(tickstream::shutdown::signal()).await
 }

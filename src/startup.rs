@@ -292,6 +292,18 @@ impl App {
         if !sources.is_empty() {
             spawn_reported(
                 &tasks,
+                "progress",
+                crate::replay::progress::report(
+                    sources
+                        .iter()
+                        .map(|(_, status)| Arc::clone(status))
+                        .collect(),
+                    settings.progress,
+                    cancel.child_token(),
+                ),
+            );
+            spawn_reported(
+                &tasks,
                 "replay",
                 run_replay(
                     sources,

@@ -269,6 +269,14 @@ impl FeedStatus {
         &self.metrics_label
     }
 
+    /// Wall-clock milliseconds since the feed started running (0 before).
+    pub fn running_for_ms(&self) -> i64 {
+        match self.started_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            started => (to_millis(wall_clock_now()) - started).max(0),
+        }
+    }
+
     /// Counts a reconnection (a live feed's connection after its first).
     pub fn reconnected(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);

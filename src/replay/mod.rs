@@ -11,6 +11,7 @@
 //! - [`csv`], [`jsonl`], [`parquet`]: the formats of normalized trades.
 //! - [`frames`]: raw WebSocket frames as received, replayed through the real parsers.
 //! - [`pace`](mod@pace): replay speed (as fast as possible, real time, N×).
+//! - [`progress`]: bars on a terminal, progress lines in logs.
 
 pub mod csv;
 pub mod fields;
@@ -18,6 +19,7 @@ pub mod frames;
 pub mod jsonl;
 pub mod pace;
 pub mod parquet;
+pub mod progress;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -519,3 +519,61 @@ fn a_replay_reads_standard_input() {
     assert_eq!(feed["trades"], 5_000, "{feed}");
     assert_eq!(feed["malformed"], 0, "{feed}");
 }
+
+#[test]
+fn long_replays_log_their_progress_and_a_summary_per_file() {
+    // Not a terminal: a progress line per source every few seconds.
+    let args: Vec<String> = [
+        "--replay",
+        &data_path(BTCUSDT).display().to_string(),
+        "--speed",
+        "20",
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (child, _, log) = start(&args);
+    let line = (0..30)
+        .find_map(|_| {
+            log.recv_timeout(Duration::from_secs(1))
+                .ok()
+                .filter(|line| line.contains("replay progress"))
+        })
+        .expect("a progress line within seconds");
+    let (_, status) = terminate(child);
+    assert!(status.success());
+    for field in ["rows=", "rows_per_s=", "percent=", "eta="] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    // A file's end: its summary.
+    let args: Vec<String> = [
+        "--replay",
+        &data_path(EQUITIES).display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (child, _, log) = start(&args);
+    let line = (0..60)
+        .find_map(|_| {
+            log.recv_timeout(Duration::from_secs(1))
+                .ok()
+                .filter(|line| line.contains("replay finished"))
+        })
+        .expect("a summary line");
+    let (_, status) = terminate(child);
+    assert!(status.success());
+    for field in [
+        "rows=49644",
+        "trades=49644",
+        "malformed=0",
+        "rows_per_s=",
+        "seconds=",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+}
