@@ -203,6 +203,10 @@ pub struct ServeArgs {
     /// that never stopped.
     #[arg(long, value_name = "DIR")]
     pub recover: Option<PathBuf>,
+    /// Read integer timestamps of replayed files in this unit (`s`, `ms`, `us`, `ns`) whatever
+    /// their magnitude; by default each file's unit is told from its first timestamp.
+    #[arg(long, value_name = "UNIT", value_enum)]
+    pub ts_unit: Option<crate::replay::fields::EpochUnit>,
     /// Start replays over at their end (event times move forward a whole number of days).
     #[arg(long = "replay-loop")]
     pub replay_loop: bool,
@@ -320,6 +324,7 @@ struct FileConfig {
     replay: Option<Vec<PathBuf>>,
     speed: Option<NumberOrText>,
     replay_loop: Option<bool>,
+    ts_unit: Option<crate::replay::fields::EpochUnit>,
     max_pause: Option<String>,
     windows: Option<Vec<String>>,
     lateness: Option<String>,
@@ -473,6 +478,7 @@ impl Settings {
             args.replay
         };
         let replay_loop = args.replay_loop || file.replay_loop.unwrap_or(false);
+        let ts_unit = args.ts_unit.or(file.ts_unit);
         let feeds = if args.feed.is_empty() {
             file.feeds
                 .unwrap_or_default()
@@ -507,6 +513,7 @@ impl Settings {
                 .map(|path| {
                     ReplaySource::from_path(path).map(|source| ReplaySource {
                         repeat: replay_loop,
+                        ts_unit,
                         ..source
                     })
                 })

@@ -105,15 +105,23 @@ pub fn millis_to_nanos(millis: i64) -> Result<Timestamp, RowError> {
 /// The unit of an integer epoch timestamp, told from its magnitude: below 10^11 seconds (up to
 /// the year 5138), below 10^14 milliseconds, below 10^17 microseconds, nanoseconds beyond. Each
 /// range holds the dates from 1973 on of its own unit only, so a file's unit is unambiguous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 pub enum EpochUnit {
     /// Seconds.
+    #[value(name = "s")]
+    #[serde(rename = "s")]
     Seconds,
     /// Milliseconds.
+    #[value(name = "ms")]
+    #[serde(rename = "ms")]
     Millis,
     /// Microseconds.
+    #[value(name = "us")]
+    #[serde(rename = "us")]
     Micros,
     /// Nanoseconds.
+    #[value(name = "ns")]
+    #[serde(rename = "ns")]
     Nanos,
 }
 

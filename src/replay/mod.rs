@@ -151,6 +151,8 @@ pub struct ReplaySource {
     /// Start over at the end, shifting event times forward by whole days each pass, so the
     /// stream clock keeps advancing.
     pub repeat: bool,
+    /// The unit of integer timestamps, when forced (`--ts-unit`); told by magnitude otherwise.
+    pub ts_unit: Option<fields::EpochUnit>,
 }
 
 /// A replay that cannot go on.
@@ -246,6 +248,7 @@ impl ReplaySource {
                 // Told from the first bytes when reading starts (see `sniff_stdin`).
                 format: ReplayFormat::Csv,
                 repeat: false,
+                ts_unit: None,
             });
         }
         let format = ReplayFormat::from_path(&path)
@@ -257,6 +260,7 @@ impl ReplaySource {
             input: ReplayInput::File(path),
             format,
             repeat: false,
+            ts_unit: None,
         })
     }
 
@@ -269,6 +273,7 @@ impl ReplaySource {
             },
             format: ReplayFormat::Csv,
             repeat: true,
+            ts_unit: None,
         }
     }
 
@@ -473,6 +478,7 @@ pub fn read_bytes(format: ReplayFormat, bytes: &[u8]) -> Result<ReadOutcome, Rep
         },
         format,
         repeat: false,
+        ts_unit: None,
     };
     let size = source.check()?;
     let metrics = crate::metrics::Metrics::new();
@@ -503,6 +509,7 @@ fn read_source(
     sender: mpsc::Sender<ReplayItem>,
 ) {
     let mut sink = BatchSink::new(feed, status, sender, source.display_name());
+    sink.forced_unit = source.ts_unit;
     let sniffed;
     let source = if source.input == ReplayInput::Stdin {
         sniffed = ReplaySource {
@@ -600,6 +607,8 @@ pub struct BatchSink {
     pass_trades: u64,
     /// The unit of the file's integer timestamps, once its first one is read.
     ts_unit: Option<fields::EpochUnit>,
+    /// The unit integer timestamps are read in whatever their magnitude (`--ts-unit`).
+    forced_unit: Option<fields::EpochUnit>,
 }
 
 impl BatchSink {
@@ -618,6 +627,7 @@ impl BatchSink {
             symbols: HashMap::new(),
             offset: 0,
             ts_unit: None,
+            forced_unit: None,
             rows_unreported: 0,
             pass_min_ts: Timestamp::MAX,
             pass_max_ts: Timestamp::MIN,
@@ -668,8 +678,16 @@ impl BatchSink {
     ) -> Result<(), Stop> {
         self.rows_unreported += 1;
         match parsed {
-            Ok(raw) => {
-                if let Some(unit) = raw.ts_unit {
+            Ok(mut raw) => {
+                if let (Some(unit), Some(forced)) = (raw.ts_unit, self.forced_unit) {
+                    // Read in the unit given: the magnitude said `unit`, the value is the same.
+                    if unit != forced {
+                        match forced.to_nanos(raw.ts / unit.nanos()) {
+                            Ok(ts) => raw.ts = ts,
+                            Err(error) => return self.row(location, Err(error)),
+                        }
+                    }
+                } else if let Some(unit) = raw.ts_unit {
                     match self.ts_unit {
                         None => {
                             self.ts_unit = Some(unit);

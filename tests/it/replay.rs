@@ -474,3 +474,24 @@ async fn gzip_and_zstd_recordings_read_like_the_plain_ones() {
         .to_string();
     assert!(error.contains("decompress it first"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_timestamp_unit_overrides_the_magnitude() {
+    // Milliseconds of 1970 look like seconds by their magnitude; `--ts-unit ms` says otherwise.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("early.csv");
+    std::fs::write(&path, "ts,symbol,price,size\n1000,X,1,1\n2500,X,2,1\n").expect("write");
+    let (by_magnitude, _) = read_all(&path).await;
+    assert_eq!(by_magnitude[1].exchange_ts, 2_500_000_000_000);
+    let app = TestApp::spawn(ServeArgs {
+        replay: vec![path],
+        ts_unit: Some(tickstream::replay::fields::EpochUnit::Millis),
+        ..ServeArgs::default()
+    })
+    .await;
+    app.wait_for_feeds().await;
+    let (_, stats) = app.get("/v1/symbols/X/stats?window=1s").await;
+    assert_eq!(stats["last_ms"], 2500, "{stats}");
+    assert_eq!(stats["windows"]["1s"]["count"], 1, "{stats}");
+    app.stop().await;
+}
