@@ -44,7 +44,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_WINDOWS: [&str; 6] = ["1s", "10s", "1m", "5m", "15m", "1h"];
 /// Default candle intervals.
 pub const DEFAULT_INTERVALS: [&str; 3] = ["1s", "1m", "5m"];
-/// Most candles a symbol may keep per interval (memory: about 80 bytes each).
+/// Most candles a symbol may keep per interval (memory: about 96 bytes each).
 pub const MAX_CANDLE_HISTORY: usize = 100_000;
 /// Default capacity of the indicator cache, in results (each a few kilobytes at most).
 pub const DEFAULT_INDICATOR_CACHE_CAPACITY: u64 = 10_000;
