@@ -198,6 +198,11 @@ pub struct ServeArgs {
     /// (`*.frames.jsonl`, replayable through the real parsers) and the trades applied (Parquet).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
+    /// When the trade log of `--record` is made durable: `every` batch (the core publishes a
+    /// batch only once it is on disk), every `interval` (1 s; the default), or `never` (the
+    /// operating system's schedule). A killed process loses at most the last 100 ms in any case.
+    #[arg(long, value_name = "POLICY")]
+    pub fsync: Option<String>,
     /// On start, before the live feeds connect, apply the trades recorded in this directory
     /// (by `--record`) within the longest window and candle history: the state of a service
     /// that never stopped.
@@ -319,6 +324,7 @@ struct FileFeed {
 struct FileConfig {
     listen: Option<String>,
     record: Option<PathBuf>,
+    fsync: Option<String>,
     recover: Option<PathBuf>,
     feeds: Option<Vec<FileFeed>>,
     replay: Option<Vec<PathBuf>>,
@@ -393,6 +399,8 @@ pub struct Settings {
     pub record: Option<PathBuf>,
     /// Where to recover recorded trades from at start.
     pub recover: Option<PathBuf>,
+    /// When the trade log is made durable.
+    pub fsync: crate::record::ticklog::FsyncPolicy,
     /// Nothing configured: run the built-in demo (the bundled sample served by an in-process
     /// mock exchange, read by a real connector).
     pub demo: bool,
@@ -688,6 +696,14 @@ impl Settings {
             feeds,
             demo: embedded,
             record: args.record.or(file.record),
+            fsync: match args.fsync.or(file.fsync) {
+                Some(text) => text
+                    .parse()
+                    .map_err(|message: String| invalid("fsync", message))?,
+                None => crate::record::ticklog::FsyncPolicy::Interval(
+                    crate::record::ticklog::DEFAULT_FSYNC_INTERVAL,
+                ),
+            },
             recover: args.recover.or(file.recover),
             speed,
             max_pause,

@@ -117,6 +117,45 @@ pub struct AnalyticsTask {
     pub arrivals: Vec<i64>,
     /// Changed snapshots waiting for the next message on the live stream.
     pub stream_batch: StreamBatch,
+    /// The durable trade log (`--record`): every trade applied goes there before it is
+    /// published.
+    pub log: Option<TradeLog>,
+}
+
+/// The core's side of the durable trade log.
+#[derive(Debug)]
+pub struct TradeLog {
+    /// To the writer thread (backpressure: the core waits, the log never drops a trade).
+    pub sender: crate::record::ticklog::TickLogSender,
+    /// Whether each batch must be durable before it is published (`--fsync every`).
+    pub durable_before_publish: bool,
+    /// Trades applied since the last hand-over.
+    pub pending: Vec<crate::model::Trade>,
+}
+
+impl TradeLog {
+    /// Hands the pending trades to the writer; with `durable_before_publish`, returns once they
+    /// are on disk.
+    async fn write(&mut self) {
+        use crate::record::ticklog::LogMessage;
+        if self.pending.is_empty() {
+            return;
+        }
+        let trades = std::mem::take(&mut self.pending);
+        if self.durable_before_publish {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            if self
+                .sender
+                .send(LogMessage::TradesDurable(trades, ack))
+                .await
+                .is_ok()
+            {
+                let _ = done.await;
+            }
+        } else if self.sender.send(LogMessage::Trades(trades)).await.is_err() {
+            tracing::error!("the trade log stopped; applied trades are no longer logged");
+        }
+    }
 }
 
 /// Least time between two publications on the live stream: each wakes every stream client, so
@@ -207,7 +246,15 @@ impl AnalyticsTask {
                     Err(_) => break,
                 }
             }
+            // Logged before published: what readers see is in the log (durably, with
+            // `--fsync every`).
+            if let Some(log) = &mut self.log {
+                log.write().await;
+            }
             self.publish(&mut ended);
+        }
+        if let Some(log) = &mut self.log {
+            log.write().await;
         }
         self.publish(&mut ended);
         self.stream_batch.send(&self.stream);
@@ -235,10 +282,17 @@ impl AnalyticsTask {
     }
 
     fn handle(&mut self, event: MergedEvent, ended: &mut Vec<(FeedId, Option<String>)>) {
+        let recovered = matches!(event, MergedEvent::Recovered(_));
         match event {
-            MergedEvent::Trades(trades) => {
+            MergedEvent::Trades(trades) | MergedEvent::Recovered(trades) => {
+                let logged = !recovered && self.log.is_some();
                 for trade in &trades {
                     if self.engine.apply(trade) == Outcome::Applied {
+                        if logged {
+                            if let Some(log) = &mut self.log {
+                                log.pending.push(trade.clone());
+                            }
+                        }
                         self.evaluator.on_trade(
                             &self.engine,
                             trade.symbol.as_str(),

@@ -25,6 +25,9 @@ use crate::replay::ReplayItem;
 pub enum MergedEvent {
     /// Trades in event-time order.
     Trades(Vec<Trade>),
+    /// Trades read back from the recording at start (`--recover`): applied like others, not
+    /// logged again.
+    Recovered(Vec<Trade>),
     /// Best bid/offer updates.
     Quotes(Vec<crate::model::Quote>),
     /// A source ended after the trades before this event: cleanly (`None`) or with an error.
@@ -206,7 +209,9 @@ mod tests {
                     assert!(error.is_none());
                     ended.push((feed.0, order.len()));
                 }
-                MergedEvent::Quotes(_) => panic!("replays carry no quotes"),
+                MergedEvent::Quotes(_) | MergedEvent::Recovered(_) => {
+                    panic!("replays carry no quotes and nothing recovered")
+                }
             }
         }
         assert_eq!(

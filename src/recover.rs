@@ -1,7 +1,10 @@
 //! Restart without losing state (`--recover DIR`): before the live feeds connect, the trades the
-//! recorder wrote to `DIR` (`trades-*.parquet`, see [`crate::record`]) are read back and applied,
-//! so the windows, candles and indicators after a restart are those of a service that never
-//! stopped — the tickerplant-log pattern.
+//! trade log wrote to `DIR` ([`crate::record::ticklog`]: compacted `trades-*.parquet` and the
+//! `ticks-*.jsonl` segments a crash left open, up to their last complete record) are read back
+//! and applied, so the windows, candles and indicators after a restart — clean or a crash — are
+//! those of a service that never stopped, but for what the crash kept from the log (at most its
+//! last flush interval), which a venue's resend after the reconnection brings back — the
+//! tickerplant-log pattern.
 //!
 //! Only what the state can still hold is replayed: trades within the *horizon* of the newest
 //! recorded one, the longest window or the candle history of the longest interval
@@ -31,6 +34,9 @@ pub enum RecoverError {
     /// A trade file cannot be read.
     #[error(transparent)]
     Read(#[from] ReplayError),
+    /// A trade-log segment cannot be read.
+    #[error(transparent)]
+    Segment(#[from] crate::record::RecordError),
     /// A trade file's `feed` column cannot be read.
     #[error("{path}: cannot read the feed column: {message}")]
     FeedColumn {
@@ -46,13 +52,20 @@ pub enum RecoverError {
 pub struct Recovered {
     /// Within the horizon, in recorded order, tagged with their live feed.
     pub trades: Vec<Trade>,
-    /// Trade files read.
+    /// Compacted trade files (Parquet) read.
     pub files: usize,
+    /// Trade-log segments read (left open by a crash).
+    pub segments: usize,
+    /// Segments whose last record was torn by the crash (skipped).
+    pub torn: u64,
+    /// Damaged records inside segments (skipped).
+    pub corrupt: u64,
     /// Recorded trades older than the horizon, not applied.
     pub older: u64,
 }
 
-/// The recorder's trade files in `directory`, oldest first (their names carry their start time).
+/// The recorder's trade files and log segments in `directory`, oldest first (their names carry
+/// their start time after the prefix).
 fn trade_files(directory: &Path) -> Result<Vec<PathBuf>, RecoverError> {
     let entries = std::fs::read_dir(directory).map_err(|source| RecoverError::List {
         path: directory.to_path_buf(),
@@ -64,10 +77,23 @@ fn trade_files(directory: &Path) -> Result<Vec<PathBuf>, RecoverError> {
         .filter(|path| {
             path.file_name()
                 .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with("trades-") && name.ends_with(".parquet"))
+                .is_some_and(|name| {
+                    (name.starts_with("trades-") && name.ends_with(".parquet"))
+                        || (name.starts_with("ticks-") && name.ends_with(".jsonl"))
+                })
         })
         .collect();
-    files.sort();
+    files.sort_by_key(|path| {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let stamp = name
+            .trim_start_matches("trades-")
+            .trim_start_matches("ticks-")
+            .to_string();
+        (stamp, name.to_string())
+    });
     Ok(files)
 }
 
@@ -101,16 +127,54 @@ pub async fn recover(
     fallback: FeedId,
 ) -> Result<Recovered, RecoverError> {
     let mut recovered = Recovered::default();
+    let feed_of = |name: &str| {
+        feeds
+            .iter()
+            .find(|(feed, _)| feed == name)
+            .map_or(fallback, |(_, id)| *id)
+    };
     for path in trade_files(directory)? {
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let segment = path.clone();
+            let read =
+                tokio::task::spawn_blocking(move || crate::record::ticklog::read_segment(&segment))
+                    .await
+                    .map_err(|error| {
+                        RecoverError::Segment(crate::record::RecordError::Io {
+                            path: path.clone(),
+                            source: std::io::Error::other(error),
+                        })
+                    })??;
+            recovered.segments += 1;
+            recovered.torn += u64::from(read.torn);
+            recovered.corrupt += read.corrupt;
+            let mut symbols: std::collections::HashMap<String, crate::model::Symbol> =
+                std::collections::HashMap::new();
+            for record in read.records {
+                let symbol = symbols
+                    .entry(record.symbol.clone())
+                    .or_insert_with(|| crate::model::Symbol::new(&record.symbol))
+                    .clone();
+                recovered.trades.push(Trade {
+                    symbol,
+                    price: record.price,
+                    size: record.size,
+                    exchange_ts: record.ts,
+                    receive_ts: record.ts,
+                    feed: feed_of(&record.feed),
+                    trade_id: record.id,
+                    side: None,
+                });
+            }
+            continue;
+        }
         let mut trades = load_all(ReplaySource::from_path(&path)?).await?;
         let names = feed_names(&path, trades.len())?;
         for (trade, name) in trades
             .iter_mut()
             .zip(names.into_iter().chain(std::iter::repeat(None)))
         {
-            trade.feed = name
-                .and_then(|name| feeds.iter().find(|(feed, _)| *feed == name))
-                .map_or(fallback, |(_, id)| *id);
+            trade.feed = name.as_deref().map_or(fallback, feed_of);
         }
         recovered.trades.append(&mut trades);
         recovered.files += 1;

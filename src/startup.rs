@@ -189,29 +189,30 @@ impl App {
         )
         .context("cannot start the alert sinks")?;
         let (events_tx, events_rx) = mpsc::channel(CORE_CHANNEL_CAPACITY);
-        let (recorder, recorder_thread, trade_recorder, trade_recorder_thread) =
-            match &settings.record {
-                Some(directory) if !live.is_empty() => {
-                    let (frames, frames_thread) = crate::record::start(directory.clone())?;
-                    let (trades, trades_thread) = crate::record::start_trades(
-                        directory.clone(),
-                        state
+        let (recorder, recorder_thread, trade_log, trade_log_thread) = match &settings.record {
+            Some(directory) if !live.is_empty() => {
+                let (frames, frames_thread) = crate::record::start(directory.clone())?;
+                let (trades, trades_thread) =
+                    crate::record::ticklog::start(crate::record::ticklog::TickLogSettings {
+                        directory: directory.clone(),
+                        fsync: settings.fsync,
+                        feed_names: state
                             .feeds
                             .all()
                             .iter()
                             .map(|f| f.name().to_string())
                             .collect(),
-                    )?;
-                    tracing::info!(directory = %directory.display(), "recording the live feeds");
-                    (
-                        Some(frames),
-                        Some(frames_thread),
-                        Some(trades),
-                        Some(trades_thread),
-                    )
-                }
-                _ => (None, None, None, None),
-            };
+                    })?;
+                tracing::info!(directory = %directory.display(), fsync = ?settings.fsync, "recording the live feeds: raw frames, and every trade applied in the trade log");
+                (
+                    Some(frames),
+                    Some(frames_thread),
+                    Some(trades),
+                    Some(trades_thread),
+                )
+            }
+            _ => (None, None, None, None),
+        };
 
         let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness)
             .with_candles(Arc::clone(&settings.intervals), settings.candle_history)
@@ -235,6 +236,12 @@ impl App {
             }),
             arrivals: Vec::new(),
             stream_batch: crate::ingest::StreamBatch::default(),
+            log: trade_log.map(|sender| crate::ingest::TradeLog {
+                sender,
+                durable_before_publish: settings.fsync
+                    == crate::record::ticklog::FsyncPolicy::Every,
+                pending: Vec::new(),
+            }),
         };
         spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
         if let Some(directory) = &settings.recover {
@@ -250,18 +257,44 @@ impl App {
                     .context("cannot recover the recorded state")?;
             tracing::info!(
                 directory = %directory.display(),
-                files = recovered.files,
+                parquet_files = recovered.files,
+                log_segments = recovered.segments,
+                torn_records = recovered.torn,
+                damaged_records = recovered.corrupt,
                 trades = recovered.trades.len(),
                 older_than_horizon = recovered.older,
                 "recovering the recorded state"
             );
+            // What was recovered, and from where, is also a source in `/v1/feeds`.
+            let status = state.feeds.register(
+                format!("recover:{}", directory.display()),
+                FeedDescription {
+                    kind: "recovery".to_string(),
+                    source: directory.display().to_string(),
+                    format: format!(
+                        "trade log: {} Parquet files, {} segments",
+                        recovered.files, recovered.segments
+                    ),
+                },
+                &state.metrics,
+            );
+            status.set_running();
+            status.rows.inc_by(recovered.trades.len() as u64);
+            status.malformed.inc_by(recovered.torn + recovered.corrupt);
+            if recovered.older > 0 || recovered.torn + recovered.corrupt > 0 {
+                status.set_error(format!(
+                    "{} trades older than the state's horizon not applied; {} torn and {} damaged records skipped",
+                    recovered.older, recovered.torn, recovered.corrupt
+                ));
+            }
+            status.set_finished();
             let mut trades = recovered.trades.into_iter();
             loop {
                 let batch: Vec<_> = trades.by_ref().take(crate::replay::BATCH_SIZE).collect();
                 if batch.is_empty() {
                     break;
                 }
-                if events_tx.send(MergedEvent::Trades(batch)).await.is_err() {
+                if events_tx.send(MergedEvent::Recovered(batch)).await.is_err() {
                     anyhow::bail!("the analytics task stopped during recovery");
                 }
             }
@@ -280,13 +313,7 @@ impl App {
             spawn_reported(
                 &tasks,
                 "feed",
-                run_live(
-                    spec,
-                    connector,
-                    status,
-                    trade_recorder.clone(),
-                    events_tx.clone(),
-                ),
+                run_live(spec, connector, status, events_tx.clone()),
             );
         }
         if !sources.is_empty() {
@@ -354,13 +381,13 @@ impl App {
                 tracing::warn!(deadline = ?DRAIN_DEADLINE, "alert sinks did not drain within the deadline")
             }
         }
-        // Every connector has stopped: the recorders drain what they were sent and flush.
+        // Every connector and the analytics task have stopped: the recorders drain what they
+        // were sent, flush, and the trade log compacts its last segment.
         drop(recorder);
-        drop(trade_recorder);
         let mut recorded = [0u64; 2];
         for (slot, what, thread) in [
             (0, "frames", recorder_thread),
-            (1, "trades", trade_recorder_thread),
+            (1, "trades", trade_log_thread),
         ] {
             let Some(thread) = thread else { continue };
             match tokio::task::spawn_blocking(move || thread.join()).await {
@@ -431,7 +458,6 @@ async fn run_live(
     spec: FeedSpec,
     connector: ConnectorSettings,
     status: Arc<FeedStatus>,
-    trade_recorder: Option<crate::record::TradeRecordSender>,
     events: mpsc::Sender<MergedEvent>,
 ) {
     status.set_running();
@@ -471,12 +497,6 @@ async fn run_live(
                 None => break,
             }
         }
-        if let Some(recorder) = &trade_recorder
-            && !batch.trades.is_empty()
-            && recorder.send(batch.trades.clone()).await.is_err()
-        {
-            tracing::error!("the trade recorder stopped; trades are no longer recorded");
-        }
         let events_of_burst = [
             MergedEvent::Quotes(batch.quotes),
             MergedEvent::Trades(batch.trades),
@@ -484,7 +504,7 @@ async fn run_live(
         for event in events_of_burst {
             let empty = match &event {
                 MergedEvent::Quotes(quotes) => quotes.is_empty(),
-                MergedEvent::Trades(trades) => trades.is_empty(),
+                MergedEvent::Trades(trades) | MergedEvent::Recovered(trades) => trades.is_empty(),
                 MergedEvent::SourceEnded { .. } => false,
             };
             if empty {

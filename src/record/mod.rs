@@ -10,6 +10,8 @@
 //! (a slow disk slows the feeds instead). The file is flushed when the writer drains, which is
 //! when every connector has stopped: shutdown loses nothing that was received.
 
+pub mod ticklog;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -79,6 +81,7 @@ struct Output {
     hour: DateTime<Utc>,
 }
 
+/// The start of `time`'s hour: recordings rotate at the top of each hour.
 fn hour_of(time: DateTime<Utc>) -> DateTime<Utc> {
     time.with_minute(0)
         .and_then(|t| t.with_second(0))
@@ -166,120 +169,6 @@ pub fn start(
         })
         .map_err(|source| RecordError::Io {
             path: directory.clone(),
-            source,
-        })?;
-    Ok((sender, handle))
-}
-
-/// Trades per Parquet file at most; a file is also closed at the top of each hour and at
-/// shutdown.
-pub const TRADES_PER_FILE: usize = 1_000_000;
-
-/// Where the live feeds send their trades to record.
-pub type TradeRecordSender = mpsc::Sender<Vec<crate::model::Trade>>;
-
-fn write_trades(
-    directory: &Path,
-    started: DateTime<Utc>,
-    trades: &[crate::model::Trade],
-    feed_names: &[String],
-) -> Result<(), RecordError> {
-    use polars::prelude::*;
-    let path = directory.join(format!(
-        "trades-{}.parquet",
-        started.format("%Y%m%dT%H%M%S%.3fZ")
-    ));
-    let polars_error = |error: PolarsError| RecordError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(error),
-    };
-    let ts: Vec<i64> = trades.iter().map(|t| t.exchange_ts).collect();
-    let columns = vec![
-        Int64Chunked::from_vec("ts".into(), ts)
-            .into_datetime(TimeUnit::Nanoseconds, None)
-            .into_column(),
-        Column::new(
-            "symbol".into(),
-            trades.iter().map(|t| t.symbol.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "price".into(),
-            trades.iter().map(|t| t.price).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "size".into(),
-            trades.iter().map(|t| t.size).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "id".into(),
-            trades.iter().map(|t| t.trade_id).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "feed".into(),
-            trades
-                .iter()
-                .map(|t| feed_names.get(t.feed.index()).map_or("", String::as_str))
-                .collect::<Vec<_>>(),
-        ),
-    ];
-    let mut frame = DataFrame::new(trades.len(), columns).map_err(polars_error)?;
-    let file = std::fs::File::create(&path).map_err(|source| RecordError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    ParquetWriter::new(file)
-        .finish(&mut frame)
-        .map_err(polars_error)?;
-    Ok(())
-}
-
-/// Starts the Parquet trade writer in `directory` (created if needed); join its handle after
-/// every sender is dropped.
-pub fn start_trades(
-    directory: PathBuf,
-    feed_names: Vec<String>,
-) -> Result<
-    (
-        TradeRecordSender,
-        std::thread::JoinHandle<Result<u64, RecordError>>,
-    ),
-    RecordError,
-> {
-    std::fs::create_dir_all(&directory).map_err(|source| RecordError::Io {
-        path: directory.clone(),
-        source,
-    })?;
-    let (sender, mut receiver) =
-        mpsc::channel::<Vec<crate::model::Trade>>(RECORDER_CHANNEL_CAPACITY);
-    let thread_directory = directory.clone();
-    let handle = std::thread::Builder::new()
-        .name("trade-recorder".into())
-        .spawn(move || {
-            let mut written = 0u64;
-            let mut chunk: Vec<crate::model::Trade> = Vec::new();
-            let mut started = Utc::now();
-            while let Some(batch) = receiver.blocking_recv() {
-                let now = Utc::now();
-                if !chunk.is_empty()
-                    && (chunk.len() >= TRADES_PER_FILE || hour_of(now) != hour_of(started))
-                {
-                    write_trades(&thread_directory, started, &chunk, &feed_names)?;
-                    written += chunk.len() as u64;
-                    chunk.clear();
-                }
-                if chunk.is_empty() {
-                    started = now;
-                }
-                chunk.extend(batch);
-            }
-            if !chunk.is_empty() {
-                write_trades(&thread_directory, started, &chunk, &feed_names)?;
-                written += chunk.len() as u64;
-            }
-            Ok(written)
-        })
-        .map_err(|source| RecordError::Io {
-            path: directory,
             source,
         })?;
     Ok((sender, handle))
