@@ -288,10 +288,8 @@ impl AnalyticsTask {
                 let logged = !recovered && self.log.is_some();
                 for trade in &trades {
                     if self.engine.apply(trade) == Outcome::Applied {
-                        if logged {
-                            if let Some(log) = &mut self.log {
-                                log.pending.push(trade.clone());
-                            }
+                        if logged && let Some(log) = &mut self.log {
+                            log.pending.push(trade.clone());
                         }
                         self.evaluator.on_trade(
                             &self.engine,

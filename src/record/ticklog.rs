@@ -217,10 +217,10 @@ pub fn write_parquet(path: &Path, records: &[LogRecord]) -> Result<(), RecordErr
 
 /// Makes a rename or removal in `path`'s directory durable (best effort: not every platform can).
 fn sync_directory(path: &Path) {
-    if let Some(directory) = path.parent() {
-        if let Ok(handle) = std::fs::File::open(directory) {
-            let _ = handle.sync_all();
-        }
+    if let Some(directory) = path.parent()
+        && let Ok(handle) = std::fs::File::open(directory)
+    {
+        let _ = handle.sync_all();
     }
 }
 
@@ -394,10 +394,9 @@ fn write(
         if segment
             .as_ref()
             .is_some_and(|s| s.trades >= SEGMENT_TRADES || super::hour_of(now) != s.hour)
+            && let Some(closing) = segment.take()
         {
-            if let Some(closing) = segment.take() {
-                closing.close()?;
-            }
+            closing.close()?;
         }
         if segment.is_none() {
             segment = Some(Segment::open(&settings.directory, now)?);
@@ -468,13 +467,13 @@ fn continue_due(
         return Ok(());
     };
     let now = Instant::now();
-    if let (FsyncPolicy::Interval(every), Some(since)) = (settings.fsync, *unsynced_since) {
-        if now >= since + every {
-            open.sync()?;
-            *unflushed_since = None;
-            *unsynced_since = None;
-            return Ok(());
-        }
+    if let (FsyncPolicy::Interval(every), Some(since)) = (settings.fsync, *unsynced_since)
+        && now >= since + every
+    {
+        open.sync()?;
+        *unflushed_since = None;
+        *unsynced_since = None;
+        return Ok(());
     }
     if unflushed_since.is_some_and(|since| now >= since + FLUSH_EVERY) {
         open.flush()?;
