@@ -203,6 +203,11 @@ pub struct ServeArgs {
     /// operating system's schedule). A killed process loses at most the last 100 ms in any case.
     #[arg(long, value_name = "POLICY")]
     pub fsync: Option<String>,
+    /// Keep the alert rules added or removed over the API in this file (JSON, written
+    /// atomically), apart from the configured rules, so they survive a restart (default:
+    /// `rules.json` in the `--record` directory, if there is one).
+    #[arg(long, value_name = "PATH")]
+    pub rules_file: Option<PathBuf>,
     /// On start, before the live feeds connect, apply the trades recorded in this directory
     /// (by `--record`) within the longest window and candle history: the state of a service
     /// that never stopped.
@@ -325,6 +330,7 @@ struct FileConfig {
     listen: Option<String>,
     record: Option<PathBuf>,
     fsync: Option<String>,
+    rules_file: Option<PathBuf>,
     recover: Option<PathBuf>,
     feeds: Option<Vec<FileFeed>>,
     replay: Option<Vec<PathBuf>>,
@@ -401,6 +407,8 @@ pub struct Settings {
     pub recover: Option<PathBuf>,
     /// When the trade log is made durable.
     pub fsync: crate::record::ticklog::FsyncPolicy,
+    /// Where the API's rule edits are kept.
+    pub rules_file: Option<PathBuf>,
     /// Nothing configured: run the built-in demo (the bundled sample served by an in-process
     /// mock exchange, read by a real connector).
     pub demo: bool,
@@ -500,6 +508,7 @@ impl Settings {
                 .collect::<Result<Vec<_>, _>>()?
         };
         let embedded = paths.is_empty() && feeds.is_empty();
+        let record = args.record.or(file.record);
         let from_stdin = paths.iter().filter(|path| path.as_os_str() == "-").count();
         if from_stdin > 1 {
             return Err(invalid(
@@ -643,10 +652,19 @@ impl Settings {
                 })
             }
         };
+        let fsync = match args.fsync.or(file.fsync) {
+            Some(text) => text
+                .parse()
+                .map_err(|message: String| invalid("fsync", message))?,
+            None => crate::record::ticklog::FsyncPolicy::Interval(
+                crate::record::ticklog::DEFAULT_FSYNC_INTERVAL,
+            ),
+        };
         let sinks = SinkSettings {
             log: !args.no_alert_log && file.alert_log.unwrap_or(true),
             file: args.alerts_file.or(file.alerts_file),
             webhook,
+            fsync,
         };
         let stream_throttle = match args.stream_throttle.or(file.stream_throttle) {
             Some(text) => parse_duration("stream_throttle", &text)?,
@@ -695,15 +713,12 @@ impl Settings {
             sources,
             feeds,
             demo: embedded,
-            record: args.record.or(file.record),
-            fsync: match args.fsync.or(file.fsync) {
-                Some(text) => text
-                    .parse()
-                    .map_err(|message: String| invalid("fsync", message))?,
-                None => crate::record::ticklog::FsyncPolicy::Interval(
-                    crate::record::ticklog::DEFAULT_FSYNC_INTERVAL,
-                ),
-            },
+            rules_file: args
+                .rules_file
+                .or(file.rules_file)
+                .or_else(|| record.as_ref().map(|dir| dir.join("rules.json"))),
+            record,
+            fsync,
             recover: args.recover.or(file.recover),
             speed,
             max_pause,

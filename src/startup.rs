@@ -121,12 +121,21 @@ impl App {
             })
             .collect();
         let indicators = IndicatorCache::new(settings.indicator_cache, Arc::clone(&metrics));
-        let rules = RuleBook::new(
+        let mut rules = RuleBook::new(
             &settings.alert_rules,
             Arc::clone(&settings.windows),
             Arc::clone(&settings.intervals),
         )
         .context("invalid alert rules")?;
+        if let Some(path) = &settings.rules_file {
+            if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(directory)
+                    .with_context(|| format!("cannot create {}", directory.display()))?;
+            }
+            rules = rules
+                .persisted_in(path.clone())
+                .context("cannot restore the alert rules edited over the API")?;
+        }
         let (stream, _) = tokio::sync::broadcast::channel(STREAM_CAPACITY);
         let state = AppState {
             snapshots: Arc::new(SnapshotStore::new()),

@@ -521,6 +521,76 @@ pub enum BookError {
     /// No rule with that id.
     #[error("no rule with id {0:?}")]
     NotFound(String),
+    /// The rules file cannot be read or written (the edit is not made).
+    #[error("rules file {path}: {message}")]
+    Persist {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What the rules file holds: the edits made over the API, kept apart from the configured
+/// rules — the rules added, and the ids of configured rules removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEdits {
+    /// Rules added over the API, in the order they were added.
+    pub added: Vec<RuleSpec>,
+    /// Ids of configured rules removed over the API.
+    pub removed: Vec<String>,
+}
+
+/// Where the book keeps its API edits, and which rules came from the configuration.
+#[derive(Debug)]
+struct Persistence {
+    path: std::path::PathBuf,
+    configured: Vec<String>,
+}
+
+impl Persistence {
+    /// Writes the edits that make `rules` out of the configured ones: a temporary file, fsynced,
+    /// renamed over the old one (and the directory fsynced), so a crash leaves the old file or
+    /// the new one, never half of one.
+    fn save(&self, rules: &[Arc<Rule>]) -> Result<(), BookError> {
+        let error = |message: String| BookError::Persist {
+            path: self.path.clone(),
+            message,
+        };
+        let edits = RuleEdits {
+            added: rules
+                .iter()
+                .filter(|rule| !self.configured.iter().any(|id| **id == *rule.id))
+                .map(|rule| rule.spec.clone())
+                .collect(),
+            removed: self
+                .configured
+                .iter()
+                .filter(|id| !rules.iter().any(|rule| *rule.id == ***id))
+                .cloned()
+                .collect(),
+        };
+        let text = serde_json::to_vec_pretty(&edits).map_err(|e| error(e.to_string()))?;
+        let temporary = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &self.path)?;
+            if let Some(directory) = self.path.parent() {
+                let directory = if directory.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    directory
+                };
+                std::fs::File::open(directory)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| error(e.to_string()))
+    }
 }
 
 /// The rules in force, shared by the API (editing) and the core (reading).
@@ -531,6 +601,8 @@ pub struct RuleBook {
     edit: Mutex<u64>,
     windows: Arc<[WindowSpec]>,
     intervals: Arc<[IntervalSpec]>,
+    /// Where API edits are kept, if anywhere.
+    persistence: Option<Persistence>,
 }
 
 impl RuleBook {
@@ -546,11 +618,37 @@ impl RuleBook {
             edit: Mutex::new(0),
             windows,
             intervals,
+            persistence: None,
         };
         for rule in rules {
             book.add(rule.clone())?;
         }
         Ok(book)
+    }
+
+    /// Keeps the API's edits in `path` from now on, after applying those it already holds (the
+    /// configured rules it removed go, the rules it added come back).
+    pub fn persisted_in(mut self, path: std::path::PathBuf) -> Result<Self, BookError> {
+        let error = |message: String| BookError::Persist {
+            path: path.clone(),
+            message,
+        };
+        let configured: Vec<String> = self.load().rules.iter().map(|r| r.id.to_string()).collect();
+        let edits = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<RuleEdits>(&bytes)
+                .map_err(|e| error(format!("not a rules file: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuleEdits::default(),
+            Err(e) => return Err(error(e.to_string())),
+        };
+        for id in &edits.removed {
+            // A configured rule no longer configured is simply not there.
+            let _ = self.remove(id);
+        }
+        for spec in edits.added {
+            self.add(spec)?;
+        }
+        self.persistence = Some(Persistence { path, configured });
+        Ok(self)
     }
 
     /// The rules in force.
@@ -581,9 +679,12 @@ impl RuleBook {
         if current.rules.iter().any(|r| r.id == rule.id) {
             return Err(BookError::Duplicate(rule.id.to_string()));
         }
-        *counter = next;
         let mut rules = current.rules.clone();
         rules.push(Arc::clone(&rule));
+        if let Some(persistence) = &self.persistence {
+            persistence.save(&rules)?;
+        }
+        *counter = next;
         self.current.store(Arc::new(RuleSet {
             version: current.version + 1,
             rules,
@@ -602,6 +703,9 @@ impl RuleBook {
             .ok_or_else(|| BookError::NotFound(id.to_string()))?;
         let mut rules = current.rules.clone();
         let removed = rules.remove(position);
+        if let Some(persistence) = &self.persistence {
+            persistence.save(&rules)?;
+        }
         self.current.store(Arc::new(RuleSet {
             version: current.version + 1,
             rules,

@@ -102,6 +102,8 @@ pub struct SinkSettings {
     pub file: Option<PathBuf>,
     /// POST alerts to this URL.
     pub webhook: Option<WebhookSettings>,
+    /// When the alerts file is made durable (the trade log's policy).
+    pub fsync: crate::record::ticklog::FsyncPolicy,
 }
 
 impl Default for SinkSettings {
@@ -110,6 +112,9 @@ impl Default for SinkSettings {
             log: true,
             file: None,
             webhook: None,
+            fsync: crate::record::ticklog::FsyncPolicy::Interval(
+                crate::record::ticklog::DEFAULT_FSYNC_INTERVAL,
+            ),
         }
     }
 }
@@ -149,14 +154,17 @@ pub fn start(
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        // Opened now, so a bad path is a startup error rather than a silent loss.
+        // Opened now, so a bad path is a startup error rather than a silent loss; a line a
+        // crash tore is cut off first, so the file holds whole lines only.
+        repair_torn_line(path)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
         let file = tokio::fs::File::from_std(file);
+        let fsync = settings.fsync;
         sinks.push(spawn_sink("file", &metrics, move |rx, m| {
-            file_sink(rx, file, m)
+            file_sink(rx, file, fsync, m)
         }));
     }
     if let Some(webhook) = &settings.webhook {
@@ -242,11 +250,36 @@ async fn log_sink(mut alerts: mpsc::Receiver<Arc<Alert>>, metrics: Arc<Metrics>)
     }
 }
 
+/// Cuts a JSON-lines file back to its last complete line (a crash may have torn the last one);
+/// returns the bytes removed.
+pub fn repair_torn_line(path: &std::path::Path) -> std::io::Result<u64> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(0);
+    }
+    let keep = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(keep as u64)?;
+    file.sync_all()?;
+    let removed = (bytes.len() - keep) as u64;
+    tracing::warn!(file = %path.display(), bytes = removed, "cut a torn last line off the alerts file");
+    Ok(removed)
+}
+
 async fn file_sink(
     mut alerts: mpsc::Receiver<Arc<Alert>>,
     file: tokio::fs::File,
+    fsync: crate::record::ticklog::FsyncPolicy,
     metrics: Arc<Metrics>,
 ) {
+    use crate::record::ticklog::FsyncPolicy;
     let delivered = metrics
         .alerts_delivered
         .get_or_create(&labels("file"))
@@ -256,7 +289,25 @@ async fn file_sink(
         .get_or_create(&labels("file"))
         .clone();
     let mut writer = tokio::io::BufWriter::new(file);
-    while let Some(first) = alerts.recv().await {
+    // When the alerts written (and flushed to the operating system) must be made durable.
+    let mut sync_due: Option<tokio::time::Instant> = None;
+    loop {
+        let first = tokio::select! {
+            first = alerts.recv() => first,
+            _ = async {
+                match sync_due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                sync_due = None;
+                if let Err(error) = writer.get_ref().sync_data().await {
+                    tracing::error!(%error, "cannot fsync the alerts file");
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
         let mut burst = vec![first];
         while let Ok(next) = alerts.try_recv() {
             burst.push(next);
@@ -275,6 +326,17 @@ async fn file_sink(
         match written {
             Ok(()) => {
                 delivered.inc_by(burst.len() as u64);
+                match fsync {
+                    FsyncPolicy::Every => {
+                        if let Err(error) = writer.get_ref().sync_data().await {
+                            tracing::error!(%error, "cannot fsync the alerts file");
+                        }
+                    }
+                    FsyncPolicy::Interval(every) => {
+                        sync_due.get_or_insert_with(|| tokio::time::Instant::now() + every);
+                    }
+                    FsyncPolicy::Never => {}
+                }
             }
             Err(error) => {
                 failed.inc_by(burst.len() as u64);
@@ -284,6 +346,9 @@ async fn file_sink(
     }
     if let Err(error) = writer.flush().await {
         tracing::error!(%error, "cannot flush alerts file");
+    }
+    if fsync != FsyncPolicy::Never {
+        let _ = writer.get_ref().sync_data().await;
     }
 }
 
@@ -371,6 +436,7 @@ mod tests {
             log: false,
             file: Some(path.clone()),
             webhook: None,
+            ..SinkSettings::default()
         };
         let (stream, mut listener) = broadcast::channel(2000);
         let metrics = Arc::new(Metrics::new());
@@ -391,5 +457,25 @@ mod tests {
             .collect();
         assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
         assert!(matches!(listener.try_recv(), Ok(StreamEvent::Alert(a)) if a.id == 1));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_whole_lines_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("alerts.jsonl");
+        let whole = "{\"id\":1}\n{\"id\":2}\n";
+        for torn in ["", "{", "{\"id\":3", "{\"id\":3}"] {
+            std::fs::write(&path, format!("{whole}{torn}")).expect("write");
+            let removed = repair_torn_line(&path).expect("repaired");
+            assert_eq!(removed, torn.len() as u64, "{torn:?}");
+            assert_eq!(std::fs::read_to_string(&path).expect("read"), whole);
+        }
+        std::fs::write(&path, "{\"id\"").expect("write");
+        repair_torn_line(&path).expect("repaired");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "");
+        assert_eq!(
+            repair_torn_line(&dir.path().join("none")).expect("absent"),
+            0
+        );
     }
 }

@@ -115,6 +115,7 @@ fn book_error(error: BookError) -> ApiError {
         BookError::Invalid(invalid) => ApiError::InvalidRule(invalid.to_string()),
         BookError::Duplicate(_) | BookError::Full => ApiError::Conflict(error.to_string()),
         BookError::NotFound(_) => ApiError::UnknownRule(error.to_string()),
+        BookError::Persist { .. } => ApiError::Internal(error.to_string()),
     }
 }
 
@@ -159,6 +160,7 @@ impl FromRequestParts<AppState> for RuleEditor {
         (status = 401, description = "`unauthorized`: the API token is configured and missing or wrong.", body = ErrorBody),
         (status = 409, description = "`conflict`: the id is taken, or the rule book is full.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: bodies are limited to 64 KiB.", body = ErrorBody),
+        (status = 500, description = "`internal`: the rules file could not be written; the rule was not added.", body = ErrorBody),
     ),
 )]
 pub async fn add_rule(
@@ -183,6 +185,7 @@ pub async fn add_rule(
         (status = 200, description = "The rule removed.", body = RuleSpec),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 404, description = "`unknown_rule`.", body = ErrorBody),
+        (status = 500, description = "`internal`: the rules file could not be written; the rule was not removed.", body = ErrorBody),
     ),
 )]
 pub async fn remove_rule(

@@ -577,3 +577,92 @@ fn long_replays_log_their_progress_and_a_summary_per_file() {
         assert!(line.contains(field), "{field} in {line}");
     }
 }
+
+#[test]
+fn rules_edited_over_the_api_survive_sigkill_and_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let rules_file = dir.path().join("state").join("rules.json");
+    let args: Vec<String> = [
+        "--replay",
+        &data_path(EQUITIES).display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--rules-file",
+        &rules_file.display().to_string(),
+        "--alert",
+        r#"{"id":"configured-1","kind":"price_above","symbol":"IBM","threshold":185}"#,
+        "--alert",
+        r#"{"id":"configured-2","kind":"stale","symbol":"*","after":"30s"}"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = reqwest::Client::new();
+    let rules = |address: &str| {
+        let url = format!("http://{address}/v1/alerts/rules");
+        runtime.block_on(async {
+            client
+                .get(url)
+                .send()
+                .await
+                .expect("rules")
+                .json::<serde_json::Value>()
+                .await
+                .expect("JSON")["rules"]
+                .clone()
+        })
+    };
+    let (child, address, _log) = start(&args);
+    runtime.block_on(async {
+        for body in [
+            r#"{"kind":"volume","symbol":"AIG","window":"1m","threshold":5000}"#,
+            r#"{"id":"mine","kind":"price_below","symbol":"AIG","threshold":40}"#,
+            r#"{"kind":"change_pct","symbol":"*","window":"1m","threshold":0.5}"#,
+        ] {
+            let response = client
+                .post(format!("http://{address}/v1/alerts/rules"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(response.status().as_u16(), 201);
+        }
+        for id in ["configured-2", "mine"] {
+            let response = client
+                .delete(format!("http://{address}/v1/alerts/rules/{id}"))
+                .send()
+                .await
+                .expect("delete");
+            assert_eq!(response.status().as_u16(), 200);
+        }
+    });
+    let before = rules(&address);
+    let ids: Vec<&str> = before
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["configured-1", "volume-1", "change_pct-2"]);
+    // A crash, not a stop.
+    let mut child = child;
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let (child, address, _log) = start(&args);
+    assert_eq!(
+        rules(&address),
+        before,
+        "the rules after SIGKILL and restart"
+    );
+    let (_, status) = terminate(child);
+    assert!(status.success());
+    // The file keeps only the API's edits, apart from the configured rules.
+    let edits: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&rules_file).expect("rules file")).expect("JSON");
+    assert_eq!(edits["removed"], serde_json::json!(["configured-2"]));
+    assert_eq!(edits["added"].as_array().map(Vec::len), Some(2));
+}
