@@ -142,10 +142,15 @@ async fn mock_to_bare_receiver(trades: &[Trade]) -> Duration {
 
 /// One run through the whole service: a fresh mock exchange at full speed and an `App` with one
 /// live Binance feed on it; until the core has applied every trade (polled from its metrics).
-async fn mock_to_service(trades: &[Trade]) -> Duration {
+/// With `fsync`, the service records (`--record` into a fresh directory: raw frames and the
+/// trade log) with that policy.
+async fn mock_to_service(trades: &[Trade], fsync: Option<&str>) -> Duration {
     let (url, cancel) = start_mock(trades).await;
+    let directory = fsync.map(|_| tempfile::tempdir().expect("recording directory"));
     let args = ServeArgs {
         feed: vec![format!("binance:BTCUSDT@{url}")],
+        record: directory.as_ref().map(|d| d.path().to_path_buf()),
+        fsync: fsync.map(str::to_string),
         ..ServeArgs::default()
     };
     let elapsed =
@@ -185,8 +190,17 @@ fn end_to_end(c: &mut Criterion) {
         mock_to_core(&trades)
     });
     timed(&mut group, &runtime, "mock_binance_to_service", || {
-        mock_to_service(&trades)
+        mock_to_service(&trades, None)
     });
+    // The cost of the trade log: the same, recording, for each fsync policy.
+    for policy in ["never", "interval", "every"] {
+        timed(
+            &mut group,
+            &runtime,
+            &format!("mock_binance_to_service_recording_fsync_{policy}"),
+            || mock_to_service(&trades, Some(policy)),
+        );
+    }
     group.finish();
 }
 
