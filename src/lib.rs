@@ -17,7 +17,8 @@
 //! | alerts | [`alerts`] | rules evaluated in the core on event time; the sink task and its sinks (log, file, webhook, stream) |
 //! | indicators | [`indicators`] | SMA, EMA, RSI, MACD, BBANDS, ATR over closed candles (TA-Lib's conventions), memoized in `moka` |
 //! | core task | [`ingest`] | the async loop that drives the core and publishes |
-//! | recording | [`record`] | raw frames of the live feeds, for replay |
+//! | recording | [`record`] | raw frames of the live feeds, for replay; the durable trade log of every applied trade |
+//! | recovery | [`recover`] | the recorded state read back at start (`--recover`) |
 //! | serving | [`api`] | the HTTP API (axum) |
 //! | serving | [`metrics`] | Prometheus metrics |
 //! | wiring | [`config`], [`startup`], [`shutdown`] | settings, the task topology, stopping |

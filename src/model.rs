@@ -1,7 +1,7 @@
 //! The normalized events every stage of the pipeline speaks: [`Trade`], [`Symbol`], [`FeedId`]
 //! and nanosecond [`Timestamp`]s.
 //!
-//! Sources (replay files now, WebSocket feeds later) turn their own formats into these types;
+//! Sources (replay files, live WebSocket feeds, recovery) turn their own formats into these types;
 //! nothing downstream of a source ever sees a provider's wire format.
 
 use std::fmt;
@@ -61,7 +61,7 @@ impl serde::Serialize for Symbol {
     }
 }
 
-/// Index of a feed (a replay source or, later, a live connection) in the
+/// Index of a feed (a replay source, a live connection, or the recovery) in the
 /// [`FeedRegistry`](crate::feeds::FeedRegistry). Small and `Copy`, so every trade can carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FeedId(pub u16);

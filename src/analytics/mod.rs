@@ -6,8 +6,8 @@
 //!   snapshots handed to readers.
 //! - [`snapshot`]: where the core publishes those snapshots for lock-free readers.
 //!
-//! Nothing here awaits or reads the wall clock; the task that drives the engine lives in
-//! [`crate::startup`].
+//! Nothing here awaits or reads the wall clock; the task that drives the engine is
+//! [`crate::ingest`], spawned by [`crate::startup`].
 
 pub mod candles;
 pub mod engine;
