@@ -5,7 +5,7 @@
 //!
 //! Prices and sizes may be any integer or float width, Decimal, or decimal strings; ids integers
 //! or text. Any other column type is an error naming the column and its type. The file is decoded
-//! on the reader's blocking thread a slice of [`SLICE_ROWS`] rows at a time, so memory is bounded
+//! on the reader's blocking thread a slice of `SLICE_ROWS` (65,536) rows at a time, so memory is bounded
 //! by a slice, not by the file.
 
 use polars::prelude::*;
