@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::{AppState, alerts, candles, stats, stream, system};
+use super::{AppState, alerts, candles, indicators, stats, stream, system};
 
 /// The description's fixed parts; the paths come from [`routes`].
 #[derive(OpenApi)]
@@ -52,8 +52,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::symbol_stats))
         .routes(routes!(stats::symbol_quote))
         .routes(routes!(candles::candles))
-        .routes(routes!(candles::all_indicators))
-        .routes(routes!(candles::indicator))
+        .routes(routes!(indicators::all_indicators))
+        .routes(routes!(indicators::indicator))
         .routes(routes!(stats::all_stats))
         .routes(routes!(alerts::alerts))
         .routes(routes!(alerts::rules, alerts::add_rule))

@@ -6,7 +6,8 @@
 //!
 //! - [`error`]: the one error type and its JSON body.
 //! - [`alerts`]: recent alerts and the rules (list, add, remove).
-//! - [`candles`]: candles and indicators (through the shared indicator cache).
+//! - [`candles`]: candles, and the loading of a symbol's candles.
+//! - [`indicators`]: indicators over the closed candles (through the shared indicator cache).
 //! - [`stream`]: the live stream of alerts and statistics (Server-Sent Events).
 //! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
 //! - [`system`]: health, readiness, feeds, metrics and the OpenAPI description (`/openapi.json`).
@@ -15,6 +16,7 @@ pub mod alerts;
 pub mod candles;
 pub mod doc;
 pub mod error;
+pub mod indicators;
 pub mod stats;
 pub mod stream;
 pub mod system;
