@@ -67,22 +67,12 @@ pub struct Recovered {
 /// The recorder's trade files and log segments in `directory`, oldest first (their names carry
 /// their start time after the prefix).
 fn trade_files(directory: &Path) -> Result<Vec<PathBuf>, RecoverError> {
-    let entries = std::fs::read_dir(directory).map_err(|source| RecoverError::List {
-        path: directory.to_path_buf(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| {
-                    (name.starts_with("trades-") && name.ends_with(".parquet"))
-                        || (name.starts_with("ticks-") && name.ends_with(".jsonl"))
-                })
-        })
-        .collect();
+    let mut files =
+        crate::record::files_named(directory, &[("trades-", ".parquet"), ("ticks-", ".jsonl")])
+            .map_err(|source| RecoverError::List {
+                path: directory.to_path_buf(),
+                source,
+            })?;
     files.sort_by_key(|path| {
         let name = path
             .file_name()

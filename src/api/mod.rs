@@ -177,14 +177,13 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
+    let labels = crate::metrics::RouteLabels { method, route };
     state
         .metrics
         .http_duration
-        .get_or_create(&crate::metrics::RouteLabels {
-            method: method.clone(),
-            route: route.clone(),
-        })
+        .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
+    let crate::metrics::RouteLabels { method, route } = labels;
     state
         .metrics
         .http_requests

@@ -81,6 +81,23 @@ struct Output {
     hour: DateTime<Utc>,
 }
 
+/// The files of `directory` whose names have one of the `(prefix, suffix)` pairs, in no order.
+pub fn files_named(directory: &Path, kinds: &[(&str, &str)]) -> std::io::Result<Vec<PathBuf>> {
+    Ok(std::fs::read_dir(directory)?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| {
+                    kinds
+                        .iter()
+                        .any(|(prefix, suffix)| name.starts_with(prefix) && name.ends_with(suffix))
+                })
+        })
+        .collect())
+}
+
 /// The start of `time`'s hour: recordings rotate at the top of each hour.
 fn hour_of(time: DateTime<Utc>) -> DateTime<Utc> {
     time.with_minute(0)

@@ -143,19 +143,8 @@ pub fn read_segment(path: &Path) -> Result<SegmentRead, RecordError> {
 
 /// The segments in `directory`, oldest first (their names carry their start time).
 pub fn segments(directory: &Path) -> Result<Vec<PathBuf>, RecordError> {
-    let entries = std::fs::read_dir(directory).map_err(|source| RecordError::Io {
-        path: directory.to_path_buf(),
-        source,
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with("ticks-") && name.ends_with(".jsonl"))
-        })
-        .collect();
+    let mut files =
+        super::files_named(directory, &[("ticks-", ".jsonl")]).map_err(io_error(directory))?;
     files.sort();
     Ok(files)
 }
@@ -357,24 +346,13 @@ fn write(
         .min();
         let message = match deadline {
             None => receiver.blocking_recv(),
-            Some(deadline) => {
-                let now = Instant::now();
-                if deadline > now {
-                    match receiver.try_recv() {
-                        Ok(message) => Some(message),
-                        Err(mpsc::error::TryRecvError::Disconnected) => None,
-                        Err(mpsc::error::TryRecvError::Empty) => {
-                            std::thread::sleep((deadline - now).min(Duration::from_millis(5)));
-                            continue_due(
-                                &mut segment,
-                                &settings,
-                                &mut unflushed_since,
-                                &mut unsynced_since,
-                            )?;
-                            continue;
-                        }
-                    }
-                } else {
+            Some(deadline) => match receiver.try_recv() {
+                Ok(message) => Some(message),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Nothing waiting: sleep a little towards the deadline, then do what is due.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(left.min(Duration::from_millis(5)));
                     continue_due(
                         &mut segment,
                         &settings,
@@ -383,7 +361,7 @@ fn write(
                     )?;
                     continue;
                 }
-            }
+            },
         };
         let Some(message) = message else { break };
         let (trades, durable) = match message {

@@ -136,46 +136,6 @@ async fn stopping_closes_live_connections_with_a_websocket_close() {
     );
 }
 
-/// Starts the binary, waits for its HTTP address in the log, and returns both.
-fn start(
-    args: &[String],
-) -> (
-    std::process::Child,
-    String,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut child = spawn_binary(args);
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
-            continue;
-        };
-        if let Some(at) = line.find("address=") {
-            let address = line[at + 8..]
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            return (child, address, rx);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the service never logged its address: {args:?}");
-}
-
 /// Sends SIGTERM and returns how long the process took to exit, and its status.
 fn terminate(mut child: std::process::Child) -> (Duration, std::process::ExitStatus) {
     let status = Command::new("kill")
@@ -251,7 +211,7 @@ fn sigterm_ends_the_process_within_seconds_in_every_state() {
     ];
     for (state, args) in states {
         let args: Vec<String> = args.into_iter().chain(listen.iter().cloned()).collect();
-        let (child, _address, _log) = start(&args);
+        let (child, _address, _log) = start_binary(&args);
         std::thread::sleep(Duration::from_millis(1500));
         let (took, status) = terminate(child);
         assert!(status.success(), "{state}: {status:?}");
@@ -523,18 +483,15 @@ fn a_replay_reads_standard_input() {
 #[test]
 fn long_replays_log_their_progress_and_a_summary_per_file() {
     // Not a terminal: a progress line per source every few seconds.
-    let args: Vec<String> = [
+    let args = strings(&[
         "--replay",
         &data_path(BTCUSDT).display().to_string(),
         "--speed",
         "20",
         "--listen",
         "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (child, _, log) = start(&args);
+    ]);
+    let (child, _, log) = start_binary(&args);
     let line = (0..30)
         .find_map(|_| {
             log.recv_timeout(Duration::from_secs(1))
@@ -548,16 +505,13 @@ fn long_replays_log_their_progress_and_a_summary_per_file() {
         assert!(line.contains(field), "{field} in {line}");
     }
     // A file's end: its summary.
-    let args: Vec<String> = [
+    let args = strings(&[
         "--replay",
         &data_path(EQUITIES).display().to_string(),
         "--listen",
         "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let (child, _, log) = start(&args);
+    ]);
+    let (child, _, log) = start_binary(&args);
     let line = (0..60)
         .find_map(|_| {
             log.recv_timeout(Duration::from_secs(1))
@@ -582,7 +536,7 @@ fn long_replays_log_their_progress_and_a_summary_per_file() {
 fn rules_edited_over_the_api_survive_sigkill_and_a_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let rules_file = dir.path().join("state").join("rules.json");
-    let args: Vec<String> = [
+    let args = strings(&[
         "--replay",
         &data_path(EQUITIES).display().to_string(),
         "--listen",
@@ -593,10 +547,7 @@ fn rules_edited_over_the_api_survive_sigkill_and_a_restart() {
         r#"{"id":"configured-1","kind":"price_above","symbol":"IBM","threshold":185}"#,
         "--alert",
         r#"{"id":"configured-2","kind":"stale","symbol":"*","after":"30s"}"#,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = reqwest::Client::new();
     let rules = |address: &str| {
@@ -613,7 +564,7 @@ fn rules_edited_over_the_api_survive_sigkill_and_a_restart() {
                 .clone()
         })
     };
-    let (child, address, _log) = start(&args);
+    let (child, address, _log) = start_binary(&args);
     runtime.block_on(async {
         for body in [
             r#"{"kind":"volume","symbol":"AIG","window":"1m","threshold":5000}"#,
@@ -652,7 +603,7 @@ fn rules_edited_over_the_api_survive_sigkill_and_a_restart() {
         .args(["-KILL", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    let (child, address, _log) = start(&args);
+    let (child, address, _log) = start_binary(&args);
     assert_eq!(
         rules(&address),
         before,

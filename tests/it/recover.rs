@@ -205,40 +205,20 @@ struct Life {
 }
 
 fn start_life(mock: SocketAddr, dir: &std::path::Path) -> Life {
-    use std::io::BufRead;
-    let args: Vec<String> = vec![
-        "--feed".into(),
-        format!("binance:AIG,IBM@ws://{mock}"),
-        "--record".into(),
-        dir.display().to_string(),
-        "--recover".into(),
-        dir.display().to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--backoff-max".into(),
-        "20ms".into(),
-    ];
-    let mut child = spawn_binary(&args);
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(at) = line.find("address=") {
-                let address = line[at + 8..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                let _ = tx.send(address);
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the service logs its address");
+    let dir = dir.display().to_string();
+    let feed = format!("binance:AIG,IBM@ws://{mock}");
+    let (child, address, _log) = start_binary(&strings(&[
+        "--feed",
+        &feed,
+        "--record",
+        &dir,
+        "--recover",
+        &dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--backoff-max",
+        "20ms",
+    ]));
     Life { child, address }
 }
 

@@ -650,6 +650,53 @@ pub fn symbols_in_turn_csv(dir: &Path, trades: u64, symbols: u64) -> PathBuf {
     path
 }
 
+/// Starts the real binary with `args` and waits (up to a minute) for the HTTP address it logs;
+/// returns the process, the address, and its further log lines.
+pub fn start_binary(
+    args: &[String],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let mut child = spawn_binary(args);
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if let Some(at) = line.find("address=") {
+            let address = line[at + 8..]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return (child, address, rx);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the service never logged its address: {args:?}");
+}
+
+/// Owned arguments for [`start_binary`].
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// Starts the real `tickstream` binary with `args`, its info log (without colours) on a piped
 /// stderr, its stdout discarded.
 pub fn spawn_binary(args: &[String]) -> std::process::Child {
