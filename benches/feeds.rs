@@ -16,10 +16,10 @@ use criterion::{Criterion, Throughput, criterion_main};
 use fixtures::service_until_applied;
 use tickstream::analytics::Engine;
 use tickstream::config::{DEFAULT_WINDOWS, ServeArgs, parse_windows};
-use tickstream::feeds::FeedDescription;
-use tickstream::feeds::FeedRegistry;
-use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, Provider, live_stream};
+use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, live_stream};
 use tickstream::feeds::event::ParseContext;
+use tickstream::health::FeedDescription;
+use tickstream::health::FeedRegistry;
 use tickstream::metrics::Metrics;
 use tickstream::mock_exchange::{MockExchange, MockOptions, render_trade_frames};
 use tickstream::model::{FeedId, Trade};
@@ -40,7 +40,7 @@ fn parse(c: &mut Criterion) {
     let trades = recorded(&runtime);
     let mut group = c.benchmark_group("parse");
     group.throughput(Throughput::Elements(trades.len() as u64));
-    for provider in Provider::ALL {
+    for provider in tickstream::feeds::VENUES {
         let frames = render_trade_frames(provider, &trades);
         group.bench_function(provider.name(), |b| {
             let mut ctx = ParseContext::new(FeedId(0));
@@ -81,7 +81,7 @@ async fn mock_to_core(trades: &[Trade]) -> Duration {
     };
     let status = registry.register("bench".into(), description, &metrics);
     let spec = FeedSpec {
-        provider: Provider::Binance,
+        provider: tickstream::feeds::binance::PROVIDER,
         url,
         symbols: vec!["BTCUSDT".into()],
         channels: vec!["trade".into()],

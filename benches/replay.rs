@@ -19,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_main};
 use fixtures::{generated_every, service_until_applied};
 use polars::prelude::{Column, DataFrame, ParquetWriter};
 use tickstream::config::ServeArgs;
-use tickstream::feeds::FeedRegistry;
+use tickstream::health::FeedRegistry;
 use tickstream::metrics::Metrics;
 use tickstream::model::Trade;
 use tickstream::replay::{ReplaySource, replay_stream};

@@ -16,27 +16,16 @@ use serde::Deserialize;
 use crate::alerts::RuleSpec;
 use crate::alerts::sink::{SinkSettings, WebhookSettings};
 use crate::analytics::{DEFAULT_CANDLE_HISTORY, IntervalSpec, WindowSpec};
-use crate::feeds::connector::{Credentials, FeedSpec, Provider, Secret};
+use crate::feeds::connector::FeedSpec;
 use crate::feeds::reconnect::ReconnectPolicy;
+use crate::feeds::{Credentials, Provider};
 use crate::replay::{ReplayError, ReplaySource, Speed};
+use crate::secret::Secret;
 
 /// The environment variable holding the API token that rule edits require.
 pub const API_TOKEN_ENV: &str = "TICKSTREAM_API_TOKEN";
 
-/// Bounds on the HTTP API's work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimitSettings {
-    /// Requests handled at once (the live stream aside); more are answered 503 at once.
-    pub max_in_flight: usize,
-    /// Longest time one request may take, receiving its body included.
-    pub timeout: Duration,
-}
-
-/// Default HTTP limits: 1,024 requests in flight, 10 s each.
-pub const DEFAULT_HTTP_LIMITS: HttpLimitSettings = HttpLimitSettings {
-    max_in_flight: 1024,
-    timeout: Duration::from_secs(10),
-};
+pub use crate::api::{DEFAULT_HTTP_LIMITS, DEFAULT_STREAM_THROTTLE, HttpLimitSettings};
 
 /// Default HTTP listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -44,21 +33,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_WINDOWS: [&str; 6] = ["1s", "10s", "1m", "5m", "15m", "1h"];
 /// Default candle intervals.
 pub const DEFAULT_INTERVALS: [&str; 3] = ["1s", "1m", "5m"];
-/// Most candles a symbol may keep per interval (memory: about 96 bytes each).
-pub const MAX_CANDLE_HISTORY: usize = 100_000;
-/// Default capacity of the indicator cache, in results (each a few kilobytes at most).
-pub const DEFAULT_INDICATOR_CACHE_CAPACITY: u64 = 10_000;
-/// Default time an indicator result may stay cached; results are keyed by the closed candles
-/// they were computed from, so this only bounds how long unused ones stay.
-pub const DEFAULT_INDICATOR_CACHE_TTL: Duration = Duration::from_secs(300);
+pub use crate::analytics::candles::MAX_CANDLE_HISTORY;
+pub use crate::indicators::cache::{
+    CacheSettings, DEFAULT_INDICATOR_CACHE_CAPACITY, DEFAULT_INDICATOR_CACHE_TTL,
+};
 /// Default timeout of one webhook attempt.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default webhook retries after the first attempt.
 pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
 /// Wait before the first webhook retry (doubled before each next one).
 pub const WEBHOOK_BACKOFF: Duration = Duration::from_millis(200);
-/// Default least time between two `stats` events of one symbol on the live stream.
-pub const DEFAULT_STREAM_THROTTLE: Duration = Duration::from_millis(250);
 /// Default allowed lateness.
 pub const DEFAULT_LATENESS: &str = "1s";
 /// Speed of the embedded sample when no speed is given.
@@ -387,6 +371,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A duration or label is invalid.
+    #[error(transparent)]
+    Unit(#[from] crate::units::UnitError),
     /// A replay source is unusable.
     #[error(transparent)]
     Replay(#[from] ReplayError),
@@ -445,24 +432,6 @@ pub struct Settings {
     /// How replays show their progress (bars on a terminal, log lines otherwise): the binary
     /// decides from where its logs go.
     pub progress: crate::replay::progress::ProgressOutput,
-}
-
-/// Bounds of the indicator cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheSettings {
-    /// Most results held (0: nothing is kept, every request computes).
-    pub capacity: u64,
-    /// Longest time a result stays.
-    pub time_to_live: Duration,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings {
-            capacity: DEFAULT_INDICATOR_CACHE_CAPACITY,
-            time_to_live: DEFAULT_INDICATOR_CACHE_TTL,
-        }
-    }
 }
 
 impl Settings {
@@ -839,12 +808,13 @@ fn credentials(
             ),
         )),
     };
-    let Some(key_variable) = key_env.or_else(|| provider.default_key_env().map(str::to_string))
+    let Some(key_variable) = key_env.or_else(|| provider.credentials_env().key.map(str::to_string))
     else {
         return Ok(None);
     };
     let key = read("key", key_variable)?;
-    let secret = match secret_env.or_else(|| provider.default_secret_env().map(str::to_string)) {
+    let secret = match secret_env.or_else(|| provider.credentials_env().secret.map(str::to_string))
+    {
         Some(variable) => Some(read("secret", variable)?),
         None => None,
     };
@@ -878,7 +848,13 @@ fn feed_spec(
         provider,
         url,
         symbols,
-        channels: channels.unwrap_or_else(|| provider.default_channels()),
+        channels: channels.unwrap_or_else(|| {
+            provider
+                .default_channels()
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        }),
         credentials: credentials(provider, key_env, secret_env)?,
     })
 }
@@ -910,10 +886,9 @@ pub fn parse_feed(text: &str) -> Result<FeedSpec, ConfigError> {
     feed_spec(provider(name)?, url, symbols, None, None, None)
 }
 
-/// Parses a duration such as `250ms`, `1s`, `10s`, `1m`, `15m`, `1h`.
+/// Parses a human duration for `option` (see [`crate::units::parse_duration`]).
 pub fn parse_duration(option: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim())
-        .map_err(|error| invalid(option, format!("{text:?}: {error}")))
+    Ok(crate::units::parse_duration(option, text)?)
 }
 
 fn parse_lateness(text: &str) -> Result<Duration, ConfigError> {
@@ -924,36 +899,12 @@ fn parse_lateness(text: &str) -> Result<Duration, ConfigError> {
 }
 
 fn duration_nanos(option: &'static str, duration: Duration) -> Result<i64, ConfigError> {
-    i64::try_from(duration.as_nanos()).map_err(|_| invalid(option, "too long"))
+    Ok(crate::units::duration_nanos(option, duration)?)
 }
 
-/// Parses window labels into specs: each a positive duration, no two of the same length.
+/// Parses window labels into specs (see [`WindowSpec::parse_list`]).
 pub fn parse_windows(labels: &[String]) -> Result<Vec<WindowSpec>, ConfigError> {
-    if labels.is_empty() {
-        return Err(invalid("windows", "at least one window is needed"));
-    }
-    let mut windows: Vec<WindowSpec> = Vec::with_capacity(labels.len());
-    for label in labels {
-        let label = label.trim();
-        let length = duration_nanos("windows", parse_duration("windows", label)?)?;
-        if length <= 0 {
-            return Err(invalid(
-                "windows",
-                format!("{label:?} is not a positive duration"),
-            ));
-        }
-        if let Some(same) = windows.iter().find(|w| w.length == length) {
-            return Err(invalid(
-                "windows",
-                format!("{label:?} and {:?} are the same window", same.label),
-            ));
-        }
-        windows.push(WindowSpec {
-            label: label.to_string(),
-            length,
-        });
-    }
-    Ok(windows)
+    Ok(WindowSpec::parse_list(labels)?)
 }
 
 /// The demo's alert rules (with nothing configured), so that alerts show at once: any symbol
@@ -969,36 +920,114 @@ fn demo_rules() -> Vec<RuleSpec> {
     .collect()
 }
 
-/// Parses candle intervals: each a positive whole number of milliseconds, no two alike.
+/// Parses candle intervals (see [`IntervalSpec::parse_list`]).
 pub fn parse_intervals(labels: &[String]) -> Result<Vec<IntervalSpec>, ConfigError> {
-    if labels.is_empty() {
-        return Err(invalid("intervals", "at least one interval is needed"));
+    Ok(IntervalSpec::parse_list(labels)?)
+}
+
+/// The `mock-exchange` subcommand's options, validated.
+#[derive(Debug)]
+pub struct MockExchangeSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The recording to serve (trades, or raw frames served verbatim).
+    pub source: crate::replay::ReplaySource,
+    /// How to serve it.
+    pub options: crate::mock_exchange::MockOptions,
+}
+
+impl MockExchangeArgs {
+    /// Validates the options.
+    pub fn settings(self) -> anyhow::Result<MockExchangeSettings> {
+        use anyhow::Context;
+        let args = self;
+        let provider = Provider::from_name(&args.provider).with_context(|| {
+            format!(
+                "unknown provider {:?} (known: {})",
+                args.provider,
+                Provider::known_names()
+            )
+        })?;
+        let speed: Speed = args.speed.parse()?;
+        let listen = parse_listen(&args.listen)?;
+        let source = crate::replay::ReplaySource::from_path(&args.file)?;
+        let duration = |name: &'static str, text: &str| {
+            parse_duration(name, text).map_err(anyhow::Error::from)
+        };
+        let max_pause = args
+            .max_pause
+            .as_deref()
+            .map(|text| duration("max_pause", text))
+            .transpose()?;
+        let stall = args
+            .stall
+            .as_deref()
+            .map(|text| {
+                let (every, pause) = text
+                    .split_once(':')
+                    .with_context(|| format!("--stall wants N:DURATION, got {text:?}"))?;
+                let every: u64 = every
+                    .parse()
+                    .with_context(|| format!("--stall: {every:?} is not a frame count"))?;
+                anyhow::Ok((every, duration("stall", pause)?))
+            })
+            .transpose()?;
+        let options = crate::mock_exchange::MockOptions {
+            provider,
+            speed,
+            repeat: args.repeat,
+            max_pause,
+            shared_tape: args.shared_tape,
+            faults: crate::mock_exchange::MockFaults {
+                drop_every: args.drop_every,
+                stall,
+                garbage_every: args.garbage_every,
+                refuse_for: args
+                    .refuse_for
+                    .as_deref()
+                    .map(|text| duration("refuse_for", text))
+                    .transpose()?,
+                resend_on_connect: args.resend_on_connect,
+            },
+            ..crate::mock_exchange::MockOptions::default()
+        };
+        Ok(MockExchangeSettings {
+            listen,
+            source,
+            options,
+        })
     }
-    let mut intervals: Vec<IntervalSpec> = Vec::with_capacity(labels.len());
-    for label in labels {
-        let label = label.trim();
-        let length = duration_nanos("intervals", parse_duration("intervals", label)?)?;
-        if length <= 0 || length % 1_000_000 != 0 {
-            return Err(invalid(
-                "intervals",
-                format!("{label:?} is not a positive whole number of milliseconds"),
-            ));
+}
+
+impl Settings {
+    /// What the sources need of the settings.
+    pub fn source_settings(&self) -> crate::sources::SourceSettings {
+        crate::sources::SourceSettings {
+            speed: self.speed,
+            max_pause: self.max_pause,
+            progress: self.progress,
+            reconnect: self.reconnect.clone(),
+            stale_after: self.stale_after,
+            recover: self
+                .recover
+                .clone()
+                .map(|directory| (directory, self.recovery_horizon())),
         }
-        if let Some(same) = intervals
+    }
+
+    /// How far back `--recover` replays: the longest window or the longest interval's candle
+    /// history, whichever is longer, plus the allowed lateness.
+    pub fn recovery_horizon(&self) -> i64 {
+        let window = self.windows.iter().map(|w| w.length).max().unwrap_or(0);
+        let history = i64::try_from(self.candle_history).unwrap_or(i64::MAX);
+        let candles = self
+            .intervals
             .iter()
-            .find(|i| i.length == length || i.label == label)
-        {
-            return Err(invalid(
-                "intervals",
-                format!("{label:?} and {:?} are the same interval", same.label),
-            ));
-        }
-        intervals.push(IntervalSpec {
-            label: label.to_string(),
-            length,
-        });
+            .map(|interval| interval.length.saturating_mul(history))
+            .max()
+            .unwrap_or(0);
+        window.max(candles).saturating_add(self.allowed_lateness)
     }
-    Ok(intervals)
 }
 
 #[cfg(test)]
@@ -1038,12 +1067,12 @@ mod tests {
     #[test]
     fn feeds_from_the_command_line_and_the_file() {
         let spec = parse_feed("binance:BTCUSDT,ETHUSDT@ws://127.0.0.1:9000").expect("valid");
-        assert_eq!(spec.provider, Provider::Binance);
+        assert_eq!(spec.provider, crate::feeds::binance::PROVIDER);
         assert_eq!(spec.symbols, ["BTCUSDT", "ETHUSDT"]);
         assert_eq!(spec.url, "ws://127.0.0.1:9000");
         assert_eq!(
             parse_feed("binance:BTCUSDT").expect("valid").url,
-            Provider::Binance.default_url()
+            crate::feeds::binance::PROVIDER.default_url()
         );
         assert!(parse_feed("nasdaq:AAPL").is_err());
         assert!(parse_feed("binance:").is_err());

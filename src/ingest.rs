@@ -22,9 +22,9 @@ use crate::alerts::sink::{AlertLog, StreamEvent};
 use crate::alerts::{Alert, AlertEvaluator};
 use crate::analytics::snapshot::SnapshotPublisher;
 use crate::analytics::{Engine, Outcome};
-use crate::feeds::FeedRegistry;
-use crate::merge::MergedEvent;
+use crate::health::FeedRegistry;
 use crate::metrics::Metrics;
+use crate::model::CoreEvent;
 use crate::model::FeedId;
 
 /// Events drained from the channel before publishing snapshots: bounds how stale readers can be
@@ -89,48 +89,123 @@ impl LiveClock {
     }
 }
 
-/// Everything the analytics task needs.
+/// The analytics task: the core, and where its results go. Built with [`AnalyticsTask::new`].
 pub struct AnalyticsTask {
     /// The core.
-    pub engine: Engine,
-    /// Merged events from the sources.
-    pub events: mpsc::Receiver<MergedEvent>,
+    engine: Engine,
+    /// Events from the sources.
+    events: mpsc::Receiver<CoreEvent>,
+    /// Where snapshots go.
+    publisher: SnapshotPublisher,
+    /// Feed states and counters.
+    feeds: Arc<FeedRegistry>,
+    /// Service metrics.
+    metrics: Arc<Metrics>,
+    /// The alert rules, evaluated as trades are applied.
+    evaluator: AlertEvaluator,
+    /// To the alert sink task (`try_send`: the core never waits; a full channel is counted).
+    alerts: mpsc::Sender<Arc<Alert>>,
+    /// The recent alerts `GET /v1/alerts` reads, recorded before the snapshots are published.
+    alert_log: Arc<AlertLog>,
+    /// Alerts fired since the last publication.
+    pending_alerts: Vec<Alert>,
+    /// The live stream: changed snapshots go there when a client listens.
+    stream: tokio::sync::broadcast::Sender<StreamEvent>,
+    /// With live feeds: the wall-clock estimate that keeps a quiet market's clock moving.
+    live_clock: Option<LiveClock>,
+    /// Arrival times (wall clock, ns) of the live trades applied since the last publication.
+    arrivals: Vec<i64>,
+    /// Changed snapshots waiting for the next message on the live stream.
+    stream_batch: StreamBatch,
+    /// The durable trade log (`--record`): every trade applied goes there before it is
+    /// published.
+    log: Option<TradeLog>,
+}
+
+/// Where the analytics task's results go.
+pub struct Outlets {
     /// Where snapshots go.
     pub publisher: SnapshotPublisher,
     /// Feed states and counters.
     pub feeds: Arc<FeedRegistry>,
     /// Service metrics.
     pub metrics: Arc<Metrics>,
-    /// The alert rules, evaluated as trades are applied.
-    pub evaluator: AlertEvaluator,
-    /// To the alert sink task (`try_send`: the core never waits; a full channel is counted).
+    /// To the alert sink task.
     pub alerts: mpsc::Sender<Arc<Alert>>,
-    /// The recent alerts `GET /v1/alerts` reads, recorded before the snapshots are published.
+    /// The recent alerts, for `GET /v1/alerts`.
     pub alert_log: Arc<AlertLog>,
-    /// Alerts fired since the last publication.
-    pub pending_alerts: Vec<Alert>,
-    /// The live stream: changed snapshots go there when a client listens.
+    /// The live stream.
     pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
-    /// With live feeds: the wall-clock estimate that keeps a quiet market's clock moving.
-    pub live_clock: Option<LiveClock>,
-    /// Arrival times (wall clock, ns) of the live trades applied since the last publication.
-    pub arrivals: Vec<i64>,
-    /// Changed snapshots waiting for the next message on the live stream.
-    pub stream_batch: StreamBatch,
-    /// The durable trade log (`--record`): every trade applied goes there before it is
-    /// published.
-    pub log: Option<TradeLog>,
+}
+
+impl AnalyticsTask {
+    /// A task applying `events` to `engine`, evaluating alerts with `evaluator`, publishing to
+    /// `outlets`.
+    pub fn new(
+        engine: Engine,
+        evaluator: AlertEvaluator,
+        events: mpsc::Receiver<CoreEvent>,
+        outlets: Outlets,
+    ) -> Self {
+        let Outlets {
+            publisher,
+            feeds,
+            metrics,
+            alerts,
+            alert_log,
+            stream,
+        } = outlets;
+        AnalyticsTask {
+            engine,
+            events,
+            publisher,
+            feeds,
+            metrics,
+            evaluator,
+            alerts,
+            alert_log,
+            pending_alerts: Vec::new(),
+            stream,
+            live_clock: None,
+            arrivals: Vec::new(),
+            stream_batch: StreamBatch::default(),
+            log: None,
+        }
+    }
+
+    /// Keeps a quiet market's stream clock moving with the live `feeds`' measured offsets.
+    pub fn with_live_clock(mut self, feeds: &[FeedId], allowed_lateness: i64) -> Self {
+        if !feeds.is_empty() {
+            self.live_clock = Some(LiveClock::new(feeds.iter().copied(), allowed_lateness));
+        }
+        self
+    }
+
+    /// Logs every applied trade to `sender` before publishing it; with `durable_before_publish`
+    /// (`--fsync every`) waits until it is on disk.
+    pub fn with_trade_log(
+        mut self,
+        sender: crate::record::ticklog::TickLogSender,
+        durable_before_publish: bool,
+    ) -> Self {
+        self.log = Some(TradeLog {
+            sender,
+            durable_before_publish,
+            pending: Vec::new(),
+        });
+        self
+    }
 }
 
 /// The core's side of the durable trade log.
 #[derive(Debug)]
-pub struct TradeLog {
+struct TradeLog {
     /// To the writer thread (backpressure: the core waits, the log never drops a trade).
-    pub sender: crate::record::ticklog::TickLogSender,
+    sender: crate::record::ticklog::TickLogSender,
     /// Whether each batch must be durable before it is published (`--fsync every`).
-    pub durable_before_publish: bool,
+    durable_before_publish: bool,
     /// Trades applied since the last hand-over.
-    pub pending: Vec<crate::model::Trade>,
+    pending: Vec<crate::model::Trade>,
 }
 
 impl TradeLog {
@@ -281,10 +356,10 @@ impl AnalyticsTask {
         self.evaluator.refresh();
     }
 
-    fn handle(&mut self, event: MergedEvent, ended: &mut Vec<(FeedId, Option<String>)>) {
-        let recovered = matches!(event, MergedEvent::Recovered(_));
+    fn handle(&mut self, event: CoreEvent, ended: &mut Vec<(FeedId, Option<String>)>) {
+        let recovered = matches!(event, CoreEvent::Recovered(_));
         match event {
-            MergedEvent::Trades(trades) | MergedEvent::Recovered(trades) => {
+            CoreEvent::Trades(trades) | CoreEvent::Recovered(trades) => {
                 let logged = !recovered && self.log.is_some();
                 for trade in &trades {
                     if self.engine.apply(trade) == Outcome::Applied {
@@ -307,12 +382,12 @@ impl AnalyticsTask {
                     }
                 }
             }
-            MergedEvent::Quotes(quotes) => {
+            CoreEvent::Quotes(quotes) => {
                 for quote in &quotes {
                     self.engine.apply_quote(quote);
                 }
             }
-            MergedEvent::SourceEnded { feed, error } => ended.push((feed, error)),
+            CoreEvent::SourceEnded { feed, error } => ended.push((feed, error)),
         }
         self.metrics.core_batches.inc();
     }

@@ -7,22 +7,24 @@
 //!
 //! | stage | module | what it does |
 //! |---|---|---|
-//! | events | [`model`] | normalized [`model::Trade`], [`model::Symbol`], timestamps |
-//! | time | [`clock`] | the stream clock and the lateness policy |
-//! | sources | [`replay`] | recorded trades from CSV, JSON lines and Parquet, paced |
-//! | sources | [`feeds`] | live WebSocket connectors (one folder per provider), reconnect policy, and the registry of every source's state and counters |
-//! | sources | [`mock_exchange`] | serves recordings over a local WebSocket in a provider's format |
-//! | merge | [`merge`] | several sources into one stream, in event time |
+//! | events | [`model`] | normalized [`model::Trade`], [`model::Quote`], [`model::Symbol`], timestamps, and [`model::CoreEvent`], what the core consumes |
+//! | time | [`clock`] | the event-time clock (lateness) and the stream clock (what readers see) |
+//! | feeds | [`feeds`] | the [`feeds::Venue`] trait; one folder per venue with both sides of its protocol; the connector and its reconnect policy |
+//! | feeds | [`mock_exchange`] | what every venue's server shares: serves recordings over a local WebSocket |
+//! | files | [`replay`] | recorded trades from CSV, JSON lines, Parquet and raw frames; the event-time merge; pacing |
+//! | sources | [`sources`] | live feeds, replays, the recovery and the demo, each sending [`model::CoreEvent`] batches to the core |
+//! | sources | [`health`] | every source's state and counters (`/v1/feeds`, `/metrics`) |
 //! | core | [`analytics`] | synchronous rolling windows and candles per symbol, snapshots for readers |
-//! | alerts | [`alerts`] | rules evaluated in the core on event time; the sink task and its sinks (log, file, webhook, stream) |
+//! | core task | [`ingest`] | the async loop that drives the core, logs applied trades and publishes |
 //! | indicators | [`indicators`] | SMA, EMA, RSI, MACD, BBANDS, ATR over closed candles (TA-Lib's conventions), memoized in `moka` |
-//! | core task | [`ingest`] | the async loop that drives the core and publishes |
-//! | recording | [`record`] | raw frames of the live feeds, for replay; the durable trade log of every applied trade |
-//! | recovery | [`recover`] | the recorded state read back at start (`--recover`) |
-//! | serving | [`api`] | the HTTP API (axum) |
+//! | alerts | [`alerts`] | rules evaluated in the core on event time; the sink task and its sinks (log, file, webhook, stream) |
+//! | recording | [`record`] | raw frames of the live feeds; the durable trade log of every applied trade; compaction |
+//! | serving | [`api`] | the HTTP API (axum), its generated OpenAPI |
 //! | serving | [`metrics`] | Prometheus metrics |
-//! | wiring | [`config`], [`startup`], [`shutdown`] | settings, the task topology, stopping |
+//! | leaves | [`units`], [`secret`] | durations parsed with their own error; secrets that never show |
+//! | wiring | [`config`], [`startup`], [`shutdown`] | settings (imported by wiring only), the task topology, stopping |
 //!
+//! `ARCHITECTURE.md` draws the data flow and lists the imports that must never exist.
 
 pub mod alerts;
 pub mod analytics;
@@ -30,17 +32,19 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod feeds;
+pub mod health;
 pub mod indicators;
 pub mod ingest;
-pub mod merge;
 pub mod metrics;
 pub mod mock_exchange;
 pub mod model;
 pub mod record;
-pub mod recover;
 pub mod replay;
+pub mod secret;
 pub mod shutdown;
+pub mod sources;
 pub mod startup;
+pub mod units;
 
 pub use config::Settings;
 pub use startup::App;

@@ -80,7 +80,15 @@ fn report(error: &anyhow::Error) -> String {
 }
 
 async fn mock_exchange(args: MockExchangeArgs) -> anyhow::Result<()> {
-    let exchange = tickstream::startup::mock_exchange_from_args(args).await?;
+    use tickstream::mock_exchange::MockExchange;
+    let settings = args.settings()?;
+    let exchange = if settings.source.format == tickstream::replay::ReplayFormat::RawFrames {
+        let recording = tickstream::replay::read_text(&settings.source)?;
+        MockExchange::bind_raw(settings.listen, &recording, settings.options).await?
+    } else {
+        let trades = tickstream::replay::load_all(settings.source).await?;
+        MockExchange::bind(settings.listen, &trades, settings.options).await?
+    };
     tracing::info!(url = %exchange.url()?, "mock exchange serving");
     let cancel = tokio_util::sync::CancellationToken::new();
     let stop = cancel.clone();

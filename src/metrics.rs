@@ -32,7 +32,7 @@ pub struct FeedLabels {
 pub struct DisconnectLabels {
     /// The feed's name as `/v1/feeds` shows it.
     pub feed: String,
-    /// Why the connection ended (`crate::feeds::Disconnect`'s names).
+    /// Why the connection ended (`crate::health::Disconnect`'s names).
     pub reason: String,
 }
 
@@ -549,6 +549,31 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
+}
+
+/// Logs the accounts of a run once everything is drained: what came in, what was kept, what was
+/// recorded (`recorded`: frames and trades written).
+pub fn report_run(
+    metrics: &Metrics,
+    live: &[std::sync::Arc<crate::health::FeedStatus>],
+    recorded: [u64; 2],
+) {
+    let sink = |name: &str| {
+        let labels = SinkLabels { sink: name.into() };
+        metrics.alerts_delivered.get_or_create(&labels).get()
+    };
+    let live_received: u64 = live.iter().map(|status| status.rows.get()).sum();
+    tracing::info!(
+        live_trades_received = live_received,
+        trades_applied = metrics.trades_processed.get(),
+        duplicates = metrics.trades_duplicate.get(),
+        late = metrics.trades_late.get(),
+        frames_recorded = recorded[0],
+        trades_recorded = recorded[1],
+        alerts_fired = metrics.alerts_fired.get(),
+        alerts_written_to_file = sink("file"),
+        "stopped"
+    );
 }
 
 #[cfg(test)]

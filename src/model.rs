@@ -1,4 +1,5 @@
-//! The normalized events every stage of the pipeline speaks: [`Trade`], [`Symbol`], [`FeedId`]
+//! The normalized events every stage of the pipeline speaks: [`Trade`], [`Quote`], [`Symbol`],
+//! [`FeedId`], [`CoreEvent`] (what the analytics core consumes)
 //! and nanosecond [`Timestamp`]s.
 //!
 //! Sources (replay files, live WebSocket feeds, recovery) turn their own formats into these types;
@@ -62,7 +63,7 @@ impl serde::Serialize for Symbol {
 }
 
 /// Index of a feed (a replay source, a live connection, or the recovery) in the
-/// [`FeedRegistry`](crate::feeds::FeedRegistry). Small and `Copy`, so every trade can carry it.
+/// [`FeedRegistry`](crate::health::FeedRegistry). Small and `Copy`, so every trade can carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FeedId(pub u16);
 
@@ -155,6 +156,26 @@ pub fn wall_clock_now() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// What every source sends the analytics core: trades (merged in event time when they come from
+/// several files), quotes, recovered trades, and a source's end.
+#[derive(Debug)]
+pub enum CoreEvent {
+    /// Trades in event-time order.
+    Trades(Vec<Trade>),
+    /// Trades read back from the recording at start (`--recover`): applied like others, not
+    /// logged again.
+    Recovered(Vec<Trade>),
+    /// Best bid/offer updates.
+    Quotes(Vec<Quote>),
+    /// A source ended after the trades before this event: cleanly (`None`) or with an error.
+    SourceEnded {
+        /// The feed that ended.
+        feed: FeedId,
+        /// The error that ended it, if any.
+        error: Option<String>,
+    },
 }
 
 #[cfg(test)]

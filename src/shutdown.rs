@@ -1,4 +1,5 @@
-//! Shutdown: the signals that stop the service, and the deadline for draining.
+//! Shutdown: the signals that stop the service, the deadline for draining, and the spawning of
+//! tasks whose end shutdown waits for.
 
 use std::time::Duration;
 
@@ -31,4 +32,20 @@ pub async fn signal() {
         _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
         _ = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
+}
+
+/// Spawns `task` on `tasks` (the tracker shutdown waits on); a panic is logged, never silent.
+pub fn spawn_reported(
+    tasks: &tokio_util::task::TaskTracker,
+    name: &'static str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let inner = tokio::spawn(task);
+    tasks.spawn(async move {
+        if let Err(error) = inner.await
+            && error.is_panic()
+        {
+            tracing::error!(task = name, %error, "task panicked");
+        }
+    });
 }

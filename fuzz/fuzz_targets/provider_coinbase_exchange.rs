@@ -3,8 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickstream::feeds::connector::Provider;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = tickstream_fuzz_support::parse_frames(Provider::CoinbaseExchange, data);
+    let _ = tickstream_fuzz_support::parse_frames(tickstream::feeds::coinbase_exchange::PROVIDER, data);
 });

@@ -3,7 +3,7 @@
 //! integration tests include this file too (`tests/it/fuzz_regressions.rs`), to replay the seeds
 //! and past crashes through exactly the same code.
 
-use tickstream::feeds::connector::Provider;
+use tickstream::feeds::Provider;
 use tickstream::feeds::event::{FeedEvent, ParseContext};
 use tickstream::model::{FeedId, Trade, check_trade_values};
 use tickstream::replay::{ReplayFormat, read_bytes};

@@ -424,8 +424,10 @@ mod tests {
     const SEC: i64 = 1_000_000_000;
 
     fn engine() -> Engine {
-        let windows = crate::config::parse_windows(&["10s".to_string()]).expect("windows");
-        let intervals = crate::config::parse_intervals(&["1s".to_string()]).expect("intervals");
+        let windows =
+            crate::analytics::WindowSpec::parse_list(&["10s".to_string()]).expect("windows");
+        let intervals =
+            crate::analytics::IntervalSpec::parse_list(&["1s".to_string()]).expect("intervals");
         Engine::new(windows.into(), SEC).with_candles(intervals.into(), 100)
     }
 
@@ -434,7 +436,8 @@ mod tests {
             .iter()
             .map(|r| serde_json::from_str(r).expect("rule"))
             .collect();
-        let intervals = crate::config::parse_intervals(&["1s".to_string()]).expect("intervals");
+        let intervals =
+            crate::analytics::IntervalSpec::parse_list(&["1s".to_string()]).expect("intervals");
         let book =
             RuleBook::new(&specs, Arc::clone(engine.windows()), intervals.into()).expect("book");
         AlertEvaluator::new(Arc::new(book))

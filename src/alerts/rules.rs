@@ -22,9 +22,9 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::{IntervalSpec, WindowSpec};
-use crate::config::parse_duration;
 use crate::indicators::{Indicator, RawParams};
 use crate::model::Symbol;
+use crate::units::parse_duration;
 
 /// Cooldown of a rule that names none.
 pub const DEFAULT_COOLDOWN: &str = "60s";
@@ -719,13 +719,13 @@ mod tests {
     use super::*;
 
     fn windows() -> Arc<[WindowSpec]> {
-        crate::config::parse_windows(&["1m".to_string(), "5m".to_string()])
+        crate::analytics::WindowSpec::parse_list(&["1m".to_string(), "5m".to_string()])
             .expect("windows")
             .into()
     }
 
     fn intervals() -> Arc<[IntervalSpec]> {
-        crate::config::parse_intervals(&["1m".to_string()])
+        crate::analytics::IntervalSpec::parse_list(&["1m".to_string()])
             .expect("intervals")
             .into()
     }

@@ -20,6 +20,7 @@ use imbl::Vector;
 
 use crate::analytics::window::CompensatedSum;
 use crate::model::Timestamp;
+use crate::units::{UnitError, duration_nanos, parse_duration};
 
 /// Nanoseconds per millisecond.
 const NANOS_PER_MILLI: i64 = 1_000_000;
@@ -34,6 +35,47 @@ pub struct IntervalSpec {
     pub label: String,
     /// Length in nanoseconds: a positive whole number of milliseconds.
     pub length: i64,
+}
+
+/// Most candles a symbol may keep per interval (memory: about 96 bytes each).
+pub const MAX_CANDLE_HISTORY: usize = 100_000;
+
+impl IntervalSpec {
+    /// Parses candle intervals: each a positive whole number of milliseconds, no two alike, at
+    /// least one.
+    pub fn parse_list(labels: &[String]) -> Result<Vec<IntervalSpec>, UnitError> {
+        if labels.is_empty() {
+            return Err(UnitError::new(
+                "intervals",
+                "at least one interval is needed",
+            ));
+        }
+        let mut intervals: Vec<IntervalSpec> = Vec::with_capacity(labels.len());
+        for label in labels {
+            let label = label.trim();
+            let length = duration_nanos("intervals", parse_duration("intervals", label)?)?;
+            if length <= 0 || length % 1_000_000 != 0 {
+                return Err(UnitError::new(
+                    "intervals",
+                    format!("{label:?} is not a positive whole number of milliseconds"),
+                ));
+            }
+            if let Some(same) = intervals
+                .iter()
+                .find(|i| i.length == length || i.label == label)
+            {
+                return Err(UnitError::new(
+                    "intervals",
+                    format!("{label:?} and {:?} are the same interval", same.label),
+                ));
+            }
+            intervals.push(IntervalSpec {
+                label: label.to_string(),
+                length,
+            });
+        }
+        Ok(intervals)
+    }
 }
 
 /// One OHLCV bar.

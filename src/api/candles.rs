@@ -15,11 +15,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
+use crate::analytics::candles::MAX_CANDLE_HISTORY;
 use crate::analytics::{Candle, CandleView, SymbolSnapshot};
-use crate::config::{MAX_CANDLE_HISTORY, parse_duration};
 use crate::indicators::cache::CacheKey;
 use crate::indicators::{Indicator, IndicatorSeries};
 use crate::model::{Symbol, Timestamp, to_millis};
+use crate::units::parse_duration;
 
 /// Bars returned when no `limit` is given.
 pub const DEFAULT_CANDLE_LIMIT: usize = 100;

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::candles::{SymbolCandles, bounded, interval_index};
 use super::error::ErrorBody;
 use super::{ApiError, ApiPath, ApiQuery, AppState};
-use crate::config::MAX_CANDLE_HISTORY;
+use crate::analytics::candles::MAX_CANDLE_HISTORY;
 use crate::indicators::{Indicator, IndicatorError, IndicatorValue, RawParams};
 use crate::model::{Symbol, to_millis};
 

@@ -23,6 +23,7 @@ pub mod system;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, MatchedPath, Query, Request, State};
@@ -35,7 +36,7 @@ use crate::alerts::RuleBook;
 use crate::alerts::sink::{AlertLog, StreamEvent};
 use crate::analytics::snapshot::SnapshotStore;
 use crate::analytics::{IntervalSpec, WindowSpec};
-use crate::feeds::FeedRegistry;
+use crate::health::FeedRegistry;
 use crate::indicators::cache::IndicatorCache;
 use crate::metrics::{HttpLabels, Metrics};
 pub use error::ApiError;
@@ -68,7 +69,7 @@ pub struct AppState {
     /// Cancelled when the service starts shutting down (ends live streams).
     pub stopping: tokio_util::sync::CancellationToken,
     /// The bearer token that endpoints changing state require, if configured.
-    pub api_token: Option<crate::feeds::connector::Secret>,
+    pub api_token: Option<crate::secret::Secret>,
     /// Requests in flight and how long one may take.
     pub limits: HttpLimits,
 }
@@ -80,7 +81,7 @@ impl AppState {
         snapshots: Arc<SnapshotStore>,
         windows: Arc<[WindowSpec]>,
         intervals: Arc<[IntervalSpec]>,
-        cache: crate::config::CacheSettings,
+        cache: crate::indicators::cache::CacheSettings,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let rules = RuleBook::new(&[], Arc::clone(&windows), Arc::clone(&intervals))
@@ -96,10 +97,10 @@ impl AppState {
             rules: Arc::new(rules),
             alerts: Arc::new(AlertLog::new(crate::alerts::sink::RECENT_ALERTS)),
             stream: tokio::sync::broadcast::channel(crate::alerts::sink::STREAM_CAPACITY).0,
-            stream_throttle: crate::config::DEFAULT_STREAM_THROTTLE,
+            stream_throttle: DEFAULT_STREAM_THROTTLE,
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: None,
-            limits: HttpLimits::new(crate::config::DEFAULT_HTTP_LIMITS),
+            limits: HttpLimits::new(DEFAULT_HTTP_LIMITS),
         }
     }
 }
@@ -121,6 +122,41 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Serves the API on `listener` until `shutdown` completes (then finishes the requests in flight).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Small JSON answers: send them at once rather than waiting for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on an HTTP connection");
+        }
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Bounds on the HTTP API's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimitSettings {
+    /// Requests handled at once (the live stream aside); more are answered 503 at once.
+    pub max_in_flight: usize,
+    /// Longest time one request may take, receiving its body included.
+    pub timeout: Duration,
+}
+
+/// Default HTTP limits: 1,024 requests in flight, 10 s each.
+pub const DEFAULT_HTTP_LIMITS: HttpLimitSettings = HttpLimitSettings {
+    max_in_flight: 1024,
+    timeout: Duration::from_secs(10),
+};
+
+/// Default least time between two `stats` events of one symbol on the live stream.
+pub const DEFAULT_STREAM_THROTTLE: Duration = Duration::from_millis(250);
+
 /// The largest request body accepted (alert rules are a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -135,7 +171,7 @@ pub struct HttpLimits {
 
 impl HttpLimits {
     /// Limits as configured.
-    pub fn new(settings: crate::config::HttpLimitSettings) -> Self {
+    pub fn new(settings: HttpLimitSettings) -> Self {
         HttpLimits {
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight)),
             max_in_flight: settings.max_in_flight,

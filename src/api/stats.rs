@@ -135,7 +135,7 @@ fn window_index(state: &AppState, label: &str) -> Result<usize, ApiError> {
         .iter()
         .position(|w| w.label == label)
         .or_else(|| {
-            let length = crate::config::parse_duration("window", label)
+            let length = crate::units::parse_duration("window", label)
                 .ok()?
                 .as_nanos();
             state

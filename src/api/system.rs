@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::feeds::FeedView;
+use crate::health::FeedView;
 
 /// The body of `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Serialize, ToSchema)]

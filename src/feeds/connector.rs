@@ -25,233 +25,20 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::feeds::event::{FeedEvent, FrameError, ParseContext};
+use crate::feeds::event::{FeedEvent, ParseContext};
 use crate::feeds::reconnect::{Backoff, ReconnectPolicy, Retry};
-use crate::feeds::{
-    Disconnect, FeedState, FeedStatus, alpaca, binance, coinbase, finnhub, kraken, polygon,
-};
+use crate::feeds::venue::{Credentials, Provider, Subscription};
+use crate::health::{Disconnect, FeedState, FeedStatus};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 use crate::record::{Direction, FrameRecord, RecordSender, mask};
-
-/// The market-data providers tickstream speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    /// Binance spot combined streams.
-    Binance,
-    /// Coinbase Advanced Trade market data.
-    Coinbase,
-    /// Coinbase Exchange (the legacy public feed).
-    CoinbaseExchange,
-    /// Kraken spot v2.
-    Kraken,
-    /// Finnhub trades (API key required).
-    Finnhub,
-    /// Alpaca market data v2, stocks (key and secret required).
-    Alpaca,
-    /// Polygon.io (Massive) stocks (API key required).
-    Polygon,
-}
-
-impl Provider {
-    /// The provider's name in configuration and `/v1/feeds`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Binance => "binance",
-            Provider::Coinbase => "coinbase",
-            Provider::CoinbaseExchange => "coinbase-exchange",
-            Provider::Kraken => "kraken",
-            Provider::Finnhub => "finnhub",
-            Provider::Alpaca => "alpaca",
-            Provider::Polygon => "polygon",
-        }
-    }
-
-    /// Every provider, for help texts.
-    pub const ALL: [Provider; 7] = [
-        Provider::Binance,
-        Provider::Coinbase,
-        Provider::CoinbaseExchange,
-        Provider::Kraken,
-        Provider::Finnhub,
-        Provider::Alpaca,
-        Provider::Polygon,
-    ];
-
-    /// The names [`from_name`](Self::from_name) knows, for error messages: `binance, …`.
-    pub fn known_names() -> String {
-        Provider::ALL.map(Provider::name).join(", ")
-    }
-
-    /// The environment variable that holds the API key, for providers that need one.
-    pub fn default_key_env(self) -> Option<&'static str> {
-        match self {
-            Provider::Finnhub => Some(finnhub::DEFAULT_KEY_ENV),
-            Provider::Alpaca => Some(alpaca::DEFAULT_KEY_ENV),
-            Provider::Polygon => Some(polygon::DEFAULT_KEY_ENV),
-            _ => None,
-        }
-    }
-
-    /// The environment variable that holds the API secret, for providers that need one.
-    pub fn default_secret_env(self) -> Option<&'static str> {
-        match self {
-            Provider::Alpaca => Some(alpaca::DEFAULT_SECRET_ENV),
-            _ => None,
-        }
-    }
-
-    /// Whether trade ids are consecutive per symbol (so a jump is a gap).
-    fn sequential_trade_ids(self) -> bool {
-        !matches!(
-            self,
-            Provider::Alpaca | Provider::Finnhub | Provider::Polygon
-        )
-    }
-
-    /// Whether the venue acknowledges subscriptions (otherwise the feed is live once they are
-    /// sent).
-    fn acknowledges(self) -> bool {
-        !matches!(self, Provider::Finnhub)
-    }
-
-    /// Parses a provider name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "binance" => Some(Provider::Binance),
-            "coinbase" => Some(Provider::Coinbase),
-            "coinbase-exchange" => Some(Provider::CoinbaseExchange),
-            "kraken" => Some(Provider::Kraken),
-            "finnhub" => Some(Provider::Finnhub),
-            "alpaca" => Some(Provider::Alpaca),
-            "polygon" | "massive" => Some(Provider::Polygon),
-            _ => None,
-        }
-    }
-
-    /// The provider's public endpoint.
-    pub fn default_url(self) -> &'static str {
-        match self {
-            Provider::Binance => binance::DEFAULT_URL,
-            Provider::Coinbase => coinbase::ADVANCED_TRADE_URL,
-            Provider::CoinbaseExchange => coinbase::EXCHANGE_URL,
-            Provider::Kraken => kraken::DEFAULT_URL,
-            Provider::Finnhub => finnhub::DEFAULT_URL,
-            Provider::Alpaca => alpaca::DEFAULT_URL,
-            Provider::Polygon => polygon::DEFAULT_URL,
-        }
-    }
-
-    /// Channels subscribed when none are configured.
-    pub fn default_channels(self) -> Vec<String> {
-        match self {
-            Provider::Binance => vec!["trade".into(), "bookTicker".into()],
-            Provider::Coinbase => vec!["market_trades".into(), "ticker".into()],
-            Provider::CoinbaseExchange => vec!["matches".into(), "ticker".into()],
-            Provider::Kraken => vec!["trade".into(), "ticker".into()],
-            Provider::Finnhub => vec!["trade".into()],
-            Provider::Alpaca => vec!["trades".into(), "quotes".into()],
-            Provider::Polygon => vec!["T".into(), "Q".into()],
-        }
-    }
-
-    /// How often the client must send an application-level ping, if the venue wants one.
-    pub fn app_ping_every(self) -> Option<Duration> {
-        match self {
-            Provider::Kraken => Some(Duration::from_secs(10)),
-            _ => None,
-        }
-    }
-
-    /// The application-level ping with request id `id`.
-    fn app_ping(self, id: u64) -> Option<String> {
-        match self {
-            Provider::Kraken => Some(kraken::ping(id)),
-            _ => None,
-        }
-    }
-
-    /// Silence after which a connection is considered dead.
-    pub fn stale_after(self) -> Duration {
-        match self {
-            // Binance pings every 20 s even when a stream is quiet.
-            Provider::Binance => Duration::from_secs(45),
-            // Both Coinbase APIs send a heartbeat every second once subscribed.
-            Provider::Coinbase | Provider::CoinbaseExchange => Duration::from_secs(10),
-            // Heartbeats ~1/s once subscribed, pongs to our pings every 10 s.
-            Provider::Kraken => Duration::from_secs(15),
-            // Finnhub pings about once a minute, and its sockets are known to go silent.
-            Provider::Finnhub => Duration::from_secs(90),
-            // Alpaca sends no heartbeat: quiet symbols outside market hours are silent for long.
-            Provider::Alpaca | Provider::Polygon => Duration::from_secs(300),
-        }
-    }
-
-    fn connect_url(self, base: &str, credentials: Option<&Credentials>) -> String {
-        match self {
-            Provider::Binance => binance::stream_url(base),
-            Provider::Finnhub => match credentials {
-                Some(credentials) => finnhub::url_with_token(base, credentials.key.expose()),
-                None => base.to_string(),
-            },
-            Provider::Coinbase
-            | Provider::CoinbaseExchange
-            | Provider::Kraken
-            | Provider::Alpaca
-            | Provider::Polygon => base.to_string(),
-        }
-    }
-
-    fn handshake(self, spec: &FeedSpec) -> Vec<String> {
-        match self {
-            Provider::Polygon => {
-                let key = spec.credentials.as_ref().map_or("", |c| c.key.expose());
-                polygon::handshake(key, &spec.symbols, &spec.channels)
-            }
-            Provider::Alpaca => {
-                let (key, secret) = spec.credentials.as_ref().map_or(("", ""), |c| {
-                    (c.key.expose(), c.secret.as_ref().map_or("", Secret::expose))
-                });
-                alpaca::handshake(key, secret, &spec.symbols, &spec.channels)
-            }
-            Provider::Finnhub => finnhub::subscriptions(&spec.symbols),
-            Provider::Kraken => kraken::subscriptions(&spec.symbols, &spec.channels),
-            Provider::Binance => vec![binance::subscribe_request(&spec.symbols, &spec.channels, 1)],
-            Provider::Coinbase => {
-                coinbase::advanced_trade_subscriptions(&spec.symbols, &spec.channels)
-            }
-            Provider::CoinbaseExchange => {
-                vec![coinbase::exchange_subscription(
-                    &spec.symbols,
-                    &spec.channels,
-                )]
-            }
-        }
-    }
-
-    /// Parses one text frame of this provider into `out`.
-    pub fn parse(
-        self,
-        text: &str,
-        ctx: &mut ParseContext,
-        out: &mut Vec<FeedEvent>,
-    ) -> Result<(), FrameError> {
-        match self {
-            Provider::Binance => binance::parse(text, ctx, out),
-            Provider::Coinbase => coinbase::parse_advanced_trade(text, ctx, out),
-            Provider::CoinbaseExchange => coinbase::parse_exchange(text, ctx, out),
-            Provider::Kraken => kraken::parse(text, ctx, out),
-            Provider::Finnhub => finnhub::parse(text, ctx, out),
-            Provider::Alpaca => alpaca::parse(text, ctx, out),
-            Provider::Polygon => polygon::parse(text, ctx, out),
-        }
-    }
-}
 
 /// One configured live feed.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,37 +53,6 @@ pub struct FeedSpec {
     pub channels: Vec<String>,
     /// API credentials, read from the environment (never logged or shown).
     pub credentials: Option<Credentials>,
-}
-
-/// A secret string: its `Debug` shows nothing, and it is only read through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// A feed's credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// API key or token.
-    pub key: Secret,
-    /// API secret, for providers that have one.
-    pub secret: Option<Secret>,
 }
 
 /// Connection limits and timing shared by all connectors.
@@ -355,6 +111,8 @@ enum Ended {
     Failed(Disconnect, String),
 }
 
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 /// The live stream of `spec`'s trades and quotes, tagged with `feed`; state and counters go to
 /// `status`.
 pub fn live_stream(
@@ -363,232 +121,447 @@ pub fn live_stream(
     feed: FeedId,
     status: Arc<FeedStatus>,
 ) -> impl Stream<Item = FeedBatch> + Send + 'static {
+    let mut connector = Connector::new(spec, settings, feed, status);
     async_stream::stream! {
-        let mut backoff = Backoff::new(settings.reconnect.clone());
-        let mut ctx = ParseContext::new(feed);
-        let mut last_trade_ids: HashMap<Symbol, u64> = HashMap::new();
-        let stale_after = settings.stale_after.unwrap_or(spec.provider.stale_after());
-        let url = spec.provider.connect_url(&spec.url, spec.credentials.as_ref());
+        loop {
+            let started = Instant::now();
+            let ended = match connector.connect().await {
+                Err(ended) => ended,
+                Ok(mut connection) => {
+                    let ended = match connector.subscribe(&mut connection).await {
+                        Err(ended) => ended,
+                        Ok(()) => loop {
+                            match connector.next_batch(&mut connection).await {
+                                Ok(batch) => yield batch,
+                                Err(ended) => break ended,
+                            }
+                        },
+                    };
+                    connector.close(connection, ended).await
+                }
+            };
+            if !connector.back_off(ended, started).await {
+                return;
+            }
+        }
+    }
+}
+
+/// One feed across its connections: what outlives a reconnect.
+struct Connector {
+    spec: FeedSpec,
+    settings: ConnectorSettings,
+    status: Arc<FeedStatus>,
+    backoff: Backoff,
+    ctx: ParseContext,
+    /// The last trade id per symbol, for gap checks on venues with consecutive ids.
+    last_trade_ids: HashMap<Symbol, u64>,
+    stale_after: Duration,
+    url: String,
+    config: WebSocketConfig,
+    connections: u64,
+    /// The credentials' values, masked out of recorded frames.
+    secrets: Vec<String>,
+    /// The parsed events of the current frame (reused).
+    events: Vec<FeedEvent>,
+}
+
+/// One open connection.
+struct Connection {
+    socket: Socket,
+    /// `<feed>-<n>`: how recordings name the connection.
+    name: String,
+    last_frame: Instant,
+    app_ping: Option<tokio::time::Interval>,
+    ping_id: u64,
+    /// The venue's last error message, named in the disconnect reason.
+    venue_error: Option<String>,
+    /// The end a frame announced, taken after its batch is delivered.
+    ending: Option<Ended>,
+}
+
+impl Connector {
+    fn new(
+        spec: FeedSpec,
+        settings: ConnectorSettings,
+        feed: FeedId,
+        status: Arc<FeedStatus>,
+    ) -> Self {
+        let stale_after = settings
+            .stale_after
+            .unwrap_or_else(|| spec.provider.stale_after());
+        let url = spec
+            .provider
+            .connect_url(&spec.url, spec.credentials.as_ref());
         let config = WebSocketConfig::default()
             .max_message_size(Some(settings.max_message_bytes))
             .max_frame_size(Some(settings.max_message_bytes));
-        let mut connections = 0u64;
-        let secrets: Vec<String> = spec
+        let secrets = spec
             .credentials
             .iter()
-            .flat_map(|c| std::iter::once(c.key.expose().to_string()).chain(c.secret.iter().map(|s| s.expose().to_string())))
+            .flat_map(|c| std::iter::once(&c.key).chain(c.secret.iter()))
+            .map(|secret| secret.expose().to_string())
             .collect();
-        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        loop {
-            status.set_state(FeedState::Connecting);
-            let started = Instant::now();
-            let connected = tokio::select! {
-                _ = settings.cancel.cancelled() => return,
-                connected = tokio::time::timeout(
-                    settings.connect_timeout,
-                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
-                ) => connected,
-            };
-            let ended = match connected {
-                Err(_) => Ended::Failed(Disconnect::ConnectFailed, "connect timed out".into()),
-                Ok(Err(error)) => Ended::Failed(Disconnect::ConnectFailed, format!("connect failed: {error}")),
-                Ok(Ok((mut socket, _response))) => {
-                    connections += 1;
-                    ctx.reset_sequences();
-                    let conn = format!("{}-{connections}", status.name());
-                    let record = |dir: Direction, text: Option<String>, url: Option<String>| FrameRecord {
-                        recv_ns: wall_clock_now(),
-                        conn: conn.clone(),
-                        provider: spec.provider.name(),
-                        dir,
-                        text,
-                        url,
-                    };
-                    if let Some(recorder) = &settings.recorder {
-                        let _ = recorder.send(record(Direction::Connect, None, Some(spec.url.clone()))).await;
-                    }
-                    if connections > 1 {
-                        status.reconnected();
-                    }
-                    status.set_state(FeedState::Subscribing);
-                    let mut ended = None;
-                    for request in spec.provider.handshake(&spec) {
-                        if let Some(recorder) = &settings.recorder {
-                            let masked = mask(&request, &secrets);
-                            let _ = recorder.send(record(Direction::Out, Some(masked), None)).await;
-                        }
-                        if let Err(error) = socket.send(Message::text(request)).await {
-                            ended = Some(Ended::Failed(Disconnect::SendFailed, format!("subscribe failed: {error}")));
-                            break;
-                        }
-                    }
-                    if ended.is_none() && !spec.provider.acknowledges() {
-                        status.set_state(FeedState::Live);
-                    }
-                    let mut events = Vec::new();
-                    let mut last_frame = Instant::now();
-                    let mut app_ping = spec.provider.app_ping_every().map(|every| {
-                        tokio::time::interval_at(Instant::now() + every, every)
-                    });
-                    let mut ping_id = 0u64;
-                    let mut venue_error: Option<String> = None;
-                    while ended.is_none() {
-                        // Silence is measured from the last frame, whatever we send meanwhile.
-                        let next = tokio::select! {
-                            // Stopping: the loop ends and the socket is closed with a handshake.
-                            _ = settings.cancel.cancelled() => {
-                                ended = Some(Ended::Cancelled);
-                                break;
-                            }
-                            next = socket.next() => Ok(next),
-                            _ = tokio::time::sleep_until(last_frame + stale_after) => Err(()),
-                            _ = async {
-                                match app_ping.as_mut() {
-                                    Some(interval) => { interval.tick().await; }
-                                    None => std::future::pending::<()>().await,
-                                }
-                            } => {
-                                ping_id += 1;
-                                if let Some(ping) = spec.provider.app_ping(ping_id)
-                                    && let Err(error) = socket.send(Message::text(ping)).await {
-                                        ended = Some(Ended::Failed(Disconnect::SendFailed, format!("ping failed: {error}")));
-                                    }
-                                continue;
-                            }
-                        };
-                        last_frame = Instant::now();
-                        let message = match next {
-                            Err(_) => {
-                                ended = Some(Ended::Failed(Disconnect::Stale, format!("no frame for {stale_after:?}: stale feed")));
-                                break;
-                            }
-                            Ok(None) => {
-                                ended = Some(Ended::Failed(Disconnect::Closed, "connection closed".into()));
-                                break;
-                            }
-                            Ok(Some(Err(error))) => {
-                                ended = Some(Ended::Failed(Disconnect::of_read_error(&error), format!("read failed: {error}")));
-                                break;
-                            }
-                            Ok(Some(Ok(message))) => message,
-                        };
-                        let receive_ts = wall_clock_now();
-                        status.saw_frame(to_millis(receive_ts));
-                        let text = match &message {
-                            Message::Text(text) => text.as_str(),
-                            Message::Close(frame) => {
-                                ended = Some(Ended::Failed(Disconnect::Closed, format!("closed by the venue: {frame:?}")));
-                                break;
-                            }
-                            // Pings (answered by the transport), pongs and binary frames: life only.
-                            _ => continue,
-                        };
-                        ctx.receive_ts = receive_ts;
-                        if let Some(recorder) = &settings.recorder {
-                            let mut line = record(Direction::In, Some(text.to_string()), None);
-                            line.recv_ns = receive_ts;
-                            let _ = recorder.send(line).await;
-                        }
-                        events.clear();
-                        let parsed = spec.provider.parse(text, &mut ctx, &mut events);
-                        let sequence_gaps = ctx.take_gaps();
-                        if sequence_gaps > 0 {
-                            status.gaps.fetch_add(sequence_gaps, Ordering::Relaxed);
-                        }
-                        if let Err(error) = parsed {
-                            status.malformed.inc();
-                            let count = status.malformed.get();
-                            if count <= PARSE_ERRORS_LOGGED || count.is_multiple_of(PARSE_ERROR_LOG_EVERY) {
-                                let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-                                tracing::warn!(feed = status.name(), parse_errors = count, %error, frame = %excerpt, "skipping a frame that does not parse");
-                            }
-                            continue;
-                        }
-                        let mut batch = FeedBatch::default();
-                        for event in events.drain(..) {
-                            match event {
-                                FeedEvent::Trade(trade) => {
-                                    if let Some(id) = trade.trade_id.filter(|_| spec.provider.sequential_trade_ids()) {
-                                        let last = last_trade_ids.insert(trade.symbol.clone(), id);
-                                        if last.is_some_and(|last| id > last + 1) {
-                                            status.gaps.fetch_add(1, Ordering::Relaxed);
-                                        }
-                                    }
-                                    status.set_lag_ms((trade.receive_ts - trade.exchange_ts) / 1_000_000);
-                                    batch.trades.push(trade);
-                                }
-                                FeedEvent::Quote(quote) => {
-                                    status.quotes.fetch_add(1, Ordering::Relaxed);
-                                    batch.quotes.push(quote);
-                                }
-                                FeedEvent::Ack => status.set_state(FeedState::Live),
-                                FeedEvent::Heartbeat => {}
-                                FeedEvent::ServerShutdown => {
-                                    ended = Some(Ended::Failed(Disconnect::VenueShutdown, "the venue announced a shutdown".into()));
-                                }
-                                FeedEvent::ProviderError { code, message } => {
-                                    tracing::warn!(feed = status.name(), ?code, %message, "the venue reported an error");
-                                    let text = match code {
-                                        Some(code) => format!("venue error {code}: {message}"),
-                                        None => format!("venue error: {message}"),
-                                    };
-                                    status.set_error(text.clone());
-                                    venue_error = Some(text);
-                                }
-                            }
-                        }
-                        if !batch.trades.is_empty() || !batch.quotes.is_empty() {
-                            if status.state() == FeedState::Subscribing {
-                                status.set_state(FeedState::Live);
-                            }
-                            status.rows.inc_by(batch.trades.len() as u64);
-                            yield batch;
-                        }
-                    }
-                    // A WebSocket close (bounded: a venue that does not answer is not waited
-                    // for).
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
-                    if let Some(recorder) = &settings.recorder {
-                        let reason = match &ended {
-                            Some(Ended::Failed(_, reason)) => reason.clone(),
-                            _ => "stopped".to_string(),
-                        };
-                        let _ = recorder.send(record(Direction::Close, Some(reason), None)).await;
-                    }
-                    match (ended, venue_error) {
-                        (Some(Ended::Failed(_, reason)), Some(error)) => {
-                            Ended::Failed(Disconnect::VenueShutdown, format!("{reason} (after {error})"))
-                        }
-                        (ended, _) => ended.unwrap_or(Ended::Cancelled),
-                    }
-                }
-            };
-            let (kind, reason) = match ended {
-                Ended::Cancelled => return,
-                Ended::Failed(kind, reason) => {
-                    status.disconnected(kind);
-                    (kind, reason)
-                }
-            };
-            status.set_error(reason.clone());
-            let retry = backoff.next(started.elapsed());
-            let state = match retry {
-                Retry::Backoff(_) => FeedState::Backoff,
-                Retry::CircuitOpen(_) => {
-                    status.circuit_opens.fetch_add(1, Ordering::Relaxed);
-                    FeedState::CircuitOpen
-                }
-            };
-            status.set_state(state);
-            if kind == Disconnect::ConnectFailed {
-                tracing::warn!(feed = status.name(), %reason, delay = ?retry.delay(), failures = backoff.failures(), "cannot connect; retrying");
-            } else {
-                tracing::warn!(feed = status.name(), %reason, delay = ?retry.delay(), failures = backoff.failures(), "feed disconnected; retrying");
+        Connector {
+            backoff: Backoff::new(settings.reconnect.clone()),
+            ctx: ParseContext::new(feed),
+            last_trade_ids: HashMap::new(),
+            stale_after,
+            url,
+            config,
+            connections: 0,
+            secrets,
+            events: Vec::new(),
+            spec,
+            settings,
+            status,
+        }
+    }
+
+    /// Opens a connection (bounded by the connect timeout).
+    async fn connect(&mut self) -> Result<Connection, Ended> {
+        self.status.set_state(FeedState::Connecting);
+        let connected = tokio::select! {
+            _ = self.settings.cancel.cancelled() => return Err(Ended::Cancelled),
+            connected = tokio::time::timeout(
+                self.settings.connect_timeout,
+                tokio_tungstenite::connect_async_with_config(
+                    self.url.as_str(),
+                    Some(self.config),
+                    true,
+                ),
+            ) => connected,
+        };
+        let socket = match connected {
+            Err(_) => {
+                return Err(Ended::Failed(
+                    Disconnect::ConnectFailed,
+                    "connect timed out".into(),
+                ));
             }
-            tokio::select! {
-                _ = settings.cancel.cancelled() => return,
-                _ = tokio::time::sleep(retry.delay()) => {}
+            Ok(Err(error)) => {
+                return Err(Ended::Failed(
+                    Disconnect::ConnectFailed,
+                    format!("connect failed: {error}"),
+                ));
+            }
+            Ok(Ok((socket, _response))) => socket,
+        };
+        self.connections += 1;
+        self.ctx.reset_sequences();
+        let connection = Connection {
+            socket,
+            name: format!("{}-{}", self.status.name(), self.connections),
+            last_frame: Instant::now(),
+            app_ping: None,
+            ping_id: 0,
+            venue_error: None,
+            ending: None,
+        };
+        let url = Some(self.spec.url.clone());
+        self.record(&connection, Direction::Connect, None, url, wall_clock_now())
+            .await;
+        if self.connections > 1 {
+            self.status.reconnected();
+        }
+        Ok(connection)
+    }
+
+    /// Sends the venue's handshake; starts the silence clock and the application pings.
+    async fn subscribe(&mut self, connection: &mut Connection) -> Result<(), Ended> {
+        self.status.set_state(FeedState::Subscribing);
+        let subscription = Subscription {
+            symbols: &self.spec.symbols,
+            channels: &self.spec.channels,
+            credentials: self.spec.credentials.as_ref(),
+        };
+        for request in self.spec.provider.handshake(&subscription) {
+            if self.settings.recorder.is_some() {
+                let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+                let masked = mask(&request, &secrets);
+                self.record(
+                    connection,
+                    Direction::Out,
+                    Some(masked),
+                    None,
+                    wall_clock_now(),
+                )
+                .await;
+            }
+            if let Err(error) = connection.socket.send(Message::text(request)).await {
+                return Err(Ended::Failed(
+                    Disconnect::SendFailed,
+                    format!("subscribe failed: {error}"),
+                ));
             }
         }
+        if !self.spec.provider.acknowledges() {
+            self.status.set_state(FeedState::Live);
+        }
+        connection.last_frame = Instant::now();
+        connection.app_ping = self
+            .spec
+            .provider
+            .app_ping_every()
+            .map(|every| tokio::time::interval_at(Instant::now() + every, every));
+        Ok(())
+    }
+
+    /// Reads frames until one carries trades or quotes, or the connection ends.
+    async fn next_batch(&mut self, connection: &mut Connection) -> Result<FeedBatch, Ended> {
+        loop {
+            if let Some(ended) = connection.ending.take() {
+                return Err(ended);
+            }
+            let Connection {
+                socket,
+                last_frame,
+                app_ping,
+                ..
+            } = connection;
+            // Silence is measured from the last frame, whatever we send meanwhile.
+            let next = tokio::select! {
+                // Stopping: the socket is then closed with a handshake.
+                _ = self.settings.cancel.cancelled() => return Err(Ended::Cancelled),
+                next = socket.next() => Some(next),
+                _ = tokio::time::sleep_until(*last_frame + self.stale_after) => None,
+                _ = async {
+                    match app_ping.as_mut() {
+                        Some(interval) => { interval.tick().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {
+                    self.send_app_ping(connection).await?;
+                    continue;
+                }
+            };
+            connection.last_frame = Instant::now();
+            let message = match next {
+                None => {
+                    let reason = format!("no frame for {:?}: stale feed", self.stale_after);
+                    return Err(Ended::Failed(Disconnect::Stale, reason));
+                }
+                Some(None) => {
+                    return Err(Ended::Failed(
+                        Disconnect::Closed,
+                        "connection closed".into(),
+                    ));
+                }
+                Some(Some(Err(error))) => {
+                    let kind = disconnect_of(&error);
+                    return Err(Ended::Failed(kind, format!("read failed: {error}")));
+                }
+                Some(Some(Ok(message))) => message,
+            };
+            let receive_ts = wall_clock_now();
+            self.status.saw_frame(to_millis(receive_ts));
+            let text = match &message {
+                Message::Text(text) => text.as_str(),
+                Message::Close(frame) => {
+                    let reason = format!("closed by the venue: {frame:?}");
+                    return Err(Ended::Failed(Disconnect::Closed, reason));
+                }
+                // Pings (answered by the transport), pongs and binary frames: life only.
+                _ => continue,
+            };
+            self.ctx.receive_ts = receive_ts;
+            if self.settings.recorder.is_some() {
+                let text = Some(text.to_string());
+                self.record(connection, Direction::In, text, None, receive_ts)
+                    .await;
+            }
+            if let Some(batch) = self.parse(text, connection) {
+                return Ok(batch);
+            }
+        }
+    }
+
+    async fn send_app_ping(&mut self, connection: &mut Connection) -> Result<(), Ended> {
+        connection.ping_id += 1;
+        if let Some(ping) = self.spec.provider.app_ping(connection.ping_id)
+            && let Err(error) = connection.socket.send(Message::text(ping)).await
+        {
+            return Err(Ended::Failed(
+                Disconnect::SendFailed,
+                format!("ping failed: {error}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses one text frame: its trades and quotes as a batch (`None` when it has none), its
+    /// control events applied to the feed's state. A frame that does not parse is counted,
+    /// logged and skipped.
+    fn parse(&mut self, text: &str, connection: &mut Connection) -> Option<FeedBatch> {
+        self.events.clear();
+        let parsed = self
+            .spec
+            .provider
+            .parse(text, &mut self.ctx, &mut self.events);
+        let sequence_gaps = self.ctx.take_gaps();
+        if sequence_gaps > 0 {
+            self.status.gaps.fetch_add(sequence_gaps, Ordering::Relaxed);
+        }
+        if let Err(error) = parsed {
+            self.status.malformed.inc();
+            let count = self.status.malformed.get();
+            if count <= PARSE_ERRORS_LOGGED || count.is_multiple_of(PARSE_ERROR_LOG_EVERY) {
+                let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
+                tracing::warn!(feed = self.status.name(), parse_errors = count, %error, frame = %excerpt, "skipping a frame that does not parse");
+            }
+            return None;
+        }
+        let sequential = self.spec.provider.sequential_trade_ids();
+        let mut batch = FeedBatch::default();
+        for event in self.events.drain(..) {
+            match event {
+                FeedEvent::Trade(trade) => {
+                    if let Some(id) = trade.trade_id.filter(|_| sequential) {
+                        let last = self.last_trade_ids.insert(trade.symbol.clone(), id);
+                        if last.is_some_and(|last| id > last + 1) {
+                            self.status.gaps.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    self.status
+                        .set_lag_ms((trade.receive_ts - trade.exchange_ts) / 1_000_000);
+                    batch.trades.push(trade);
+                }
+                FeedEvent::Quote(quote) => {
+                    self.status.quotes.fetch_add(1, Ordering::Relaxed);
+                    batch.quotes.push(quote);
+                }
+                FeedEvent::Ack => self.status.set_state(FeedState::Live),
+                FeedEvent::Heartbeat => {}
+                FeedEvent::ServerShutdown => {
+                    connection.ending = Some(Ended::Failed(
+                        Disconnect::VenueShutdown,
+                        "the venue announced a shutdown".into(),
+                    ));
+                }
+                FeedEvent::ProviderError { code, message } => {
+                    tracing::warn!(feed = self.status.name(), ?code, %message, "the venue reported an error");
+                    let text = match code {
+                        Some(code) => format!("venue error {code}: {message}"),
+                        None => format!("venue error: {message}"),
+                    };
+                    self.status.set_error(text.clone());
+                    connection.venue_error = Some(text);
+                }
+            }
+        }
+        if batch.trades.is_empty() && batch.quotes.is_empty() {
+            return None;
+        }
+        if self.status.state() == FeedState::Subscribing {
+            self.status.set_state(FeedState::Live);
+        }
+        self.status.rows.inc_by(batch.trades.len() as u64);
+        Some(batch)
+    }
+
+    /// Closes the connection with a WebSocket close (bounded: a venue that does not answer is
+    /// not waited for); the reason it ended names the venue's last error.
+    async fn close(&mut self, mut connection: Connection, ended: Ended) -> Ended {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.socket.close(None)).await;
+        if self.settings.recorder.is_some() {
+            let reason = match &ended {
+                Ended::Failed(_, reason) => reason.clone(),
+                Ended::Cancelled => "stopped".to_string(),
+            };
+            self.record(
+                &connection,
+                Direction::Close,
+                Some(reason),
+                None,
+                wall_clock_now(),
+            )
+            .await;
+        }
+        match (ended, connection.venue_error) {
+            (Ended::Failed(_, reason), Some(error)) => Ended::Failed(
+                Disconnect::VenueShutdown,
+                format!("{reason} (after {error})"),
+            ),
+            (ended, _) => ended,
+        }
+    }
+
+    /// Counts the end of a connection and waits out the backoff; `false` when stopping.
+    async fn back_off(&mut self, ended: Ended, started: Instant) -> bool {
+        let (kind, reason) = match ended {
+            Ended::Cancelled => return false,
+            Ended::Failed(kind, reason) => {
+                self.status.disconnected(kind);
+                (kind, reason)
+            }
+        };
+        self.status.set_error(reason.clone());
+        let retry = self.backoff.next(started.elapsed());
+        let state = match retry {
+            Retry::Backoff(_) => FeedState::Backoff,
+            Retry::CircuitOpen(_) => {
+                self.status.circuit_opens.fetch_add(1, Ordering::Relaxed);
+                FeedState::CircuitOpen
+            }
+        };
+        self.status.set_state(state);
+        let (feed, delay, failures) = (self.status.name(), retry.delay(), self.backoff.failures());
+        if kind == Disconnect::ConnectFailed {
+            tracing::warn!(feed, %reason, ?delay, failures, "cannot connect; retrying");
+        } else {
+            tracing::warn!(feed, %reason, ?delay, failures, "feed disconnected; retrying");
+        }
+        tokio::select! {
+            _ = self.settings.cancel.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    /// Sends a frame or marker to the recorder, if recording (backpressure when it is behind).
+    async fn record(
+        &self,
+        connection: &Connection,
+        dir: Direction,
+        text: Option<String>,
+        url: Option<String>,
+        recv_ns: i64,
+    ) {
+        if let Some(recorder) = &self.settings.recorder {
+            let line = FrameRecord {
+                recv_ns,
+                conn: connection.name.clone(),
+                provider: self.spec.provider.name(),
+                dir,
+                text,
+                url,
+            };
+            let _ = recorder.send(line).await;
+        }
+    }
+}
+
+/// The reason a read error ended a connection.
+fn disconnect_of(error: &tokio_tungstenite::tungstenite::Error) -> Disconnect {
+    use std::io::ErrorKind;
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match error {
+        Error::ConnectionClosed | Error::AlreadyClosed => Disconnect::Closed,
+        Error::Capacity(_) => Disconnect::TooLarge,
+        Error::Utf8(_) => Disconnect::InvalidUtf8,
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Disconnect::Reset,
+        Error::Protocol(_) => Disconnect::Protocol,
+        Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::BrokenPipe
+            ) =>
+        {
+            Disconnect::Reset
+        }
+        _ => Disconnect::Io,
     }
 }

@@ -11,16 +11,40 @@
 //! Hits, misses (= computations) and evictions are counted in [`Metrics`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 
 use crate::analytics::candles::ClosedSequence;
-use crate::config::CacheSettings;
 use crate::indicators::{Indicator, IndicatorSeries};
 use crate::metrics::Metrics;
 use crate::model::Symbol;
+
+/// Default capacity of the indicator cache, in results (each a few kilobytes at most).
+pub const DEFAULT_INDICATOR_CACHE_CAPACITY: u64 = 10_000;
+/// Default time an indicator result may stay cached; results are keyed by the closed candles
+/// they were computed from, so this only bounds how long unused ones stay.
+pub const DEFAULT_INDICATOR_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Bounds of the indicator cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Most results held (0: nothing is kept, every request computes).
+    pub capacity: u64,
+    /// Longest time a result stays.
+    pub time_to_live: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            capacity: DEFAULT_INDICATOR_CACHE_CAPACITY,
+            time_to_live: DEFAULT_INDICATOR_CACHE_TTL,
+        }
+    }
+}
 
 /// What a cached result is computed from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

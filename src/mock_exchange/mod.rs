@@ -2,35 +2,10 @@
 //! format, with that provider's handshake, so the real connector runs against it unchanged and
 //! the whole live path works offline.
 //!
-//! Formats and handshakes:
-//! - `binance`: the client connects to `/stream` and sends
-//!   `{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}`, acknowledged with
-//!   `{"result":null,"id":1}`; trades are combined-stream `trade` frames; keepalive is a WebSocket
-//!   ping every 20 s.
-//! - `coinbase-exchange`: `{"type":"subscribe","product_ids":[…],"channels":["matches",…]}`,
-//!   acknowledged with `subscriptions`; trades are `match` messages with a per-product `sequence`;
-//!   a `heartbeat` per product every second.
-//! - `coinbase` (Advanced Trade): one `{"type":"subscribe","product_ids":[…],"channel":…}` per
-//!   channel, each acknowledged on the `subscriptions` channel; trades are `market_trades`
-//!   messages; `heartbeats` every second; `sequence_num` counts the connection's messages.
-//!
-//! - `kraken` (v2): `{"method":"subscribe","params":{"channel":"trade","symbol":[…]},"req_id":1}`
-//!   per channel, acknowledged with `success`; trades are `trade` updates; a `heartbeat` every
-//!   second; `{"method":"ping"}` is answered with `pong`.
-//!
-//! - `finnhub`: `{"type":"subscribe","symbol":"AAPL"}` per symbol, no acknowledgement (the
-//!   `token` in the URL is accepted whatever it is); trades are `trade` batches of one print;
-//!   `{"type":"ping"}` every second.
-//!
-//! - `alpaca`: `[{"T":"success","msg":"connected"}]` on connect; `{"action":"auth",…}` answered
-//!   with `authenticated` (or, with `reject_auth`, `[{"T":"error","code":402,"msg":"auth failed"}]`
-//!   and a close, as the venue does); `{"action":"subscribe","trades":[…]}` answered with the whole
-//!   `subscription`; trades are `[{"T":"t",…}]`; WebSocket pings every 20 s.
-//!
-//! - `polygon`: `[{"ev":"status","status":"connected",…}]` on connect; `{"action":"auth",…}`
-//!   answered with `auth_success` (or `auth_failed` and a close); `{"action":"subscribe",
-//!   "params":"T.AAPL"}` answered per param with `success`; trades are `[{"ev":"T",…}]`;
-//!   WebSocket pings every 20 s.
+//! What is common to every venue lives here: the listener, one task per connection, pacing by
+//! the recording's times, the shared tape, faults and counters. What differs (the handshake,
+//! the trade frames, the keepalives) is the venue's server side, in its folder of
+//! [`crate::feeds`] (`mock.rs`, behind [`crate::feeds::venue::VenueServer`]).
 //!
 //! Faults can be injected ([`MockFaults`]): connections dropped every N trade frames, stalls,
 //! garbage frames, refused connections, and a resend of recent trades on reconnect; with
@@ -49,16 +24,14 @@
 //! for. After the last trade the connection stays open with keepalives only, or starts over with
 //! `repeat`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -66,8 +39,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::feeds::connector::Provider;
-use crate::model::{Side, Trade};
+use crate::feeds::Provider;
+use crate::feeds::venue::{BadRequest, ServedTrade, ServerSession, VenueServer};
+use crate::model::Trade;
 use crate::replay::Speed;
 
 /// Trade frames written before a flush when frames are due back to back (at full speed): one
@@ -201,7 +175,7 @@ pub struct MockOptions {
 impl Default for MockOptions {
     fn default() -> Self {
         MockOptions {
-            provider: Provider::Binance,
+            provider: crate::feeds::binance::PROVIDER,
             speed: Speed::Max,
             keepalive_every: None,
             repeat: false,
@@ -226,9 +200,9 @@ pub enum MockError {
     /// The client did not subscribe in time.
     #[error("no subscription within {0:?}")]
     SubscribeTimeout(Duration),
-    /// The client's request was not a subscription.
-    #[error("unexpected request: {0}")]
-    BadRequest(String),
+    /// The client's request was not one the venue understands.
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
 }
 
 /// A bound, not yet serving, mock exchange.
@@ -277,10 +251,10 @@ fn recorded_frames(trades: &[Trade]) -> Vec<RecordedFrame> {
 /// The recorded trades as `provider`'s trade frames, exactly as the mock exchange sends them
 /// (for benches and tools).
 pub fn render_trade_frames(provider: Provider, trades: &[Trade]) -> Vec<String> {
-    let mut session = Session::default();
+    let mut session = Session::new(provider, false);
     recorded_frames(trades)
         .iter()
-        .map(|frame| session.trade_text(provider, frame, 0, 0))
+        .map(|frame| session.frame_text(frame, 0, 0))
         .collect()
 }
 
@@ -429,247 +403,20 @@ impl MockExchange {
     }
 }
 
-/// What one connection has asked for, and the counters its messages carry.
-#[derive(Debug, Default)]
+/// One connection's protocol: the venue's side of it, and what every venue shares.
 struct Session {
-    /// Symbols (lower case) whose trades are wanted.
-    symbols: HashSet<String>,
-    /// Advanced Trade: messages sent so far.
-    sequence_num: u64,
-    /// Coinbase Exchange: per-product message sequence.
-    sequences: HashMap<String, u64>,
-    /// Coinbase Exchange: per-product last trade id, for heartbeats.
-    last_trade_ids: HashMap<String, u64>,
-    /// Alpaca: authenticated.
-    authenticated: bool,
-    /// Alpaca: refuse authentication.
-    reject_auth: bool,
-    /// Close the connection once the replies are sent.
-    closing: bool,
-}
-
-#[derive(Deserialize)]
-struct BinanceRequest {
-    method: String,
-    #[serde(default)]
-    params: Vec<String>,
-    id: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct AlpacaRequest {
-    action: String,
-    #[serde(default)]
-    trades: Vec<String>,
-    #[serde(default)]
-    quotes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct PolygonRequest {
-    action: String,
-    #[serde(default)]
-    params: String,
-}
-
-#[derive(Deserialize)]
-struct FinnhubRequest {
-    #[serde(rename = "type")]
-    kind: String,
-    symbol: String,
-}
-
-#[derive(Deserialize)]
-struct KrakenRequest {
-    method: String,
-    params: Option<KrakenParams>,
-    req_id: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct KrakenParams {
-    channel: String,
-    #[serde(default)]
-    symbol: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct CoinbaseRequest {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    product_ids: Vec<String>,
-    #[serde(default)]
-    channels: Vec<String>,
-    channel: Option<String>,
-}
-
-fn rfc3339(ts: i64) -> String {
-    DateTime::from_timestamp_nanos(ts).to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// The maker's side (what Coinbase reports) from the taker's.
-fn maker_side(taker: Option<Side>) -> &'static str {
-    match taker {
-        Some(Side::Buy) => "sell",
-        _ => "buy",
-    }
+    server: Box<dyn VenueServer>,
+    shared: ServerSession,
 }
 
 impl Session {
-    /// Handles a client request; returns the replies.
-    fn request(&mut self, provider: Provider, text: &str) -> Result<Vec<String>, MockError> {
-        let bad = || MockError::BadRequest(text.chars().take(200).collect());
-        match provider {
-            Provider::Binance => {
-                let request: BinanceRequest = serde_json::from_str(text).map_err(|_| bad())?;
-                if request.method != "SUBSCRIBE" {
-                    return Err(MockError::BadRequest(request.method));
-                }
-                for param in &request.params {
-                    if let Some((symbol, "trade" | "aggTrade")) = param.split_once('@') {
-                        self.symbols.insert(symbol.to_ascii_lowercase());
-                    }
-                }
-                Ok(vec![
-                    json!({ "result": null, "id": request.id }).to_string(),
-                ])
-            }
-            Provider::Polygon => {
-                let request: PolygonRequest = serde_json::from_str(text).map_err(|_| bad())?;
-                let status = |status: &str, message: String| {
-                    json!([{ "ev": "status", "status": status, "message": message }]).to_string()
-                };
-                match request.action.as_str() {
-                    "auth" if self.reject_auth => {
-                        self.closing = true;
-                        Ok(vec![status("auth_failed", "authentication failed".into())])
-                    }
-                    "auth" => {
-                        self.authenticated = true;
-                        Ok(vec![status("auth_success", "authenticated".into())])
-                    }
-                    "subscribe" if self.authenticated => Ok(request
-                        .params
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|param| !param.is_empty())
-                        .map(|param| {
-                            if let Some(symbol) = param.strip_prefix("T.") {
-                                self.symbols.insert(symbol.to_ascii_lowercase());
-                            }
-                            status("success", format!("subscribed to: {param}"))
-                        })
-                        .collect()),
-                    _ => Ok(vec![status("error", "not authorized".into())]),
-                }
-            }
-            Provider::Alpaca => {
-                let request: AlpacaRequest = serde_json::from_str(text).map_err(|_| bad())?;
-                let reply = match request.action.as_str() {
-                    "auth" if self.reject_auth => {
-                        self.closing = true;
-                        json!([{ "T": "error", "code": 402, "msg": "auth failed" }])
-                    }
-                    "auth" => {
-                        self.authenticated = true;
-                        json!([{ "T": "success", "msg": "authenticated" }])
-                    }
-                    "subscribe" if !self.authenticated => {
-                        json!([{ "T": "error", "code": 401, "msg": "not authenticated" }])
-                    }
-                    "subscribe" => {
-                        self.symbols
-                            .extend(request.trades.iter().map(|s| s.to_ascii_lowercase()));
-                        json!([{ "T": "subscription", "trades": request.trades,
-                                 "quotes": request.quotes, "bars": [] }])
-                    }
-                    _ => json!([{ "T": "error", "code": 400, "msg": "invalid syntax" }]),
-                };
-                Ok(vec![reply.to_string()])
-            }
-            Provider::Finnhub => {
-                let request: FinnhubRequest = serde_json::from_str(text).map_err(|_| bad())?;
-                match request.kind.as_str() {
-                    "subscribe" => {
-                        self.symbols.insert(request.symbol.to_ascii_lowercase());
-                    }
-                    "unsubscribe" => {
-                        self.symbols.remove(&request.symbol.to_ascii_lowercase());
-                    }
-                    _ => return Err(bad()),
-                }
-                Ok(Vec::new())
-            }
-            Provider::Kraken => {
-                let request: KrakenRequest = serde_json::from_str(text).map_err(|_| bad())?;
-                let now = rfc3339(crate::model::wall_clock_now());
-                match (request.method.as_str(), request.params) {
-                    ("ping", _) => Ok(vec![json!({
-                        "method": "pong", "req_id": request.req_id, "time_in": now, "time_out": now,
-                    })
-                    .to_string()]),
-                    ("subscribe", Some(params)) => {
-                        if params.channel == "trade" {
-                            self.symbols
-                                .extend(params.symbol.iter().map(|s| s.to_ascii_lowercase()));
-                        }
-                        Ok(params
-                            .symbol
-                            .iter()
-                            .map(|symbol| {
-                                json!({
-                                    "method": "subscribe",
-                                    "result": { "channel": params.channel, "symbol": symbol },
-                                    "success": true, "time_in": now, "time_out": now,
-                                    "req_id": request.req_id,
-                                })
-                                .to_string()
-                            })
-                            .collect())
-                    }
-                    _ => Err(bad()),
-                }
-            }
-            Provider::CoinbaseExchange => {
-                let request: CoinbaseRequest = serde_json::from_str(text).map_err(|_| bad())?;
-                if request.kind != "subscribe" {
-                    return Err(MockError::BadRequest(request.kind));
-                }
-                if request.channels.iter().any(|c| c == "matches") {
-                    self.symbols
-                        .extend(request.product_ids.iter().map(|p| p.to_ascii_lowercase()));
-                }
-                let channels: Vec<_> = request
-                    .channels
-                    .iter()
-                    .map(|name| json!({ "name": name, "product_ids": request.product_ids }))
-                    .collect();
-                Ok(vec![
-                    json!({ "type": "subscriptions", "channels": channels }).to_string(),
-                ])
-            }
-            Provider::Coinbase => {
-                let request: CoinbaseRequest = serde_json::from_str(text).map_err(|_| bad())?;
-                if request.kind != "subscribe" {
-                    return Err(MockError::BadRequest(request.kind));
-                }
-                let channel = request.channel.ok_or_else(bad)?;
-                if channel == "market_trades" {
-                    self.symbols
-                        .extend(request.product_ids.iter().map(|p| p.to_ascii_lowercase()));
-                }
-                self.sequence_num += 1;
-                Ok(vec![
-                    json!({
-                        "channel": "subscriptions", "client_id": "",
-                        "timestamp": rfc3339(crate::model::wall_clock_now()),
-                        "sequence_num": self.sequence_num - 1,
-                        "events": [{ "subscriptions": { channel: request.product_ids } }],
-                    })
-                    .to_string(),
-                ])
-            }
+    fn new(provider: Provider, reject_auth: bool) -> Self {
+        Session {
+            server: provider.server(),
+            shared: ServerSession {
+                reject_auth,
+                ..ServerSession::default()
+            },
         }
     }
 
@@ -677,144 +424,26 @@ impl Session {
     fn wants(&self, frame: &RecordedFrame) -> bool {
         match frame {
             RecordedFrame::Trade { trade, .. } => self
+                .shared
                 .symbols
                 .contains(&trade.symbol.as_str().to_ascii_lowercase()),
             // A raw recording is served whole to a client that subscribed to anything.
-            RecordedFrame::Raw { .. } => !self.symbols.is_empty(),
+            RecordedFrame::Raw { .. } => !self.shared.symbols.is_empty(),
         }
     }
 
-    /// `frame` in the provider's format, shifted by `time_offset` ns and `id_offset`.
-    fn trade_text(
-        &mut self,
-        provider: Provider,
-        frame: &RecordedFrame,
-        time_offset: i64,
-        id_offset: u64,
-    ) -> String {
-        let (trade, trade_id) = match frame {
-            RecordedFrame::Trade { trade, trade_id } => (trade, *trade_id),
-            RecordedFrame::Raw { text, .. } => return text.clone(),
-        };
-        let ts = trade.exchange_ts.saturating_add(time_offset);
-        let id = trade_id.saturating_add(id_offset);
-        let symbol = trade.symbol.as_str();
-        match provider {
-            Provider::Binance => {
-                let ms = ts.div_euclid(1_000_000);
-                json!({
-                    "stream": format!("{}@trade", symbol.to_ascii_lowercase()),
-                    "data": {
-                        "e": "trade", "E": ms, "s": symbol, "t": id,
-                        "p": trade.price.to_string(), "q": trade.size.to_string(), "T": ms,
-                        "m": trade.side == Some(Side::Sell), "M": true,
-                    }
-                })
-                .to_string()
-            }
-            Provider::CoinbaseExchange => {
-                let sequence = self.sequences.entry(symbol.to_string()).or_insert(1_000);
-                *sequence += 1;
-                self.last_trade_ids.insert(symbol.to_string(), id);
-                json!({
-                    "type": "match", "trade_id": id,
-                    "maker_order_id": format!("maker-{id}"), "taker_order_id": format!("taker-{id}"),
-                    "side": maker_side(trade.side), "size": trade.size.to_string(),
-                    "price": trade.price.to_string(), "product_id": symbol,
-                    "sequence": *sequence, "time": rfc3339(ts),
-                })
-                .to_string()
-            }
-            Provider::Polygon => json!([{
-                "ev": "T", "sym": symbol, "x": 4, "i": id.to_string(), "z": 3,
-                "p": trade.price, "s": trade.size, "c": [0],
-                "t": ts.div_euclid(1_000_000), "q": id,
-            }])
-            .to_string(),
-            Provider::Alpaca => json!([{
-                "T": "t", "i": id, "S": symbol, "x": "V", "p": trade.price, "s": trade.size,
-                "t": rfc3339(ts), "c": ["@"], "z": "C",
-            }])
-            .to_string(),
-            Provider::Finnhub => json!({
-                "type": "trade",
-                "data": [{
-                    "s": symbol, "p": trade.price, "v": trade.size,
-                    "t": ts.div_euclid(1_000_000), "c": ["1"],
-                }],
-            })
-            .to_string(),
-            Provider::Kraken => json!({
-                "channel": "trade", "type": "update",
-                "data": [{
-                    "symbol": symbol, "side": if trade.side == Some(Side::Sell) { "sell" } else { "buy" },
-                    "price": trade.price, "qty": trade.size, "ord_type": "limit",
-                    "trade_id": id, "timestamp": rfc3339(ts),
-                }],
-            })
-            .to_string(),
-            Provider::Coinbase => {
-                self.sequence_num += 1;
-                json!({
-                    "channel": "market_trades", "client_id": "", "timestamp": rfc3339(ts),
-                    "sequence_num": self.sequence_num - 1,
-                    "events": [{ "type": "update", "trades": [{
-                        "trade_id": id.to_string(), "product_id": symbol,
-                        "price": trade.price.to_string(), "size": trade.size.to_string(),
-                        "side": maker_side(trade.side).to_ascii_uppercase(), "time": rfc3339(ts),
-                    }]}],
-                })
-                .to_string()
-            }
-        }
-    }
-
-    /// The keepalive messages due now.
-    fn keepalives(&mut self, provider: Provider) -> Vec<Message> {
-        let now = rfc3339(crate::model::wall_clock_now());
-        match provider {
-            Provider::Binance | Provider::Alpaca | Provider::Polygon => {
-                vec![Message::Ping(Vec::new().into())]
-            }
-            Provider::Kraken => vec![Message::text(r#"{"channel":"heartbeat"}"#)],
-            Provider::Finnhub => vec![Message::text(r#"{"type":"ping"}"#)],
-            Provider::CoinbaseExchange => {
-                let mut products: Vec<&String> = self.symbols.iter().collect();
-                products.sort();
-                products
-                    .into_iter()
-                    .map(|product| {
-                        let last = self
-                            .last_trade_ids
-                            .get(&product.to_ascii_uppercase())
-                            .copied()
-                            .unwrap_or(0);
-                        Message::text(
-                            json!({ "type": "heartbeat", "sequence": 0, "last_trade_id": last,
-                                    "product_id": product.to_ascii_uppercase(), "time": now })
-                            .to_string(),
-                        )
-                    })
-                    .collect()
-            }
-            Provider::Coinbase => {
-                self.sequence_num += 1;
-                vec![Message::text(
-                    json!({ "channel": "heartbeats", "client_id": "", "timestamp": now,
-                            "sequence_num": self.sequence_num - 1,
-                            "events": [{ "current_time": now, "heartbeat_counter": self.sequence_num }] })
-                    .to_string(),
-                )]
-            }
-        }
-    }
-}
-
-fn default_keepalive(provider: Provider) -> Duration {
-    match provider {
-        Provider::Binance | Provider::Alpaca | Provider::Polygon => Duration::from_secs(20),
-        Provider::Coinbase | Provider::CoinbaseExchange | Provider::Kraken | Provider::Finnhub => {
-            Duration::from_secs(1)
+    /// `frame` in the venue's format, shifted by `time_offset` ns and `id_offset`.
+    fn frame_text(&mut self, frame: &RecordedFrame, time_offset: i64, id_offset: u64) -> String {
+        match frame {
+            RecordedFrame::Trade { trade, trade_id } => self.server.trade(&ServedTrade {
+                symbol: trade.symbol.as_str(),
+                price: trade.price,
+                size: trade.size,
+                side: trade.side,
+                ts: trade.exchange_ts.saturating_add(time_offset),
+                id: trade_id.saturating_add(id_offset),
+            }),
+            RecordedFrame::Raw { text, .. } => text.clone(),
         }
     }
 }
@@ -857,24 +486,15 @@ impl Connection {
         stats.connections.fetch_add(1, Ordering::Relaxed);
         let provider = options.provider;
         let faults = &options.faults;
-        let mut session = Session {
-            reject_auth: options.reject_auth,
-            ..Session::default()
-        };
-        let greeting = match provider {
-            Provider::Alpaca => Some(json!([{ "T": "success", "msg": "connected" }])),
-            Provider::Polygon => Some(json!([{ "ev": "status", "status": "connected",
-                                                "message": "Connected Successfully" }])),
-            _ => None,
-        };
-        if let Some(greeting) = greeting {
-            socket.send(Message::text(greeting.to_string())).await?;
+        let mut session = Session::new(provider, options.reject_auth);
+        if let Some(greeting) = session.server.greeting() {
+            socket.send(Message::text(greeting)).await?;
         }
         let subscribe_deadline = Instant::now() + options.subscribe_timeout;
         let mut keepalive = tokio::time::interval(
             options
                 .keepalive_every
-                .unwrap_or(default_keepalive(provider)),
+                .unwrap_or_else(|| session.server.keepalive_every()),
         );
         keepalive.tick().await;
         let (day_shift, id_shift) = pass_shift(&frames);
@@ -889,7 +509,7 @@ impl Connection {
         let mut anchor: Option<(i64, Instant)> = None;
         let mut unflushed = 0usize;
         loop {
-            let subscribed = !session.symbols.is_empty();
+            let subscribed = !session.shared.symbols.is_empty();
             if subscribed && !positioned {
                 positioned = true;
                 if options.shared_tape {
@@ -950,10 +570,10 @@ impl Connection {
                     None | Some(Ok(Message::Close(_))) => break,
                     Some(Err(error)) => return Err(client_error(&stats, error)),
                     Some(Ok(Message::Text(text))) => {
-                        for reply in session.request(provider, text.as_str())? {
+                        for reply in session.server.request(text.as_str(), &mut session.shared)? {
                             socket.send(Message::text(reply)).await?;
                         }
-                        if session.closing {
+                        if session.shared.closing {
                             break;
                         }
                     }
@@ -963,12 +583,12 @@ impl Connection {
                     return Err(MockError::SubscribeTimeout(options.subscribe_timeout));
                 }
                 _ = keepalive.tick() => {
-                    for message in session.keepalives(provider) {
+                    for message in session.server.keepalives(&session.shared) {
                         socket.send(message).await?;
                     }
                 }
                 _ = frame_ready, if due.is_some() => {
-                    let text = session.trade_text(provider, &frames[next], time_offset, id_shift.saturating_mul(pass));
+                    let text = session.frame_text(&frames[next], time_offset, id_shift.saturating_mul(pass));
                     socket.feed(Message::text(text)).await?;
                     unflushed += 1;
                     next += 1;

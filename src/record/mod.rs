@@ -199,6 +199,67 @@ pub fn mask(text: &str, secrets: &[&str]) -> String {
         .fold(text.to_string(), |text, secret| text.replace(secret, "***"))
 }
 
+/// Both recorders of a `--record` run: the raw frames (fed by the connectors) and the trade log
+/// (fed by the analytics core).
+pub struct Recorders {
+    /// For the connectors.
+    pub frames: RecordSender,
+    /// For the analytics task.
+    pub trades: ticklog::TickLogSender,
+    /// The writer threads; wait for them with [`RecorderThreads::finish`].
+    pub threads: RecorderThreads,
+}
+
+/// The recorders' writer threads.
+pub struct RecorderThreads {
+    frames: std::thread::JoinHandle<Result<u64, RecordError>>,
+    trades: std::thread::JoinHandle<Result<u64, RecordError>>,
+}
+
+impl Recorders {
+    /// Starts both recorders in `directory`; `feed_names` are the feeds the trade log names.
+    pub fn start(
+        directory: &Path,
+        fsync: ticklog::FsyncPolicy,
+        feed_names: Vec<String>,
+    ) -> Result<Recorders, RecordError> {
+        let (frames, frames_thread) = start(directory.to_path_buf())?;
+        let (trades, trades_thread) = ticklog::start(ticklog::TickLogSettings {
+            directory: directory.to_path_buf(),
+            fsync,
+            feed_names,
+        })?;
+        Ok(Recorders {
+            frames,
+            trades,
+            threads: RecorderThreads {
+                frames: frames_thread,
+                trades: trades_thread,
+            },
+        })
+    }
+}
+
+impl RecorderThreads {
+    /// Once every sender is dropped: waits for both writers to drain and flush (the trade log
+    /// compacts its last segment); returns the frames and trades written. A failure is logged.
+    pub async fn finish(self) -> [u64; 2] {
+        let mut recorded = [0u64; 2];
+        let threads = [("frames", self.frames), ("trades", self.trades)];
+        for (slot, (what, thread)) in threads.into_iter().enumerate() {
+            match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(Ok(count))) => {
+                    recorded[slot] = count;
+                    tracing::info!(what, count, "recording flushed");
+                }
+                Ok(Ok(Err(error))) => tracing::error!(what, %error, "recording failed"),
+                _ => tracing::error!(what, "a recorder thread panicked"),
+            }
+        }
+        recorded
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::fields::RowError;
 use super::{BatchSink, ReplaySource, Stop, for_each_line};
-use crate::feeds::connector::Provider;
+use crate::feeds::Provider;
 use crate::feeds::event::{FeedEvent, ParseContext};
 use crate::model::FeedId;
 

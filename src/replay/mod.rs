@@ -17,6 +17,7 @@ pub mod csv;
 pub mod fields;
 pub mod frames;
 pub mod jsonl;
+pub mod merge;
 pub mod pace;
 pub mod parquet;
 pub mod progress;
@@ -29,7 +30,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 
-use crate::feeds::{FeedDescription, FeedStatus};
+use crate::health::{FeedDescription, FeedStatus};
 use crate::model::{FeedId, Symbol, Timestamp, Trade};
 use fields::{RawTrade, RowError};
 
@@ -441,7 +442,7 @@ pub fn replay_stream(
 /// Reads a whole (non-repeating) source into memory: for the mock exchange and tools.
 pub async fn load_all(source: ReplaySource) -> Result<Vec<Trade>, ReplayError> {
     let metrics = crate::metrics::Metrics::new();
-    let registry = crate::feeds::FeedRegistry::new();
+    let registry = crate::health::FeedRegistry::new();
     let source = ReplaySource {
         repeat: false,
         ..source
@@ -482,7 +483,7 @@ pub fn read_bytes(format: ReplayFormat, bytes: &[u8]) -> Result<ReadOutcome, Rep
     };
     let size = source.check()?;
     let metrics = crate::metrics::Metrics::new();
-    let registry = crate::feeds::FeedRegistry::new();
+    let registry = crate::health::FeedRegistry::new();
     let status = registry.register(source.display_name(), source.description(), &metrics);
     // One slot per possible batch (a batch holds at least one trade, a trade at least one
     // byte), so the reader never waits for a consumer that runs only after it.

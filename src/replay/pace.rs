@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_stream::{Stream, StreamExt};
 
-use crate::merge::MergedEvent;
+use crate::model::CoreEvent;
 
 /// How fast a replay runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,9 +51,9 @@ pub fn pace<S>(
     events: S,
     speed: Speed,
     max_pause: Option<Duration>,
-) -> impl Stream<Item = MergedEvent> + Send
+) -> impl Stream<Item = CoreEvent> + Send
 where
-    S: Stream<Item = MergedEvent> + Send + Unpin,
+    S: Stream<Item = CoreEvent> + Send + Unpin,
 {
     async_stream::stream! {
         let mut events = events;
@@ -66,7 +66,7 @@ where
         // (event time, wall time) that later events are paced from.
         let mut anchor: Option<(i64, Instant)> = None;
         while let Some(event) = events.next().await {
-            let MergedEvent::Trades(batch) = event else {
+            let CoreEvent::Trades(batch) = event else {
                 yield event;
                 continue;
             };
@@ -81,7 +81,7 @@ where
                     continue;
                 }
                 if index > released {
-                    yield MergedEvent::Trades(batch[released..index].to_vec());
+                    yield CoreEvent::Trades(batch[released..index].to_vec());
                     released = index;
                 }
                 let wait = due - now;
@@ -94,9 +94,9 @@ where
                 }
             }
             if released == 0 {
-                yield MergedEvent::Trades(batch);
+                yield CoreEvent::Trades(batch);
             } else if released < batch.len() {
-                yield MergedEvent::Trades(batch[released..].to_vec());
+                yield CoreEvent::Trades(batch[released..].to_vec());
             }
         }
     }
@@ -107,8 +107,8 @@ mod tests {
     use super::*;
     use crate::model::{FeedId, Symbol, Trade};
 
-    fn batch(seconds: &[f64]) -> MergedEvent {
-        MergedEvent::Trades(
+    fn batch(seconds: &[f64]) -> CoreEvent {
+        CoreEvent::Trades(
             seconds
                 .iter()
                 .map(|&s| Trade {
@@ -132,7 +132,7 @@ mod tests {
         let mut paced = Box::pin(pace(events, speed, max_pause));
         let mut released = Vec::new();
         while let Some(event) = paced.next().await {
-            if let MergedEvent::Trades(trades) = event {
+            if let CoreEvent::Trades(trades) = event {
                 let wall = (Instant::now() - start).as_secs_f64();
                 released.extend(trades.iter().map(|t| (wall, t.exchange_ts as f64 / 1e9)));
             }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::feeds::{FeedState, FeedStatus};
+use crate::health::{FeedState, FeedStatus};
 
 /// How often a progress line is logged per running source.
 pub const LOG_EVERY: Duration = Duration::from_secs(5);

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use tickstream::feeds::connector::Provider;
 use tickstream::replay::ReplayFormat;
 
 #[path = "../../fuzz/src/lib.rs"]
@@ -49,13 +48,16 @@ fn replay_inputs(target: &str, run: impl Fn(&[u8]) -> usize) -> usize {
 #[test]
 fn every_provider_parser_survives_its_seed_corpus_and_regressions() {
     let targets = [
-        ("provider_binance", Provider::Binance),
-        ("provider_coinbase", Provider::Coinbase),
-        ("provider_coinbase_exchange", Provider::CoinbaseExchange),
-        ("provider_kraken", Provider::Kraken),
-        ("provider_finnhub", Provider::Finnhub),
-        ("provider_alpaca", Provider::Alpaca),
-        ("provider_polygon", Provider::Polygon),
+        ("provider_binance", tickstream::feeds::binance::PROVIDER),
+        ("provider_coinbase", tickstream::feeds::coinbase::PROVIDER),
+        (
+            "provider_coinbase_exchange",
+            tickstream::feeds::coinbase_exchange::PROVIDER,
+        ),
+        ("provider_kraken", tickstream::feeds::kraken::PROVIDER),
+        ("provider_finnhub", tickstream::feeds::finnhub::PROVIDER),
+        ("provider_alpaca", tickstream::feeds::alpaca::PROVIDER),
+        ("provider_polygon", tickstream::feeds::polygon::PROVIDER),
     ];
     for (target, provider) in targets {
         let trades = replay_inputs(target, |bytes| fuzz_support::parse_frames(provider, bytes));

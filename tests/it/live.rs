@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use tickstream::Settings;
 use tickstream::config::ServeArgs;
-use tickstream::feeds::connector::{
-    ConnectorSettings, Credentials, FeedSpec, Provider, Secret, live_stream,
-};
+use tickstream::feeds::connector::{ConnectorSettings, FeedSpec, live_stream};
 use tickstream::feeds::reconnect::ReconnectPolicy;
-use tickstream::feeds::{FeedDescription, FeedRegistry, FeedState};
+use tickstream::feeds::{Credentials, alpaca, binance, polygon};
+use tickstream::health::{FeedDescription, FeedRegistry, FeedState};
 use tickstream::metrics::Metrics;
 use tickstream::mock_exchange::{MockExchange, MockOptions};
 use tickstream::model::Trade;
 use tickstream::replay::Speed;
+use tickstream::secret::Secret;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +39,7 @@ async fn every_provider_s_live_path_reaches_the_same_statistics_as_a_replay() {
     })
     .await;
     replay.wait_for_feeds().await;
-    for provider in Provider::ALL {
+    for provider in tickstream::feeds::VENUES {
         let options = MockOptions {
             provider,
             ..MockOptions::default()
@@ -56,8 +56,8 @@ async fn every_provider_s_live_path_reaches_the_same_statistics_as_a_replay() {
             provider,
             url: format!("ws://{mock}"),
             symbols: vec!["BTCUSDT".into()],
-            channels: provider.default_channels(),
-            credentials: provider.default_key_env().map(|_| Credentials {
+            channels: crate::support::strings(provider.default_channels()),
+            credentials: provider.credentials_env().key.map(|_| Credentials {
                 key: Secret::new("test-token-do-not-show".into()),
                 secret: None,
             }),
@@ -171,7 +171,7 @@ async fn a_silent_exchange_triggers_the_stale_feed_reconnect() {
     };
     let status = registry.register("stale".into(), description, &metrics);
     let spec = FeedSpec {
-        provider: Provider::Binance,
+        provider: binance::PROVIDER,
         url: format!("ws://{mock}"),
         symbols: vec!["BTCUSDT".into()],
         channels: vec!["trade".into()],
@@ -336,8 +336,8 @@ async fn a_repeating_exchange_moves_time_and_trade_ids_forward_each_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auth_rejection_is_feed_state_with_backoff_and_the_service_stays_up() {
     for (provider, expected) in [
-        (Provider::Alpaca, "402"),
-        (Provider::Polygon, "auth_failed"),
+        (alpaca::PROVIDER, "402"),
+        (polygon::PROVIDER, "auth_failed"),
     ] {
         let refusing = MockOptions {
             provider,
@@ -360,7 +360,7 @@ async fn an_auth_rejection_is_feed_state_with_backoff_and_the_service_stays_up()
             provider,
             url: format!("ws://{mock}"),
             symbols: vec!["IBM".into()],
-            channels: provider.default_channels(),
+            channels: crate::support::strings(provider.default_channels()),
             credentials: Some(Credentials {
                 key: Secret::new("key-id-not-to-show".into()),
                 secret: Some(Secret::new("secret-not-to-show".into())),
@@ -388,7 +388,7 @@ async fn an_auth_rejection_is_feed_state_with_backoff_and_the_service_stays_up()
 async fn a_recorded_live_session_replays_to_the_same_statistics_without_secrets() {
     let trades = load_trades(BTCUSDT);
     let options = MockOptions {
-        provider: Provider::Alpaca,
+        provider: alpaca::PROVIDER,
         ..MockOptions::default()
     };
     let (mock, stop_mock) =
@@ -402,7 +402,7 @@ async fn a_recorded_live_session_replays_to_the_same_statistics_without_secrets(
     .expect("settings");
     settings.demo = false;
     settings.feeds = vec![FeedSpec {
-        provider: Provider::Alpaca,
+        provider: alpaca::PROVIDER,
         url: format!("ws://{mock}"),
         symbols: vec!["BTCUSDT".into()],
         channels: vec!["trades".into()],

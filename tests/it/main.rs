@@ -1,6 +1,7 @@
 //! Integration tests: one binary, grouped by concern.
 //!
 //! - `support`: data loading, the polars oracle, a real service on a random loopback port.
+//! - `architecture`: the imports `ARCHITECTURE.md` forbids, found in `src/` by reading it.
 //! - `alerts`: golden alerts over a replay at two speeds, the rules API, webhook, file (SIGTERM),
 //!   the SSE stream and a stalled stream client.
 //! - `faults`: injected faults (drops, stalls, refusals, garbage) and WebSocket protocol
@@ -15,9 +16,12 @@
 //! - `recover`: `--recover` after a stop equals a service that never stopped.
 //! - `shutdown`: SIGTERM and Ctrl-C mid-stream: every trade received recorded, every alert
 //!   fired written, exit 0.
+//! - `venue_seam`: a toy venue written outside the crate, served by the mock exchange and read
+//!   by the connector through a reconnect.
 //! - `replay`: the file formats, malformed, late and duplicate rows, missing files, exit codes.
 
 mod alerts;
+mod architecture;
 mod candles_vs_polars;
 mod edges;
 mod faults;
@@ -30,4 +34,5 @@ mod recover;
 mod replay;
 mod shutdown;
 mod support;
+mod venue_seam;
 mod windows_vs_polars;

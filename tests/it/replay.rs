@@ -7,7 +7,7 @@ use std::process::Command;
 
 use polars::prelude::*;
 use tickstream::config::ServeArgs;
-use tickstream::feeds::FeedRegistry;
+use tickstream::health::FeedRegistry;
 use tickstream::metrics::Metrics;
 use tickstream::model::Trade;
 use tickstream::replay::{ReplaySource, replay_stream};
@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 use crate::support::*;
 
 /// Reads a source through the product's reader; returns trades and the feed's view.
-async fn read_all(path: &Path) -> (Vec<Trade>, tickstream::feeds::FeedView) {
+async fn read_all(path: &Path) -> (Vec<Trade>, tickstream::health::FeedView) {
     let metrics = Metrics::new();
     let registry = FeedRegistry::new();
     let source = ReplaySource::from_path(path).expect("known format");

@@ -21,9 +21,9 @@
 //! reading a window is O(log n). This module never reads a clock: callers pass the stream time.
 
 //!
-//! - [`sums`]: the error-free arithmetic of the running sums.
-//! - [`extremum`]: the high and low deques.
-//! - [`log`]: the trade log with its segments of running sums.
+//! - `sums`: the error-free arithmetic of the running sums.
+//! - `extremum`: the high and low deques.
+//! - `log`: the trade log with its segments of running sums.
 
 mod extremum;
 mod log;

@@ -20,11 +20,75 @@
 //! no gap check.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext, rfc3339, trade_values};
+use crate::feeds::venue::{CredentialsEnv, Provider, Subscription, Venue, VenueServer};
 use crate::model::{Quote, Trade};
+
+mod mock;
+
+/// Alpaca market data v2, stocks (key and secret required).
+#[derive(Debug, Clone, Copy)]
+pub struct Alpaca;
+
+/// The registered handle.
+pub const PROVIDER: Provider = Provider::new(&Alpaca);
+
+impl Venue for Alpaca {
+    fn name(&self) -> &'static str {
+        "alpaca"
+    }
+
+    fn default_url(&self) -> &'static str {
+        DEFAULT_URL
+    }
+
+    fn default_channels(&self) -> &'static [&'static str] {
+        &["trades", "quotes"]
+    }
+
+    fn credentials_env(&self) -> CredentialsEnv {
+        CredentialsEnv {
+            key: Some(DEFAULT_KEY_ENV),
+            secret: Some(DEFAULT_SECRET_ENV),
+        }
+    }
+
+    fn handshake(&self, subscription: &Subscription<'_>) -> Vec<String> {
+        handshake(
+            subscription.key(),
+            subscription.secret(),
+            subscription.symbols,
+            subscription.channels,
+        )
+    }
+
+    /// Ids are per exchange, not consecutive per symbol.
+    fn sequential_trade_ids(&self) -> bool {
+        false
+    }
+
+    /// Alpaca sends no heartbeat: quiet symbols outside market hours are silent for long.
+    fn stale_after(&self) -> Duration {
+        Duration::from_secs(300)
+    }
+
+    fn parse(
+        &self,
+        text: &str,
+        ctx: &mut ParseContext,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<(), FrameError> {
+        parse(text, ctx, out)
+    }
+
+    fn server(&self) -> Box<dyn VenueServer> {
+        Box::new(mock::Server::default())
+    }
+}
 
 /// The free IEX feed; `…/v2/sip` for the consolidated tape, `…/v2/test` for the test stream.
 pub const DEFAULT_URL: &str = "wss://stream.data.alpaca.markets/v2/iex";

@@ -19,6 +19,7 @@
 //! a minute), answered by the transport.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -26,13 +27,64 @@ use serde_json::value::RawValue;
 use crate::feeds::event::{
     FeedEvent, FrameError, ParseContext, decimal, epoch_millis, trade_values,
 };
+use crate::feeds::venue::{Provider, Subscription, Venue, VenueServer};
 use crate::model::{Quote, Side, Trade};
+
+mod mock;
+
+/// Binance spot combined streams.
+#[derive(Debug, Clone, Copy)]
+pub struct Binance;
+
+/// The registered handle.
+pub const PROVIDER: Provider = Provider::new(&Binance);
+
+impl Venue for Binance {
+    fn name(&self) -> &'static str {
+        "binance"
+    }
+
+    fn default_url(&self) -> &'static str {
+        DEFAULT_URL
+    }
+
+    fn default_channels(&self) -> &'static [&'static str] {
+        &["trade", "bookTicker"]
+    }
+
+    fn connect_url(&self, base: &str, _credentials: Option<&crate::feeds::Credentials>) -> String {
+        stream_url(base)
+    }
+
+    fn handshake(&self, subscription: &Subscription<'_>) -> Vec<String> {
+        vec![subscribe_request(
+            subscription.symbols,
+            subscription.channels,
+            1,
+        )]
+    }
+
+    /// Binance pings every 20 s even when a stream is quiet.
+    fn stale_after(&self) -> Duration {
+        Duration::from_secs(45)
+    }
+
+    fn parse(
+        &self,
+        text: &str,
+        ctx: &mut ParseContext,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<(), FrameError> {
+        parse(text, ctx, out)
+    }
+
+    fn server(&self) -> Box<dyn VenueServer> {
+        Box::new(mock::Server)
+    }
+}
 
 /// The public market-data endpoint.
 pub const DEFAULT_URL: &str = "wss://stream.binance.com:9443";
-
-/// The stream channels tickstream understands.
-pub const CHANNELS: [&str; 3] = ["trade", "aggTrade", "bookTicker"];
 
 /// The combined-stream URL for a base URL (`wss://stream.binance.com:9443` → `…/stream`).
 pub fn stream_url(base: &str) -> String {

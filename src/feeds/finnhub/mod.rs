@@ -17,11 +17,84 @@
 //! to go silent without closing: the stale-feed timer reconnects it.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext, epoch_millis, trade_values};
+use crate::feeds::venue::{
+    Credentials, CredentialsEnv, Provider, Subscription, Venue, VenueServer,
+};
 use crate::model::Trade;
+
+mod mock;
+
+/// Finnhub trades (API key required).
+#[derive(Debug, Clone, Copy)]
+pub struct Finnhub;
+
+/// The registered handle.
+pub const PROVIDER: Provider = Provider::new(&Finnhub);
+
+impl Venue for Finnhub {
+    fn name(&self) -> &'static str {
+        "finnhub"
+    }
+
+    fn default_url(&self) -> &'static str {
+        DEFAULT_URL
+    }
+
+    fn default_channels(&self) -> &'static [&'static str] {
+        &["trade"]
+    }
+
+    fn credentials_env(&self) -> CredentialsEnv {
+        CredentialsEnv {
+            key: Some(DEFAULT_KEY_ENV),
+            secret: None,
+        }
+    }
+
+    fn connect_url(&self, base: &str, credentials: Option<&Credentials>) -> String {
+        match credentials {
+            Some(credentials) => url_with_token(base, credentials.key.expose()),
+            None => base.to_string(),
+        }
+    }
+
+    fn handshake(&self, subscription: &Subscription<'_>) -> Vec<String> {
+        subscriptions(subscription.symbols)
+    }
+
+    /// Finnhub sends no acknowledgement: the feed is live once the subscriptions are sent.
+    fn acknowledges(&self) -> bool {
+        false
+    }
+
+    /// Finnhub's trades carry no id.
+    fn sequential_trade_ids(&self) -> bool {
+        false
+    }
+
+    /// Finnhub pings about once a minute, and its sockets are known to go silent.
+    fn stale_after(&self) -> Duration {
+        Duration::from_secs(90)
+    }
+
+    fn parse(
+        &self,
+        text: &str,
+        ctx: &mut ParseContext,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<(), FrameError> {
+        parse(text, ctx, out)
+    }
+
+    fn server(&self) -> Box<dyn VenueServer> {
+        Box::new(mock::Server)
+    }
+}
 
 /// The public endpoint.
 pub const DEFAULT_URL: &str = "wss://ws.finnhub.io";

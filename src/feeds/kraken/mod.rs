@@ -15,11 +15,66 @@
 //! `snapshot`): after a reconnect those are trades already seen, dropped as duplicates.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext, rfc3339, trade_values};
+use crate::feeds::venue::{Provider, Subscription, Venue, VenueServer};
 use crate::model::{Quote, Side, Trade};
+
+mod mock;
+
+/// Kraken spot v2.
+#[derive(Debug, Clone, Copy)]
+pub struct Kraken;
+
+/// The registered handle.
+pub const PROVIDER: Provider = Provider::new(&Kraken);
+
+impl Venue for Kraken {
+    fn name(&self) -> &'static str {
+        "kraken"
+    }
+
+    fn default_url(&self) -> &'static str {
+        DEFAULT_URL
+    }
+
+    fn default_channels(&self) -> &'static [&'static str] {
+        &["trade", "ticker"]
+    }
+
+    fn handshake(&self, subscription: &Subscription<'_>) -> Vec<String> {
+        subscriptions(subscription.symbols, subscription.channels)
+    }
+
+    fn app_ping_every(&self) -> Option<Duration> {
+        Some(Duration::from_secs(10))
+    }
+
+    fn app_ping(&self, id: u64) -> Option<String> {
+        Some(ping(id))
+    }
+
+    /// Heartbeats about once a second once subscribed, pongs to our pings every 10 s.
+    fn stale_after(&self) -> Duration {
+        Duration::from_secs(15)
+    }
+
+    fn parse(
+        &self,
+        text: &str,
+        ctx: &mut ParseContext,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<(), FrameError> {
+        parse(text, ctx, out)
+    }
+
+    fn server(&self) -> Box<dyn VenueServer> {
+        Box::new(mock::Server)
+    }
+}
 
 /// The public endpoint.
 pub const DEFAULT_URL: &str = "wss://ws.kraken.com/v2";

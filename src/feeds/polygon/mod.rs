@@ -18,11 +18,78 @@
 //! (`POLYGON_API_KEY` by default).
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::feeds::event::{FeedEvent, FrameError, ParseContext, epoch_millis, trade_values};
+use crate::feeds::venue::{CredentialsEnv, Provider, Subscription, Venue, VenueServer};
 use crate::model::{Quote, Trade};
+
+mod mock;
+
+/// Polygon.io (Massive) stocks (API key required).
+#[derive(Debug, Clone, Copy)]
+pub struct Polygon;
+
+/// The registered handle.
+pub const PROVIDER: Provider = Provider::new(&Polygon);
+
+impl Venue for Polygon {
+    fn name(&self) -> &'static str {
+        "polygon"
+    }
+
+    fn default_url(&self) -> &'static str {
+        DEFAULT_URL
+    }
+
+    fn default_channels(&self) -> &'static [&'static str] {
+        &["T", "Q"]
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["massive"]
+    }
+
+    fn credentials_env(&self) -> CredentialsEnv {
+        CredentialsEnv {
+            key: Some(DEFAULT_KEY_ENV),
+            secret: None,
+        }
+    }
+
+    fn handshake(&self, subscription: &Subscription<'_>) -> Vec<String> {
+        handshake(
+            subscription.key(),
+            subscription.symbols,
+            subscription.channels,
+        )
+    }
+
+    /// Ids are per exchange, not consecutive per symbol.
+    fn sequential_trade_ids(&self) -> bool {
+        false
+    }
+
+    /// Polygon sends no heartbeat: quiet symbols outside market hours are silent for long.
+    fn stale_after(&self) -> Duration {
+        Duration::from_secs(300)
+    }
+
+    fn parse(
+        &self,
+        text: &str,
+        ctx: &mut ParseContext,
+        out: &mut Vec<FeedEvent>,
+    ) -> Result<(), FrameError> {
+        parse(text, ctx, out)
+    }
+
+    fn server(&self) -> Box<dyn VenueServer> {
+        Box::new(mock::Server::default())
+    }
+}
 
 /// The real-time stocks cluster.
 pub const DEFAULT_URL: &str = "wss://socket.polygon.io/stocks";

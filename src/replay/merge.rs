@@ -17,27 +17,8 @@ use std::collections::VecDeque;
 
 use tokio_stream::{Stream, StreamExt};
 
-use crate::model::{FeedId, Trade};
+use crate::model::{CoreEvent, FeedId, Trade};
 use crate::replay::ReplayItem;
-
-/// What the merged stream carries.
-#[derive(Debug)]
-pub enum MergedEvent {
-    /// Trades in event-time order.
-    Trades(Vec<Trade>),
-    /// Trades read back from the recording at start (`--recover`): applied like others, not
-    /// logged again.
-    Recovered(Vec<Trade>),
-    /// Best bid/offer updates.
-    Quotes(Vec<crate::model::Quote>),
-    /// A source ended after the trades before this event: cleanly (`None`) or with an error.
-    SourceEnded {
-        /// The feed that ended.
-        feed: FeedId,
-        /// The error that ended it, if any.
-        error: Option<String>,
-    },
-}
 
 struct Lane<S> {
     feed: FeedId,
@@ -51,7 +32,7 @@ struct Lane<S> {
 }
 
 /// Merges `sources` (each tagged with its feed) by event time.
-pub fn merge_by_event_time<S>(sources: Vec<(FeedId, S)>) -> impl Stream<Item = MergedEvent> + Send
+pub fn merge_by_event_time<S>(sources: Vec<(FeedId, S)>) -> impl Stream<Item = CoreEvent> + Send
 where
     S: Stream<Item = ReplayItem> + Send + Unpin,
 {
@@ -91,7 +72,7 @@ where
             for lane in lanes.iter_mut() {
                 if !lane.open && lane.buffer.is_empty() && !lane.end_reported {
                     lane.end_reported = true;
-                    yield MergedEvent::SourceEnded { feed: lane.feed, error: lane.error.take() };
+                    yield CoreEvent::SourceEnded { feed: lane.feed, error: lane.error.take() };
                 }
             }
             let merged = if lanes.len() == 1 {
@@ -102,12 +83,12 @@ where
                 release(&mut lanes)
             };
             if !merged.is_empty() {
-                yield MergedEvent::Trades(merged);
+                yield CoreEvent::Trades(merged);
             }
             for lane in lanes.iter_mut() {
                 if !lane.open && lane.buffer.is_empty() && !lane.end_reported {
                     lane.end_reported = true;
-                    yield MergedEvent::SourceEnded { feed: lane.feed, error: lane.error.take() };
+                    yield CoreEvent::SourceEnded { feed: lane.feed, error: lane.error.take() };
                 }
             }
             if lanes.iter().all(|lane| lane.end_reported) {
@@ -197,19 +178,19 @@ mod tests {
             source(0, vec![vec![1, 4], vec![], vec![6, 9]]),
             source(1, vec![vec![2, 3, 4, 5]]),
         ]);
-        let events: Vec<MergedEvent> = merged.collect().await;
+        let events: Vec<CoreEvent> = merged.collect().await;
         let mut order = Vec::new();
         let mut ended = Vec::new();
         for event in events {
             match event {
-                MergedEvent::Trades(batch) => {
+                CoreEvent::Trades(batch) => {
                     order.extend(batch.iter().map(|t| (t.exchange_ts, t.feed.0)))
                 }
-                MergedEvent::SourceEnded { feed, error } => {
+                CoreEvent::SourceEnded { feed, error } => {
                     assert!(error.is_none());
                     ended.push((feed.0, order.len()));
                 }
-                MergedEvent::Quotes(_) | MergedEvent::Recovered(_) => {
+                CoreEvent::Quotes(_) | CoreEvent::Recovered(_) => {
                     panic!("replays carry no quotes and nothing recovered")
                 }
             }
@@ -234,14 +215,14 @@ mod tests {
         sources: Vec<(FeedId, impl Stream<Item = ReplayItem> + Unpin + Send)>,
     ) -> Vec<(i64, u16)> {
         let merged = merge_by_event_time(sources);
-        let events: Vec<MergedEvent> =
+        let events: Vec<CoreEvent> =
             tokio::time::timeout(std::time::Duration::from_secs(10), merged.collect())
                 .await
                 .expect("the merge ends");
         events
             .into_iter()
             .flat_map(|event| match event {
-                MergedEvent::Trades(batch) => {
+                CoreEvent::Trades(batch) => {
                     batch.iter().map(|t| (t.exchange_ts, t.feed.0)).collect()
                 }
                 _ => Vec::new(),

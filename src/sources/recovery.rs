@@ -14,11 +14,16 @@
 //! the restart has them dropped as duplicates.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use polars::prelude::*;
+use tokio::sync::mpsc;
 
-use crate::model::{FeedId, Timestamp, Trade};
+use crate::health::{FeedDescription, FeedRegistry, FeedStatus};
+use crate::metrics::Metrics;
+use crate::model::{CoreEvent, FeedId, Timestamp, Trade};
 use crate::replay::{ReplayError, ReplaySource, load_all};
+use crate::sources::SourceError;
 
 /// Why recovery failed: the service does not start on a half-read state.
 #[derive(Debug, thiserror::Error)]
@@ -179,4 +184,65 @@ pub async fn recover(
         recovered.older = (before - recovered.trades.len()) as u64;
     }
     Ok(recovered)
+}
+
+/// Reads the recorded state in `directory` and sends it to the core as
+/// [`CoreEvent::Recovered`] batches, before any live feed connects (the channel keeps them
+/// ahead of live trades). What was recovered, and from where, is also a source in `/v1/feeds`.
+pub async fn send(
+    directory: &Path,
+    horizon: Timestamp,
+    live: &[Arc<FeedStatus>],
+    registry: &FeedRegistry,
+    metrics: &Metrics,
+    events: &mpsc::Sender<CoreEvent>,
+) -> Result<(), SourceError> {
+    let feeds: Vec<(String, FeedId)> = live
+        .iter()
+        .map(|status| (status.name().to_string(), status.id()))
+        .collect();
+    let fallback = live.first().map_or(FeedId(0), |status| status.id());
+    let recovered = recover(directory, horizon, &feeds, fallback).await?;
+    tracing::info!(
+        directory = %directory.display(),
+        parquet_files = recovered.files,
+        log_segments = recovered.segments,
+        torn_records = recovered.torn,
+        damaged_records = recovered.corrupt,
+        trades = recovered.trades.len(),
+        older_than_horizon = recovered.older,
+        "recovering the recorded state"
+    );
+    let status = registry.register(
+        format!("recover:{}", directory.display()),
+        FeedDescription {
+            kind: "recovery".to_string(),
+            source: directory.display().to_string(),
+            format: format!(
+                "trade log: {} Parquet files, {} segments",
+                recovered.files, recovered.segments
+            ),
+        },
+        metrics,
+    );
+    status.set_running();
+    status.rows.inc_by(recovered.trades.len() as u64);
+    status.malformed.inc_by(recovered.torn + recovered.corrupt);
+    if recovered.older > 0 || recovered.torn + recovered.corrupt > 0 {
+        status.set_error(format!(
+            "{} trades older than the state's horizon not applied; {} torn and {} damaged records skipped",
+            recovered.older, recovered.torn, recovered.corrupt
+        ));
+    }
+    status.set_finished();
+    let mut trades = recovered.trades.into_iter();
+    loop {
+        let batch: Vec<_> = trades.by_ref().take(crate::replay::BATCH_SIZE).collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if events.send(CoreEvent::Recovered(batch)).await.is_err() {
+            return Err(SourceError::CoreStopped);
+        }
+    }
 }
