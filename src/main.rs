@@ -109,7 +109,7 @@ async fn serve(
     }
     let mut settings = Settings::load(args)?;
     if std::io::stderr().is_terminal() && log_format == LogFormat::Text {
-        settings.progress = tickstream::replay::progress::ProgressOutput::Bars;
+        settings.sources.progress = tickstream::replay::progress::ProgressOutput::Bars;
     }
     let app = App::build(settings).await?;
     app.run_until_stopped(tickstream::shutdown::signal()).await

@@ -49,35 +49,35 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         // TLS for wss:// feeds: rustls with the ring provider, whatever else the build links.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        for source in &settings.sources {
+        for source in &settings.sources.replays {
             source.check()?;
         }
-        let listener = TcpListener::bind(settings.listen)
+        let listener = TcpListener::bind(settings.http.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
         let address = listener.local_addr()?;
-        if !address.ip().is_loopback() && settings.api_token.is_none() {
+        if !address.ip().is_loopback() && settings.http.api_token.is_none() {
             tracing::warn!(%address, "the HTTP API listens beyond loopback without an API token: anyone on the network can read it and edit the alert rules (set {})", crate::config::API_TOKEN_ENV);
         }
         let metrics = Arc::new(Metrics::new());
         let feeds = Arc::new(FeedRegistry::new());
         let source_settings = settings.source_settings();
         let sources = Sources::register(
-            &settings.sources,
-            settings.feeds.clone(),
-            settings.demo,
+            &settings.sources.replays,
+            settings.sources.feeds.clone(),
+            settings.sources.demo,
             source_settings,
             &feeds,
             &metrics,
         )
         .await?;
         let mut rules = RuleBook::new(
-            &settings.alert_rules,
-            Arc::clone(&settings.windows),
-            Arc::clone(&settings.intervals),
+            &settings.alerts.rules,
+            Arc::clone(&settings.analytics.windows),
+            Arc::clone(&settings.analytics.intervals),
         )
         .context("invalid alert rules")?;
-        if let Some(path) = &settings.rules_file {
+        if let Some(path) = &settings.recording.rules_file {
             if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(directory)
                     .with_context(|| format!("cannot create {}", directory.display()))?;
@@ -89,18 +89,18 @@ impl App {
         let state = AppState {
             snapshots: Arc::new(SnapshotStore::new()),
             feeds,
-            indicators: IndicatorCache::new(settings.indicator_cache, Arc::clone(&metrics)),
+            indicators: IndicatorCache::new(settings.indicators, Arc::clone(&metrics)),
             metrics,
-            windows: Arc::clone(&settings.windows),
-            intervals: Arc::clone(&settings.intervals),
+            windows: Arc::clone(&settings.analytics.windows),
+            intervals: Arc::clone(&settings.analytics.intervals),
             ready: Arc::new(AtomicBool::new(false)),
             rules: Arc::new(rules),
             alerts: Arc::new(AlertLog::new(RECENT_ALERTS)),
             stream: tokio::sync::broadcast::channel(STREAM_CAPACITY).0,
-            stream_throttle: settings.stream_throttle,
+            stream_throttle: settings.http.stream_throttle,
             stopping: tokio_util::sync::CancellationToken::new(),
-            api_token: settings.api_token.clone(),
-            limits: crate::api::HttpLimits::new(settings.http_limits),
+            api_token: settings.http.api_token.clone(),
+            limits: crate::api::HttpLimits::new(settings.http.limits),
         };
         Ok(App {
             listener,
@@ -135,10 +135,13 @@ impl App {
         let live = sources.live();
         let tasks = TaskTracker::new();
         let metrics = Arc::clone(&state.metrics);
-        let (alerts, sink_task) =
-            crate::alerts::sink::start(&settings.sinks, state.stream.clone(), Arc::clone(&metrics))
-                .context("cannot start the alert sinks")?;
-        let recorders = match &settings.record {
+        let (alerts, sink_task) = crate::alerts::sink::start(
+            &settings.alerts.sinks,
+            state.stream.clone(),
+            Arc::clone(&metrics),
+        )
+        .context("cannot start the alert sinks")?;
+        let recorders = match &settings.recording.record {
             Some(directory) if !live.is_empty() => {
                 let names = state
                     .feeds
@@ -146,16 +149,22 @@ impl App {
                     .iter()
                     .map(|f| f.name().to_string())
                     .collect();
-                let recorders = Recorders::start(directory, settings.fsync, names)?;
-                tracing::info!(directory = %directory.display(), fsync = ?settings.fsync, "recording the live feeds: raw frames, and every trade applied in the trade log");
+                let recorders = Recorders::start(directory, settings.recording.fsync, names)?;
+                tracing::info!(directory = %directory.display(), fsync = ?settings.recording.fsync, "recording the live feeds: raw frames, and every trade applied in the trade log");
                 Some(recorders)
             }
             _ => None,
         };
         let (events_tx, events_rx) = mpsc::channel(CORE_CHANNEL_CAPACITY);
-        let engine = Engine::new(Arc::clone(&settings.windows), settings.allowed_lateness)
-            .with_candles(Arc::clone(&settings.intervals), settings.candle_history)
-            .with_dedup_capacity(settings.dedup_ids);
+        let engine = Engine::new(
+            Arc::clone(&settings.analytics.windows),
+            settings.analytics.allowed_lateness,
+        )
+        .with_candles(
+            Arc::clone(&settings.analytics.intervals),
+            settings.analytics.candle_history,
+        )
+        .with_dedup_capacity(settings.analytics.dedup_ids);
         let outlets = Outlets {
             publisher: SnapshotPublisher::new(Arc::clone(&state.snapshots)),
             feeds: Arc::clone(&state.feeds),
@@ -166,14 +175,15 @@ impl App {
         };
         let evaluator = AlertEvaluator::new(Arc::clone(&state.rules));
         let mut analytics = AnalyticsTask::new(engine, evaluator, events_rx, outlets)
-            .with_live_clock(&sources.live_ids(), settings.allowed_lateness);
+            .with_live_clock(&sources.live_ids(), settings.analytics.allowed_lateness);
         let (recorder, recorder_threads) = match recorders {
             Some(Recorders {
                 frames,
                 trades,
                 threads,
             }) => {
-                let durable = settings.fsync == crate::record::ticklog::FsyncPolicy::Every;
+                let durable =
+                    settings.recording.fsync == crate::record::ticklog::FsyncPolicy::Every;
                 analytics = analytics.with_trade_log(trades, durable);
                 (Some(frames), Some(threads))
             }

@@ -51,8 +51,8 @@ async fn every_provider_s_live_path_reaches_the_same_statistics_as_a_replay() {
             ..ServeArgs::default()
         })
         .expect("settings");
-        settings.demo = false;
-        settings.feeds = vec![FeedSpec {
+        settings.sources.demo = false;
+        settings.sources.feeds = vec![FeedSpec {
             provider,
             url: format!("ws://{mock}"),
             symbols: vec!["BTCUSDT".into()],
@@ -355,8 +355,8 @@ async fn an_auth_rejection_is_feed_state_with_backoff_and_the_service_stays_up()
             ..ServeArgs::default()
         })
         .expect("settings");
-        settings.demo = false;
-        settings.feeds = vec![FeedSpec {
+        settings.sources.demo = false;
+        settings.sources.feeds = vec![FeedSpec {
             provider,
             url: format!("ws://{mock}"),
             symbols: vec!["IBM".into()],
@@ -400,8 +400,8 @@ async fn a_recorded_live_session_replays_to_the_same_statistics_without_secrets(
         ..ServeArgs::default()
     })
     .expect("settings");
-    settings.demo = false;
-    settings.feeds = vec![FeedSpec {
+    settings.sources.demo = false;
+    settings.sources.feeds = vec![FeedSpec {
         provider: alpaca::PROVIDER,
         url: format!("ws://{mock}"),
         symbols: vec!["BTCUSDT".into()],
