@@ -529,11 +529,11 @@ impl Connector {
         if let Some(recorder) = &self.settings.recorder {
             let line = FrameRecord {
                 recv_ns,
-                conn: connection.name.clone(),
-                provider: self.spec.provider.name(),
+                conn: connection.name.clone().into(),
+                provider: self.spec.provider.name().into(),
                 dir,
-                text,
-                url,
+                text: text.map(Into::into),
+                url: url.map(Into::into),
             };
             let _ = recorder.send(line).await;
         }

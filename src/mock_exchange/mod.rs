@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -42,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::feeds::Provider;
 use crate::feeds::venue::{BadRequest, ServedTrade, ServerSession, VenueServer};
 use crate::model::Trade;
+use crate::record::{Direction, FrameRecord};
 use crate::replay::Speed;
 
 /// Trade frames written before a flush when frames are due back to back (at full speed): one
@@ -301,23 +301,17 @@ impl MockExchange {
         recording: &str,
         options: MockOptions,
     ) -> std::io::Result<Self> {
-        #[derive(Deserialize)]
-        struct Line {
-            recv_ns: i64,
-            provider: String,
-            dir: String,
-            text: Option<String>,
-        }
         let frames = recording
             .lines()
-            .filter_map(|line| serde_json::from_str::<Line>(line).ok())
+            .filter_map(|line| serde_json::from_str::<FrameRecord<'_>>(line).ok())
             .filter(|line| {
-                line.dir == "in" && Provider::from_name(&line.provider) == Some(options.provider)
+                line.dir == Direction::In
+                    && Provider::from_name(&line.provider) == Some(options.provider)
             })
             .filter_map(|line| {
                 line.text.map(|text| RecordedFrame::Raw {
                     recv_ns: line.recv_ns,
-                    text,
+                    text: text.into_owned(),
                 })
             })
             .collect();

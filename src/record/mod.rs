@@ -12,11 +12,12 @@
 
 pub mod ticklog;
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Timelike, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Frames queued for the writer: a few hundred milliseconds of a busy feed.
@@ -25,7 +26,7 @@ pub const RECORDER_CHANNEL_CAPACITY: usize = 4096;
 pub const ROTATE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Which way a recorded frame went, or what happened to the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// A frame received.
@@ -36,29 +37,36 @@ pub enum Direction {
     Connect,
     /// The connection ended.
     Close,
+    /// A marker this version does not know (read, never written).
+    #[serde(other)]
+    Other,
 }
 
-/// One line of a recording.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FrameRecord {
+/// One line of a raw-frame recording (`*.frames.jsonl`): written by the recorder, read back by
+/// the replay ([`crate::replay::frames`]) and served by the mock exchange. Borrowed when read,
+/// owned when written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameRecord<'a> {
     /// Receive (or send) time, nanoseconds since the epoch.
     pub recv_ns: i64,
     /// The connection: feed name and connection number.
-    pub conn: String,
+    #[serde(borrow)]
+    pub conn: Cow<'a, str>,
     /// The provider's name.
-    pub provider: &'static str,
+    #[serde(borrow)]
+    pub provider: Cow<'a, str>,
     /// Direction or marker.
     pub dir: Direction,
     /// The frame's text (frames), or the reason (`close`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<Cow<'a, str>>,
     /// The URL, without credentials (`connect`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Cow<'a, str>>,
 }
 
 /// Where connectors send frames to record.
-pub type RecordSender = mpsc::Sender<FrameRecord>;
+pub type RecordSender = mpsc::Sender<FrameRecord<'static>>;
 
 /// A recording failure: the recorder stops, the feeds go on.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +149,7 @@ pub fn start(
         source,
     })?;
     let mut output = open(&directory, Utc::now())?;
-    let (sender, mut receiver) = mpsc::channel::<FrameRecord>(RECORDER_CHANNEL_CAPACITY);
+    let (sender, mut receiver) = mpsc::channel::<FrameRecord<'static>>(RECORDER_CHANNEL_CAPACITY);
     let thread_directory = directory.clone();
     let handle = std::thread::Builder::new()
         .name("recorder".into())
@@ -274,9 +282,9 @@ mod tests {
                 .blocking_send(FrameRecord {
                     recv_ns: i,
                     conn: "binance:X-1".into(),
-                    provider: "binance",
+                    provider: "binance".into(),
                     dir: Direction::In,
-                    text: Some(format!("{{\"n\":{i}}}")),
+                    text: Some(format!("{{\"n\":{i}}}").into()),
                     url: None,
                 })
                 .expect("queued");

@@ -11,40 +11,25 @@
 //! not such an object, names an unknown provider, or holds a frame the provider's parser rejects
 //! is counted as malformed and skipped. Trades go on; quotes are not replayed.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-
-use serde::Deserialize;
 
 use super::fields::RowError;
 use super::{BatchSink, ReplaySource, Stop, for_each_line};
 use crate::feeds::Provider;
 use crate::feeds::event::{FeedEvent, ParseContext};
 use crate::model::FeedId;
-
-#[derive(Deserialize)]
-struct RawFrame<'a> {
-    recv_ns: i64,
-    #[serde(borrow)]
-    conn: Cow<'a, str>,
-    #[serde(borrow)]
-    provider: Cow<'a, str>,
-    #[serde(borrow)]
-    dir: Cow<'a, str>,
-    #[serde(borrow)]
-    text: Option<Cow<'a, str>>,
-}
+use crate::record::{Direction, FrameRecord};
 
 /// Reads one pass of a raw-frame recording into `sink`.
 pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
     let mut contexts: HashMap<String, (Provider, ParseContext)> = HashMap::new();
     let mut events = Vec::new();
     for_each_line(source, sink, |sink, location, line| {
-        let frame: RawFrame<'_> = match serde_json::from_str(line) {
+        let frame: FrameRecord<'_> = match serde_json::from_str(line) {
             Ok(frame) => frame,
             Err(error) => return sink.row(location, Err(RowError::Json(error.to_string()))),
         };
-        let (Some(text), "in") = (frame.text.as_deref(), frame.dir.as_ref()) else {
+        let (Some(text), Direction::In) = (frame.text.as_deref(), frame.dir) else {
             sink.count_row();
             return Ok(());
         };
