@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::alerts::rules::{Condition, Direction, Level, Output, Rule, RuleBook, RuleSet};
+use crate::alerts::book::{RuleBook, RuleSet};
+use crate::alerts::rules::{Condition, Direction, Level, Output, Rule};
 use crate::analytics::candles::ClosedSequence;
 use crate::analytics::{Engine, SymbolView};
 use crate::indicators::IndicatorValue;
@@ -418,7 +419,7 @@ fn pick(value: IndicatorValue, output: Output) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::rules::RuleSpec;
+    use crate::alerts::spec::RuleSpec;
     use crate::model::{FeedId, Trade};
 
     const SEC: i64 = 1_000_000_000;

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
-use crate::alerts::rules::BookError;
+use crate::alerts::book::BookError;
 use crate::alerts::sink::RECENT_ALERTS;
 use crate::alerts::{Alert, RuleSpec};
 
