@@ -12,16 +12,16 @@
 //! lateness is judged against the event-time clock alone (see [`crate::clock`]), so the trades a
 //! venue delivers after a stall, a reconnect, a slow consumer or a burst are applied.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::sink::{AlertLog, StreamEvent};
+use crate::alerts::sink::AlertLog;
 use crate::alerts::{Alert, AlertEvaluator};
 use crate::analytics::snapshot::SnapshotPublisher;
 use crate::analytics::{Engine, Outcome};
+use crate::fanout::{StreamBatch, StreamEvent};
 use crate::health::FeedRegistry;
 use crate::metrics::Metrics;
 use crate::model::CoreEvent;
@@ -233,45 +233,6 @@ impl TradeLog {
     }
 }
 
-/// Least time between two publications on the live stream: each wakes every stream client, so
-/// at full replay speed (thousands of publications a second) they are gathered, the latest
-/// snapshot per symbol, into one message per period.
-pub const STREAM_BATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// The snapshots gathered for the live stream since its last message, the latest per symbol.
-#[derive(Debug)]
-pub struct StreamBatch {
-    latest: HashMap<crate::model::Symbol, Arc<crate::analytics::SymbolSnapshot>>,
-    sent_at: tokio::time::Instant,
-}
-
-impl Default for StreamBatch {
-    fn default() -> Self {
-        StreamBatch {
-            latest: HashMap::new(),
-            sent_at: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl StreamBatch {
-    /// When the gathered snapshots are due, if any are waiting.
-    fn due(&self) -> Option<tokio::time::Instant> {
-        (!self.latest.is_empty()).then_some(self.sent_at + STREAM_BATCH_EVERY)
-    }
-
-    /// Sends the gathered snapshots as one message.
-    fn send(&mut self, stream: &tokio::sync::broadcast::Sender<StreamEvent>) {
-        self.sent_at = tokio::time::Instant::now();
-        if self.latest.is_empty() {
-            return;
-        }
-        let batch: Arc<[Arc<crate::analytics::SymbolSnapshot>]> =
-            self.latest.drain().map(|(_, snapshot)| snapshot).collect();
-        let _ = stream.send(StreamEvent::Stats(batch));
-    }
-}
-
 impl AnalyticsTask {
     /// Runs until the channel closes: every source is done, or, after `cancel` fired, every
     /// source has stopped and everything they had sent is applied (the drain at shutdown).
@@ -418,9 +379,7 @@ impl AnalyticsTask {
             let batch = &mut self.stream_batch;
             self.publisher
                 .publish_each(changed, self.engine.now(), |snapshot| {
-                    batch
-                        .latest
-                        .insert(snapshot.symbol.clone(), Arc::clone(snapshot));
+                    batch.add(snapshot);
                 });
             if batch
                 .due()

@@ -31,6 +31,7 @@ pub mod analytics;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod fanout;
 pub mod feeds;
 pub mod health;
 pub mod indicators;

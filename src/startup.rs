@@ -22,12 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::alerts::sink::{AlertLog, RECENT_ALERTS, STREAM_CAPACITY};
+use crate::alerts::sink::{AlertLog, RECENT_ALERTS};
 use crate::alerts::{AlertEvaluator, RuleBook};
 use crate::analytics::Engine;
 use crate::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::fanout::STREAM_CAPACITY;
 use crate::health::FeedRegistry;
 use crate::indicators::cache::IndicatorCache;
 use crate::ingest::{AnalyticsTask, Outlets};

@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::alerts::Alert;
-use crate::analytics::SymbolSnapshot;
+use crate::fanout::StreamEvent;
 use crate::metrics::{Metrics, SinkLabels};
 
 /// Alerts the core may have queued for the sink task before it counts a loss.
@@ -37,10 +37,6 @@ pub const ALERT_CHANNEL_CAPACITY: usize = 65_536;
 pub const SINK_QUEUE_CAPACITY: usize = 4_096;
 /// Recent alerts kept for `GET /v1/alerts`.
 pub const RECENT_ALERTS: usize = 10_000;
-/// Messages (alerts, and publications of changed snapshots) the live stream buffers for its
-/// slowest client's forwarding task before that task skips ahead (and resynchronizes from the
-/// latest snapshots). Small: each publication can hold a snapshot of every symbol.
-pub const STREAM_CAPACITY: usize = 256;
 
 /// The most recent alerts, newest last.
 #[derive(Debug)]
@@ -81,16 +77,6 @@ impl AlertLog {
             .cloned()
             .collect()
     }
-}
-
-/// What the live stream carries.
-#[derive(Debug, Clone)]
-pub enum StreamEvent {
-    /// An alert, as it fired.
-    Alert(Arc<Alert>),
-    /// The snapshots of one publication (clients throttle these per symbol): one message per
-    /// publication, so a publication wakes each client once however many symbols changed.
-    Stats(Arc<[Arc<SymbolSnapshot>]>),
 }
 
 /// Where alerts are delivered besides the log of recent alerts and the stream.

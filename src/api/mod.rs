@@ -33,9 +33,10 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::alerts::RuleBook;
-use crate::alerts::sink::{AlertLog, StreamEvent};
+use crate::alerts::sink::AlertLog;
 use crate::analytics::snapshot::SnapshotStore;
 use crate::analytics::{IntervalSpec, WindowSpec};
+use crate::fanout::StreamEvent;
 use crate::health::FeedRegistry;
 use crate::indicators::cache::IndicatorCache;
 use crate::metrics::{HttpLabels, Metrics};
@@ -96,7 +97,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             rules: Arc::new(rules),
             alerts: Arc::new(AlertLog::new(crate::alerts::sink::RECENT_ALERTS)),
-            stream: tokio::sync::broadcast::channel(crate::alerts::sink::STREAM_CAPACITY).0,
+            stream: tokio::sync::broadcast::channel(crate::fanout::STREAM_CAPACITY).0,
             stream_throttle: DEFAULT_STREAM_THROTTLE,
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: None,
