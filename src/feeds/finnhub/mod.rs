@@ -188,12 +188,10 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FeedId;
 
+    /// One frame through the venue's parser (the shared helper of every venue's tests).
     fn parse_one(text: &str) -> Result<Vec<FeedEvent>, FrameError> {
-        let mut ctx = ParseContext::new(FeedId(0));
-        let mut out = Vec::new();
-        parse(text, &mut ctx, &mut out).map(|()| out)
+        crate::feeds::venue::parse_frames(&Finnhub, &[text])
     }
 
     #[test]

@@ -219,15 +219,11 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FeedId;
 
+    /// Frames through the venue's parser with one context (the shared helper of every venue's
+    /// tests).
     fn parse_all(frames: &[&str]) -> Result<Vec<FeedEvent>, FrameError> {
-        let mut ctx = ParseContext::new(FeedId(0));
-        let mut out = Vec::new();
-        for frame in frames {
-            parse(frame, &mut ctx, &mut out)?;
-        }
-        Ok(out)
+        crate::feeds::venue::parse_frames(&Kraken, frames)
     }
 
     #[test]
