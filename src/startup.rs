@@ -72,21 +72,13 @@ impl App {
             &metrics,
         )
         .await?;
-        let mut rules = RuleBook::new(
+        let rules = RuleBook::open(
             &settings.alerts.rules,
             Arc::clone(&settings.analytics.windows),
             Arc::clone(&settings.analytics.intervals),
+            settings.recording.rules_file.as_deref(),
         )
-        .context("invalid alert rules")?;
-        if let Some(path) = &settings.recording.rules_file {
-            if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(directory)
-                    .with_context(|| format!("cannot create {}", directory.display()))?;
-            }
-            rules = rules
-                .persisted_in(path.clone())
-                .context("cannot restore the alert rules edited over the API")?;
-        }
+        .context("cannot load the alert rules")?;
         let state = AppState {
             snapshots: Arc::new(SnapshotStore::new()),
             feeds,
@@ -218,13 +210,7 @@ impl App {
             tracing::warn!(deadline = ?DRAIN_DEADLINE, "tasks did not stop within the deadline");
         }
         // The analytics task has stopped and dropped its sender: the sinks drain and flush.
-        match tokio::time::timeout(DRAIN_DEADLINE, sink_task).await {
-            Ok(Ok(())) => tracing::debug!("alert sinks flushed"),
-            Ok(Err(error)) => tracing::error!(%error, "the alert sink task failed"),
-            Err(_) => {
-                tracing::warn!(deadline = ?DRAIN_DEADLINE, "alert sinks did not drain within the deadline")
-            }
-        }
+        crate::alerts::sink::drain(sink_task, DRAIN_DEADLINE).await;
         // Every connector and the analytics task have stopped: the recorders drain and flush.
         let recorded = match recorder_threads {
             Some(threads) => threads.finish().await,

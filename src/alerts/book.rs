@@ -144,6 +144,27 @@ impl RuleBook {
         Ok(book)
     }
 
+    /// The book of the configured `rules`, keeping the API's edits in `rules_file` (its
+    /// directory created) when there is one.
+    pub fn open(
+        rules: &[RuleSpec],
+        windows: Arc<[WindowSpec]>,
+        intervals: Arc<[IntervalSpec]>,
+        rules_file: Option<&std::path::Path>,
+    ) -> Result<Self, BookError> {
+        let book = RuleBook::new(rules, windows, intervals)?;
+        let Some(path) = rules_file else {
+            return Ok(book);
+        };
+        if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(directory).map_err(|error| BookError::Persist {
+                path: path.to_path_buf(),
+                message: format!("cannot create {}: {error}", directory.display()),
+            })?;
+        }
+        book.persisted_in(path.to_path_buf())
+    }
+
     /// Keeps the API's edits in `path` from now on, after applying those it already holds (the
     /// configured rules it removed go, the rules it added come back).
     pub fn persisted_in(mut self, path: std::path::PathBuf) -> Result<Self, BookError> {

@@ -168,6 +168,16 @@ pub fn start(
     Ok((sender, task))
 }
 
+/// Once the core has stopped (and dropped its sender): waits for the sink task to drain and
+/// flush every sink, at most `deadline`; a failure or a missed deadline is logged.
+pub async fn drain(task: JoinHandle<()>, deadline: std::time::Duration) {
+    match tokio::time::timeout(deadline, task).await {
+        Ok(Ok(())) => tracing::debug!("alert sinks flushed"),
+        Ok(Err(error)) => tracing::error!(%error, "the alert sink task failed"),
+        Err(_) => tracing::warn!(?deadline, "alert sinks did not drain within the deadline"),
+    }
+}
+
 fn spawn_sink<F, Fut>(name: &'static str, metrics: &Arc<Metrics>, run: F) -> SinkHandle
 where
     F: FnOnce(mpsc::Receiver<Arc<Alert>>, Arc<Metrics>) -> Fut,

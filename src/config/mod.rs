@@ -1,4 +1,4 @@
-//! Configuration: the command line ([`cli`]) and the TOML file ([`file`]) as written, validated
+//! Configuration: the command line ([`cli`]) and the TOML file ([`mod@file`]) as written, validated
 //! once into [`Settings`], one group per concern (HTTP, sources, recording, analytics,
 //! indicators, alerts), each validated on its own.
 //!

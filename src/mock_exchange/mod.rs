@@ -24,186 +24,26 @@
 //! for. After the last trade the connection stays open with keepalives only, or starts over with
 //! `repeat`.
 
+mod connection;
+mod options;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::feeds::Provider;
-use crate::feeds::venue::{BadRequest, ServedTrade, ServerSession, VenueServer};
 use crate::model::Trade;
 use crate::record::{Direction, FrameRecord};
-use crate::replay::Speed;
 
-/// Trade frames written before a flush when frames are due back to back (at full speed): one
-/// socket write per burst rather than per frame, small enough to keep a burst's latency low.
-const FRAMES_PER_FLUSH: usize = 64;
+pub use connection::MAX_CLIENT_MESSAGE_BYTES;
+pub use options::{MockCounts, MockError, MockFaults, MockOptions, MockStats};
 
-/// Largest frame or message a client may send (subscriptions are a few hundred bytes).
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 << 10;
-
-/// How long a dropped connection waits for its client to close before letting go.
-const DROP_LINGER: Duration = Duration::from_secs(5);
-
-/// The garbage frames injected by [`MockFaults::garbage_every`], in turn: text no provider
-/// parses (truncated JSON, not JSON, control characters).
-const GARBAGE: [&str; 3] = [
-    r#"{"stream":"btcusdt@trade","data":{"e":"trade","p":"#,
-    "garbage: this is not a market-data frame",
-    "\u{0}\u{1}\u{2}\u{7f}",
-];
-
-/// Faults the mock exchange injects, to exercise the connectors' recovery. All off by default.
-#[derive(Debug, Clone, Default)]
-pub struct MockFaults {
-    /// Drop each connection after it has sent this many trade frames: the frames are flushed,
-    /// then the TCP connection is shut down without a WebSocket closing handshake.
-    pub drop_every: Option<u64>,
-    /// After every this many trade frames, go silent (no trades, no keepalives) for the
-    /// duration.
-    pub stall: Option<(u64, Duration)>,
-    /// After every this many trade frames, send one garbage text frame.
-    pub garbage_every: Option<u64>,
-    /// Refuse connections (closed before the WebSocket handshake) for this long after the
-    /// exchange starts serving.
-    pub refuse_for: Option<Duration>,
-    /// With `shared_tape`: a new connection is first sent this many of the tape's latest
-    /// trades again (the duplicates a venue's replay-on-reconnect produces).
-    pub resend_on_connect: usize,
-}
-
-/// What the mock exchange has done, for exact checks in tests.
-#[derive(Debug, Default)]
-pub struct MockStats {
-    /// WebSocket connections accepted.
-    pub connections: AtomicU64,
-    /// Connections refused (`refuse_for`).
-    pub refused: AtomicU64,
-    /// Connections dropped (`drop_every`).
-    pub dropped: AtomicU64,
-    /// Stalls (`stall`).
-    pub stalls: AtomicU64,
-    /// Trade frames written, resends included.
-    pub trades_sent: AtomicU64,
-    /// Garbage frames written.
-    pub garbage_sent: AtomicU64,
-    /// The furthest tape position sent (over all passes): the distinct trade frames sent, when
-    /// every trade is subscribed.
-    pub furthest: AtomicU64,
-    /// Clients disconnected for a protocol violation (frame too large, invalid UTF-8, …).
-    pub client_errors: AtomicU64,
-}
-
-impl MockStats {
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    /// A plain copy of the counters.
-    pub fn snapshot(&self) -> MockCounts {
-        MockCounts {
-            connections: Self::get(&self.connections),
-            refused: Self::get(&self.refused),
-            dropped: Self::get(&self.dropped),
-            stalls: Self::get(&self.stalls),
-            trades_sent: Self::get(&self.trades_sent),
-            garbage_sent: Self::get(&self.garbage_sent),
-            furthest: Self::get(&self.furthest),
-            client_errors: Self::get(&self.client_errors),
-        }
-    }
-}
-
-/// A copy of [`MockStats`] at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MockCounts {
-    /// WebSocket connections accepted.
-    pub connections: u64,
-    /// Connections refused.
-    pub refused: u64,
-    /// Connections dropped.
-    pub dropped: u64,
-    /// Stalls.
-    pub stalls: u64,
-    /// Trade frames written, resends included.
-    pub trades_sent: u64,
-    /// Garbage frames written.
-    pub garbage_sent: u64,
-    /// The furthest tape position sent.
-    pub furthest: u64,
-    /// Clients disconnected for a protocol violation.
-    pub client_errors: u64,
-}
-
-/// How the mock exchange serves.
-#[derive(Debug, Clone)]
-pub struct MockOptions {
-    /// Wire format and handshake.
-    pub provider: Provider,
-    /// Pace of the recorded trades.
-    pub speed: Speed,
-    /// Keepalive interval (Binance: WebSocket pings; Coinbase: heartbeat messages); `None`
-    /// for the provider's own (20 s, 1 s).
-    pub keepalive_every: Option<Duration>,
-    /// Start over at the end of the recording; each pass moves event times forward by whole
-    /// days (covering the recording's span) and trade ids past the previous pass's, like the
-    /// next session of a live venue.
-    pub repeat: bool,
-    /// Longest wall-clock wait between two trades; longer gaps are shortened in wall time only.
-    pub max_pause: Option<Duration>,
-    /// How long a client has to subscribe.
-    pub subscribe_timeout: Duration,
-    /// Refuse every authentication (providers that authenticate).
-    pub reject_auth: bool,
-    /// One tape for all connections, like a live venue: a connection is served from where the
-    /// tape stands (not from the recording's start), and the tape moves only while a
-    /// subscribed connection is served, so no trade is skipped while nobody listens.
-    pub shared_tape: bool,
-    /// Faults to inject.
-    pub faults: MockFaults,
-}
-
-impl Default for MockOptions {
-    fn default() -> Self {
-        MockOptions {
-            provider: crate::feeds::binance::PROVIDER,
-            speed: Speed::Max,
-            keepalive_every: None,
-            repeat: false,
-            max_pause: None,
-            subscribe_timeout: Duration::from_secs(10),
-            reject_auth: false,
-            shared_tape: false,
-            faults: MockFaults::default(),
-        }
-    }
-}
-
-/// Why a mock connection ended early.
-#[derive(Debug, thiserror::Error)]
-pub enum MockError {
-    /// WebSocket failure.
-    #[error("websocket: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
-    /// The client broke the WebSocket protocol (frame too large, invalid UTF-8, …).
-    #[error("client protocol violation: {0}")]
-    ClientViolation(tokio_tungstenite::tungstenite::Error),
-    /// The client did not subscribe in time.
-    #[error("no subscription within {0:?}")]
-    SubscribeTimeout(Duration),
-    /// The client's request was not one the venue understands.
-    #[error(transparent)]
-    BadRequest(#[from] BadRequest),
-}
+use connection::{Connection, Session};
 
 /// A bound, not yet serving, mock exchange.
 pub struct MockExchange {
@@ -216,14 +56,14 @@ pub struct MockExchange {
 /// What the mock serves: a recorded trade with its trade id (rendered per pass in the
 /// provider's format), or a raw frame served verbatim at its recorded receive time.
 #[derive(Debug)]
-enum RecordedFrame {
+pub(super) enum RecordedFrame {
     Trade { trade_id: u64, trade: Trade },
     Raw { recv_ns: i64, text: String },
 }
 
 impl RecordedFrame {
     /// The time the frame is paced by.
-    fn time(&self) -> i64 {
+    pub(super) fn time(&self) -> i64 {
         match self {
             RecordedFrame::Trade { trade, .. } => trade.exchange_ts,
             RecordedFrame::Raw { recv_ns, .. } => *recv_ns,
@@ -260,7 +100,7 @@ pub fn render_trade_frames(provider: Provider, trades: &[Trade]) -> Vec<String> 
 
 /// How far each repeated pass moves: whole days covering the recording's span, and past the
 /// largest trade id.
-fn pass_shift(frames: &[RecordedFrame]) -> (i64, u64) {
+pub(super) fn pass_shift(frames: &[RecordedFrame]) -> (i64, u64) {
     const DAY: i64 = 86_400 * 1_000_000_000;
     let first = frames.iter().map(RecordedFrame::time).min().unwrap_or(0);
     let last = frames.iter().map(RecordedFrame::time).max().unwrap_or(0);
@@ -395,265 +235,4 @@ impl MockExchange {
         connections.close();
         connections.wait().await;
     }
-}
-
-/// One connection's protocol: the venue's side of it, and what every venue shares.
-struct Session {
-    server: Box<dyn VenueServer>,
-    shared: ServerSession,
-}
-
-impl Session {
-    fn new(provider: Provider, reject_auth: bool) -> Self {
-        Session {
-            server: provider.server(),
-            shared: ServerSession {
-                reject_auth,
-                ..ServerSession::default()
-            },
-        }
-    }
-
-    /// Whether `frame` is subscribed.
-    fn wants(&self, frame: &RecordedFrame) -> bool {
-        match frame {
-            RecordedFrame::Trade { trade, .. } => self
-                .shared
-                .symbols
-                .contains(&trade.symbol.as_str().to_ascii_lowercase()),
-            // A raw recording is served whole to a client that subscribed to anything.
-            RecordedFrame::Raw { .. } => !self.shared.symbols.is_empty(),
-        }
-    }
-
-    /// `frame` in the venue's format, shifted by `time_offset` ns and `id_offset`.
-    fn frame_text(&mut self, frame: &RecordedFrame, time_offset: i64, id_offset: u64) -> String {
-        match frame {
-            RecordedFrame::Trade { trade, trade_id } => self.server.trade(&ServedTrade {
-                symbol: trade.symbol.as_str(),
-                price: trade.price,
-                size: trade.size,
-                side: trade.side,
-                ts: trade.exchange_ts.saturating_add(time_offset),
-                id: trade_id.saturating_add(id_offset),
-            }),
-            RecordedFrame::Raw { text, .. } => text.clone(),
-        }
-    }
-}
-
-/// One client connection and what it shares with the exchange.
-struct Connection {
-    frames: Arc<Vec<RecordedFrame>>,
-    options: MockOptions,
-    stats: Arc<MockStats>,
-    /// The shared tape's position (`shared_tape`): the next frame, over all passes.
-    tape: Arc<AtomicU64>,
-}
-
-/// A client's read error: a protocol violation is counted apart from a plain disconnect.
-fn client_error(stats: &MockStats, error: tokio_tungstenite::tungstenite::Error) -> MockError {
-    use tokio_tungstenite::tungstenite::Error;
-    match error {
-        Error::Capacity(_) | Error::Utf8(_) | Error::Protocol(_) => {
-            stats.client_errors.fetch_add(1, Ordering::Relaxed);
-            MockError::ClientViolation(error)
-        }
-        error => MockError::WebSocket(error),
-    }
-}
-
-impl Connection {
-    /// Serves one client until it leaves, `cancel` fires or a fault drops it.
-    async fn serve(self, stream: TcpStream, cancel: CancellationToken) -> Result<(), MockError> {
-        let Connection {
-            frames,
-            options,
-            stats,
-            tape,
-        } = self;
-        let _ = stream.set_nodelay(true);
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_CLIENT_MESSAGE_BYTES))
-            .max_frame_size(Some(MAX_CLIENT_MESSAGE_BYTES));
-        let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
-        stats.connections.fetch_add(1, Ordering::Relaxed);
-        let provider = options.provider;
-        let faults = &options.faults;
-        let mut session = Session::new(provider, options.reject_auth);
-        if let Some(greeting) = session.server.greeting() {
-            socket.send(Message::text(greeting)).await?;
-        }
-        let subscribe_deadline = Instant::now() + options.subscribe_timeout;
-        let mut keepalive = tokio::time::interval(
-            options
-                .keepalive_every
-                .unwrap_or_else(|| session.server.keepalive_every()),
-        );
-        keepalive.tick().await;
-        let (day_shift, id_shift) = pass_shift(&frames);
-        let length = frames.len().max(1) as u64;
-        let mut pass = 0u64;
-        let mut next = 0usize;
-        let mut sent_this_pass = 0usize;
-        let mut positioned = false;
-        // Trade frames sent on this connection (the faults count them).
-        let mut sent = 0u64;
-        // (event time, wall time) the pacing is anchored at.
-        let mut anchor: Option<(i64, Instant)> = None;
-        let mut unflushed = 0usize;
-        loop {
-            let subscribed = !session.shared.symbols.is_empty();
-            if subscribed && !positioned {
-                positioned = true;
-                if options.shared_tape {
-                    let start = tape
-                        .load(Ordering::Acquire)
-                        .saturating_sub(faults.resend_on_connect as u64);
-                    pass = start / length;
-                    next = usize::try_from(start % length).unwrap_or(0);
-                }
-            }
-            // The next subscribed frame and when it is due; `None`: nothing to send now.
-            while subscribed && next < frames.len() && !session.wants(&frames[next]) {
-                next += 1;
-            }
-            if next == frames.len() && options.repeat && sent_this_pass > 0 {
-                pass += 1;
-                next = 0;
-                sent_this_pass = 0;
-                continue;
-            }
-            let time_offset = day_shift.saturating_mul(i64::try_from(pass).unwrap_or(i64::MAX));
-            let due = (subscribed && next < frames.len()).then(|| match options.speed {
-                Speed::Max => Instant::now(),
-                Speed::Factor(factor) => {
-                    let ts = frames[next].time().saturating_add(time_offset);
-                    let (anchor_ts, anchor_wall) = *anchor.get_or_insert((ts, Instant::now()));
-                    let offset = (ts - anchor_ts).max(0) as f64 / 1e9 / factor;
-                    let mut due = anchor_wall + Duration::from_secs_f64(offset);
-                    if let Some(limit) = options.max_pause {
-                        let now = Instant::now();
-                        if due > now + limit {
-                            due = now + limit;
-                            anchor = Some((ts, due));
-                        }
-                    }
-                    due
-                }
-            });
-            // Frames are written without flushing while more are due at once (at full speed, up
-            // to FRAMES_PER_FLUSH), and flushed before any wait: one write per burst, not per
-            // frame.
-            if unflushed > 0
-                && (unflushed >= FRAMES_PER_FLUSH || due.is_none_or(|due| due > Instant::now()))
-            {
-                socket.flush().await?;
-                unflushed = 0;
-            }
-            // A frame already due is sent without a timer: timers tick in milliseconds, and one
-            // per frame would cap the mock at a thousand frames a second.
-            let frame_ready = async {
-                if let Some(due) = due.filter(|due| *due > Instant::now()) {
-                    tokio::time::sleep_until(due).await;
-                }
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                message = socket.next() => match message {
-                    None | Some(Ok(Message::Close(_))) => break,
-                    Some(Err(error)) => return Err(client_error(&stats, error)),
-                    Some(Ok(Message::Text(text))) => {
-                        for reply in session.server.request(text.as_str(), &mut session.shared)? {
-                            socket.send(Message::text(reply)).await?;
-                        }
-                        if session.shared.closing {
-                            break;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                },
-                _ = tokio::time::sleep_until(subscribe_deadline), if !subscribed => {
-                    return Err(MockError::SubscribeTimeout(options.subscribe_timeout));
-                }
-                _ = keepalive.tick() => {
-                    for message in session.server.keepalives(&session.shared) {
-                        socket.send(message).await?;
-                    }
-                }
-                _ = frame_ready, if due.is_some() => {
-                    let text = session.frame_text(&frames[next], time_offset, id_shift.saturating_mul(pass));
-                    socket.feed(Message::text(text)).await?;
-                    unflushed += 1;
-                    next += 1;
-                    sent_this_pass += 1;
-                    sent += 1;
-                    stats.trades_sent.fetch_add(1, Ordering::Relaxed);
-                    let position = pass * length + next as u64;
-                    stats.furthest.fetch_max(position, Ordering::Relaxed);
-                    if options.shared_tape {
-                        tape.fetch_max(position, Ordering::AcqRel);
-                    }
-                    let every = |n: Option<u64>| n.is_some_and(|n| n > 0 && sent.is_multiple_of(n));
-                    if every(faults.garbage_every) {
-                        let garbage = GARBAGE[(stats.garbage_sent.fetch_add(1, Ordering::Relaxed) % GARBAGE.len() as u64) as usize];
-                        socket.feed(Message::text(garbage)).await?;
-                        unflushed += 1;
-                    }
-                    if let Some((stall_every, stall_for)) = faults.stall
-                        && every(Some(stall_every)) {
-                            socket.flush().await?;
-                            unflushed = 0;
-                            stats.stalls.fetch_add(1, Ordering::Relaxed);
-                            // Silent, not deaf: a client that gives up during the stall
-                            // ends the connection at once (nothing is sent into a closed one).
-                            let stall_end = tokio::time::sleep(stall_for);
-                            tokio::pin!(stall_end);
-                            loop {
-                                tokio::select! {
-                                    _ = cancel.cancelled() => return Ok(()),
-                                    _ = &mut stall_end => break,
-                                    message = socket.next() => match message {
-                                        None | Some(Ok(Message::Close(_))) => return Ok(()),
-                                        Some(Err(error)) => return Err(client_error(&stats, error)),
-                                        Some(Ok(_)) => {}
-                                    },
-                                }
-                            }
-                            // Keepalives missed during the stall are not sent in a burst.
-                            keepalive.reset();
-                        }
-                    if every(faults.drop_every) {
-                        socket.flush().await?;
-                        stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        return drop_connection(socket).await;
-                    }
-                }
-            }
-        }
-        let _ = socket.flush().await;
-        let _ = socket.close(None).await;
-        Ok(())
-    }
-}
-
-/// Drops a connection without a WebSocket closing handshake: the TCP connection is shut down
-/// after everything written, then the client has [`DROP_LINGER`] to close its end (closing ours
-/// first with unread bytes would reset the connection and could discard frames in flight).
-async fn drop_connection(
-    mut socket: tokio_tungstenite::WebSocketStream<TcpStream>,
-) -> Result<(), MockError> {
-    let stream = socket.get_mut();
-    let _ = stream.shutdown().await;
-    let linger = async {
-        let mut buffer = [0u8; 4096];
-        loop {
-            match tokio::io::AsyncReadExt::read(stream, &mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DROP_LINGER, linger).await;
-    Ok(())
 }
