@@ -38,6 +38,13 @@ pub const SINK_QUEUE_CAPACITY: usize = 4_096;
 /// Recent alerts kept for `GET /v1/alerts`.
 pub const RECENT_ALERTS: usize = 10_000;
 
+/// Default timeout of one webhook attempt.
+pub const DEFAULT_WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default webhook retries after the first attempt.
+pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
+/// Wait before the first webhook retry (doubled before each next one).
+pub const WEBHOOK_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The most recent alerts, newest last.
 #[derive(Debug)]
 pub struct AlertLog {

@@ -21,6 +21,13 @@ pub use window::WindowStats;
 
 use crate::units::{UnitError, duration_nanos, parse_duration};
 
+/// Default trailing windows.
+pub const DEFAULT_WINDOWS: [&str; 6] = ["1s", "10s", "1m", "5m", "15m", "1h"];
+/// Default candle intervals.
+pub const DEFAULT_INTERVALS: [&str; 3] = ["1s", "1m", "5m"];
+/// Default allowed lateness.
+pub const DEFAULT_LATENESS: &str = "1s";
+
 /// One configured trailing window: its label as written in the configuration (`1m`) and its
 /// length in nanoseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]

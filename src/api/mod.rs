@@ -42,6 +42,11 @@ use crate::indicators::cache::IndicatorCache;
 use crate::metrics::{HttpLabels, Metrics};
 pub use error::ApiError;
 
+/// The environment variable holding the API token that rule edits require.
+pub const API_TOKEN_ENV: &str = "TICKSTREAM_API_TOKEN";
+/// Default HTTP listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
 /// What every handler can read.
 #[derive(Debug, Clone)]
 pub struct AppState {

@@ -41,26 +41,10 @@ pub use mock::MockExchangeSettings;
 
 use file::{FileConfig, NumberOrText};
 
-/// The environment variable holding the API token that rule edits require.
-pub const API_TOKEN_ENV: &str = "TICKSTREAM_API_TOKEN";
-/// Default HTTP listen address: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Default trailing windows.
-pub const DEFAULT_WINDOWS: [&str; 6] = ["1s", "10s", "1m", "5m", "15m", "1h"];
-/// Default candle intervals.
-pub const DEFAULT_INTERVALS: [&str; 3] = ["1s", "1m", "5m"];
-/// Default timeout of one webhook attempt.
-pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default webhook retries after the first attempt.
-pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
-/// Wait before the first webhook retry (doubled before each next one).
-pub const WEBHOOK_BACKOFF: Duration = Duration::from_millis(200);
-/// Default allowed lateness.
-pub const DEFAULT_LATENESS: &str = "1s";
-/// Speed of the embedded sample when no speed is given.
-pub const EMBEDDED_SPEED: f64 = 10.0;
-/// Longest wall-clock pause of the embedded sample when none is given.
-pub const EMBEDDED_MAX_PAUSE: Duration = Duration::from_secs(1);
+pub use crate::alerts::sink::{DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT, WEBHOOK_BACKOFF};
+pub use crate::analytics::{DEFAULT_INTERVALS, DEFAULT_LATENESS, DEFAULT_WINDOWS};
+pub use crate::api::{API_TOKEN_ENV, DEFAULT_LISTEN};
+pub use crate::sources::demo::{EMBEDDED_MAX_PAUSE, EMBEDDED_SPEED};
 
 /// A configuration that cannot run.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,11 @@ use crate::mock_exchange::{MockExchange, MockOptions};
 use crate::replay::{ReplaySource, Speed, load_all};
 use crate::sources::SourceError;
 
+/// Speed of the embedded sample when no speed is given.
+pub const EMBEDDED_SPEED: f64 = 10.0;
+/// Longest wall-clock pause of the embedded sample when none is given.
+pub const EMBEDDED_MAX_PAUSE: Duration = Duration::from_secs(1);
+
 /// The demo's mock exchange (bound, not yet serving) and the feed that reads it.
 pub async fn exchange(
     speed: Speed,
