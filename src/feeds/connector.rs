@@ -406,8 +406,12 @@ impl Connector {
             self.status.malformed.inc();
             let count = self.status.malformed.get();
             if count <= PARSE_ERRORS_LOGGED || count.is_multiple_of(PARSE_ERROR_LOG_EVERY) {
+                let feed = self.status.name();
                 let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-                tracing::warn!(feed = self.status.name(), parse_errors = count, %error, frame = %excerpt, "skipping a frame that does not parse");
+                tracing::warn!(
+                    feed, parse_errors = count, %error, frame = %excerpt,
+                    "skipping a frame that does not parse"
+                );
             }
             return None;
         }
@@ -439,7 +443,8 @@ impl Connector {
                     ));
                 }
                 FeedEvent::ProviderError { code, message } => {
-                    tracing::warn!(feed = self.status.name(), ?code, %message, "the venue reported an error");
+                    let feed = self.status.name();
+                    tracing::warn!(feed, ?code, %message, "the venue reported an error");
                     let text = match code {
                         Some(code) => format!("venue error {code}: {message}"),
                         None => format!("venue error: {message}"),
