@@ -9,21 +9,64 @@
 //! ```
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use super::fields::{
     EpochUnit, RawTrade, RowError, epoch_to_nanos, parse_number, parse_timestamp, parse_trade_id,
 };
 use super::{BatchSink, ReplaySource, Stop, for_each_line};
 
-/// A JSON field that may be a number or a string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A JSON field that may be a number or a string, read in one pass: the visitor takes whichever
+/// the parser finds (an untagged enum would buffer every value and try each variant in turn).
+#[derive(Debug)]
 enum Field<'a> {
     Int(i64),
     Unsigned(u64),
     Float(f64),
-    Text(#[serde(borrow)] Cow<'a, str>),
+    Text(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor(PhantomData))
+    }
+}
+
+/// Accepts a JSON number or string.
+struct FieldVisitor<'a>(PhantomData<Field<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+    type Value = Field<'a>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a number or a string")
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(Field::Int(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(Field::Unsigned(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(Field::Float(value))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Text(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(Field::Text(Cow::Owned(value.to_string())))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+        Ok(Field::Text(Cow::Owned(value)))
+    }
 }
 
 #[derive(Debug, Deserialize)]
