@@ -49,3 +49,31 @@ pub fn spawn_reported(
         }
     });
 }
+
+/// Like [`spawn_reported`], but `task` runs on an OS thread of its own (`tickstream-<name>`, with
+/// a single-threaded runtime): a busy stage gets a core to itself. A task spawned on the shared
+/// runtime would run on the worker of whoever woke it (tokio's LIFO slot), so the connector and
+/// the analytics core would share one worker while the other stayed idle.
+pub fn spawn_reported_on_thread(
+    tasks: &tokio_util::task::TaskTracker,
+    name: &'static str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("tickstream-{name}"))
+        .spawn(move || {
+            runtime.block_on(task);
+            let _ = done.send(());
+        })?;
+    tasks.spawn(async move {
+        // The sender is dropped without a send only when the task panicked.
+        if finished.await.is_err() {
+            tracing::error!(task = name, "task panicked");
+        }
+    });
+    Ok(())
+}

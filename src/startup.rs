@@ -34,7 +34,7 @@ use crate::indicators::cache::IndicatorCache;
 use crate::ingest::{AnalyticsTask, Outlets};
 use crate::metrics::Metrics;
 use crate::record::Recorders;
-use crate::shutdown::{DRAIN_DEADLINE, spawn_reported};
+use crate::shutdown::{DRAIN_DEADLINE, spawn_reported_on_thread};
 use crate::sources::{CORE_CHANNEL_CAPACITY, Sources};
 
 /// A built, not yet running service.
@@ -182,7 +182,7 @@ impl App {
             }
             None => (None, None),
         };
-        spawn_reported(&tasks, "analytics", analytics.run(cancel.child_token()));
+        spawn_reported_on_thread(&tasks, "analytics", analytics.run(cancel.child_token()))?;
         // Only the sources hold senders: once they stop, the analytics task sees the channel
         // close and knows it has drained everything.
         let feeds = Arc::clone(&state.feeds);

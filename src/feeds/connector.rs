@@ -1,7 +1,7 @@
 //! A live feed connection as an async stream: connect, subscribe, read frames, parse them, and
 //! reconnect with backoff when anything goes wrong.
 //!
-//! The stream yields one [`FeedBatch`] per frame that carried trades or quotes. It never ends on
+//! The stream yields a [`FeedBatch`] per burst of frames that carried trades or quotes. It never ends on
 //! its own: a dead feed is retried on its own schedule ([`Backoff`]) while the rest of the
 //! service goes on; dropping the stream stops it. The consumer's pace is the connection's pace:
 //! nothing is read from the socket until the previous batch has been taken, so a slow core slows
@@ -19,12 +19,12 @@
 //! - after a reconnect everything is subscribed again; trades already seen are dropped by the
 //!   core (trade ids), and gaps in the venue's trade ids are counted.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_stream::Stream;
@@ -89,7 +89,7 @@ impl Default for ConnectorSettings {
     }
 }
 
-/// What one frame delivered.
+/// What the frames read together delivered.
 #[derive(Debug, Default)]
 pub struct FeedBatch {
     /// Trades, in the venue's order.
@@ -97,6 +97,21 @@ pub struct FeedBatch {
     /// Quotes.
     pub quotes: Vec<Quote>,
 }
+
+impl FeedBatch {
+    /// Trades and quotes in the batch.
+    pub fn len(&self) -> usize {
+        self.trades.len() + self.quotes.len()
+    }
+
+    /// Whether it holds neither.
+    pub fn is_empty(&self) -> bool {
+        self.trades.is_empty() && self.quotes.is_empty()
+    }
+}
+
+/// Most trades and quotes gathered into one batch from frames that have already arrived.
+pub const MAX_BATCH_EVENTS: usize = 4096;
 
 /// Parse errors logged one by one before switching to one line per this many.
 const PARSE_ERRORS_LOGGED: u64 = 20;
@@ -307,12 +322,59 @@ impl Connector {
         Ok(())
     }
 
-    /// Reads frames until one carries trades or quotes, or the connection ends.
+    /// Reads frames until some carry trades or quotes, or the connection ends: the first frame
+    /// is waited for, then every frame that has already arrived joins the same batch (up to
+    /// [`MAX_BATCH_EVENTS`]), so that a burst costs one yield and one channel send, not one per
+    /// frame. An end met after some trades is reported on the next call, after they are
+    /// delivered.
     async fn next_batch(&mut self, connection: &mut Connection) -> Result<FeedBatch, Ended> {
+        let mut batch = FeedBatch::default();
         loop {
             if let Some(ended) = connection.ending.take() {
                 return Err(ended);
             }
+            let mut next = Some(self.next_frame(connection).await?);
+            let mut receive_ts = 0;
+            while let Some(message) = next.take() {
+                receive_ts = wall_clock_now();
+                if let Err(ended) = self.take(message, receive_ts, connection, &mut batch).await {
+                    connection.ending = Some(ended);
+                    break;
+                }
+                if batch.len() >= MAX_BATCH_EVENTS || connection.ending.is_some() {
+                    break;
+                }
+                next = match connection.socket.next().now_or_never() {
+                    Some(Some(Ok(message))) => Some(message),
+                    Some(Some(Err(error))) => {
+                        let kind = disconnect_of(&error);
+                        let reason = format!("read failed: {error}");
+                        connection.ending = Some(Ended::Failed(kind, reason));
+                        None
+                    }
+                    Some(None) => {
+                        let reason = "connection closed".to_string();
+                        connection.ending = Some(Ended::Failed(Disconnect::Closed, reason));
+                        None
+                    }
+                    None => None,
+                };
+            }
+            self.status.saw_frame(to_millis(receive_ts));
+            if !batch.is_empty() {
+                if self.status.state() == FeedState::Subscribing {
+                    self.status.set_state(FeedState::Live);
+                }
+                self.status.rows.inc_by(batch.trades.len() as u64);
+                return Ok(batch);
+            }
+        }
+    }
+
+    /// Waits for the next frame, sending application pings when due; silence beyond the stale
+    /// limit, a close or a read error ends the connection.
+    async fn next_frame(&mut self, connection: &mut Connection) -> Result<Message, Ended> {
+        loop {
             let Connection {
                 socket,
                 last_frame,
@@ -336,44 +398,50 @@ impl Connector {
                 }
             };
             connection.last_frame = Instant::now();
-            let message = match next {
+            return match next {
                 None => {
                     let reason = format!("no frame for {:?}: stale feed", self.stale_after);
-                    return Err(Ended::Failed(Disconnect::Stale, reason));
+                    Err(Ended::Failed(Disconnect::Stale, reason))
                 }
-                Some(None) => {
-                    return Err(Ended::Failed(
-                        Disconnect::Closed,
-                        "connection closed".into(),
-                    ));
-                }
+                Some(None) => Err(Ended::Failed(
+                    Disconnect::Closed,
+                    "connection closed".into(),
+                )),
                 Some(Some(Err(error))) => {
                     let kind = disconnect_of(&error);
-                    return Err(Ended::Failed(kind, format!("read failed: {error}")));
+                    Err(Ended::Failed(kind, format!("read failed: {error}")))
                 }
-                Some(Some(Ok(message))) => message,
+                Some(Some(Ok(message))) => Ok(message),
             };
-            let receive_ts = wall_clock_now();
-            self.status.saw_frame(to_millis(receive_ts));
-            let text = match &message {
-                Message::Text(text) => text.as_str(),
-                Message::Close(frame) => {
-                    let reason = format!("closed by the venue: {frame:?}");
-                    return Err(Ended::Failed(Disconnect::Closed, reason));
-                }
-                // Pings (answered by the transport), pongs and binary frames: life only.
-                _ => continue,
-            };
-            self.ctx.receive_ts = receive_ts;
-            if self.settings.recorder.is_some() {
-                let text = Some(text.to_string());
-                self.record(connection, Direction::In, text, None, receive_ts)
-                    .await;
-            }
-            if let Some(batch) = self.parse(text, connection) {
-                return Ok(batch);
-            }
         }
+    }
+
+    /// One frame: recorded when recording, its trades and quotes added to `batch`. A close
+    /// frame ends the connection; pings (answered by the transport), pongs and binary frames
+    /// are life only.
+    async fn take(
+        &mut self,
+        message: Message,
+        receive_ts: i64,
+        connection: &mut Connection,
+        batch: &mut FeedBatch,
+    ) -> Result<(), Ended> {
+        let text = match &message {
+            Message::Text(text) => text.as_str(),
+            Message::Close(frame) => {
+                let reason = format!("closed by the venue: {frame:?}");
+                return Err(Ended::Failed(Disconnect::Closed, reason));
+            }
+            _ => return Ok(()),
+        };
+        self.ctx.receive_ts = receive_ts;
+        if self.settings.recorder.is_some() {
+            let text = Some(text.to_string());
+            self.record(connection, Direction::In, text, None, receive_ts)
+                .await;
+        }
+        self.parse(text, connection, batch);
+        Ok(())
     }
 
     async fn send_app_ping(&mut self, connection: &mut Connection) -> Result<(), Ended> {
@@ -389,10 +457,9 @@ impl Connector {
         Ok(())
     }
 
-    /// Parses one text frame: its trades and quotes as a batch (`None` when it has none), its
-    /// control events applied to the feed's state. A frame that does not parse is counted,
-    /// logged and skipped.
-    fn parse(&mut self, text: &str, connection: &mut Connection) -> Option<FeedBatch> {
+    /// Parses one text frame: its trades and quotes added to `batch`, its control events applied
+    /// to the feed's state. A frame that does not parse is counted, logged and skipped.
+    fn parse(&mut self, text: &str, connection: &mut Connection, batch: &mut FeedBatch) {
         self.events.clear();
         let parsed = self
             .spec
@@ -413,10 +480,9 @@ impl Connector {
                     "skipping a frame that does not parse"
                 );
             }
-            return None;
+            return;
         }
         let sequential = self.spec.provider.sequential_trade_ids();
-        let mut batch = FeedBatch::default();
         for event in self.events.drain(..) {
             match event {
                 FeedEvent::Trade(trade) => {
@@ -454,14 +520,6 @@ impl Connector {
                 }
             }
         }
-        if batch.trades.is_empty() && batch.quotes.is_empty() {
-            return None;
-        }
-        if self.status.state() == FeedState::Subscribing {
-            self.status.set_state(FeedState::Live);
-        }
-        self.status.rows.inc_by(batch.trades.len() as u64);
-        Some(batch)
     }
 
     /// Closes the connection with a WebSocket close (bounded: a venue that does not answer is

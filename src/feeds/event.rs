@@ -1,6 +1,6 @@
 //! What a provider's frame means once parsed: the vocabulary shared by every connector's parser.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::model::{FeedId, Quote, Symbol, Timestamp, Trade};
 
@@ -54,6 +54,7 @@ pub struct ParseContext {
     pub receive_ts: Timestamp,
     /// The feed's latest exchange time, for events the venue sends without one.
     pub last_exchange_ts: Option<Timestamp>,
+    /// Symbols met so far, interned (foldhash: every trade looks its symbol up here).
     symbols: HashMap<String, Symbol>,
     /// The last sequence number seen per stream (a product, a connection), for gap checks.
     sequences: HashMap<String, u64>,

@@ -21,7 +21,10 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use std::marker::PhantomData;
+
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::feeds::event::{
@@ -109,16 +112,91 @@ pub fn subscribe_request(symbols: &[String], channels: &[String], id: u64) -> St
     serde_json::json!({ "method": "SUBSCRIBE", "params": params, "id": id }).to_string()
 }
 
-#[derive(Deserialize)]
+/// A combined-stream frame, read in one pass: Binance sends `stream` before `data`, so the
+/// payload is read straight into its channel's type; in any other order it is kept raw and read
+/// once the stream is known.
+#[derive(Default)]
 struct Frame<'a> {
-    #[serde(borrow)]
     stream: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-    id: Option<serde::de::IgnoredAny>,
+    data: Option<Data<'a>>,
+    /// Whether a non-null `id` came (a request's answer).
+    id: bool,
     code: Option<i64>,
-    #[serde(borrow)]
     msg: Option<Cow<'a, str>>,
+}
+
+/// A frame's payload.
+enum Data<'a> {
+    Trade(TradePayload<'a>),
+    AggTrade(AggTradePayload<'a>),
+    BookTicker(BookTickerPayload<'a>),
+    /// Read before its stream's name, or of a stream that is not read here.
+    Raw(&'a RawValue),
+}
+
+/// The keys of a frame.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Key {
+    Stream,
+    Data,
+    Id,
+    Code,
+    Msg,
+    #[serde(other)]
+    Other,
+}
+
+/// A string that borrows from the frame unless it has escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The channel of a stream name: `btcusdt@trade` → `trade`.
+fn channel(stream: &str) -> &str {
+    stream
+        .rsplit_once('@')
+        .map_or(stream, |(_, channel)| channel)
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Frame<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FrameVisitor(PhantomData))
+    }
+}
+
+struct FrameVisitor<'a>(PhantomData<Frame<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FrameVisitor<'a> {
+    type Value = Frame<'a>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a Binance frame (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Frame<'a>, A::Error> {
+        let mut frame = Frame::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Stream => frame.stream = Some(map.next_value::<Text<'a>>()?.0),
+                Key::Data => {
+                    let channel = frame.stream.as_deref().map(channel);
+                    frame.data = Some(match channel {
+                        Some("trade") => Data::Trade(map.next_value()?),
+                        Some("aggTrade") => Data::AggTrade(map.next_value()?),
+                        Some("bookTicker") => Data::BookTicker(map.next_value()?),
+                        _ => Data::Raw(map.next_value()?),
+                    });
+                }
+                Key::Id => frame.id = map.next_value::<Option<IgnoredAny>>()?.is_some(),
+                Key::Code => frame.code = map.next_value()?,
+                Key::Msg => frame.msg = map.next_value::<Option<Text<'a>>>()?.map(|t| t.0),
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(frame)
+    }
 }
 
 #[derive(Deserialize)]
@@ -222,60 +300,63 @@ pub fn parse(
         return Ok(());
     }
     let Some(data) = frame.data else {
-        if frame.id.is_some() {
+        if frame.id {
             out.push(FeedEvent::Ack);
             return Ok(());
         }
         return Err(FrameError::MissingField("data"));
     };
-    let stream = frame.stream.unwrap_or_default();
-    let channel = stream.rsplit_once('@').map_or(stream.as_ref(), |(_, c)| c);
-    let data = data.get();
-    match channel {
-        "trade" => {
-            let p: TradePayload<'_> = serde_json::from_str(data).map_err(malformed)?;
-            out.push(trade(
-                ctx,
-                &p.symbol,
-                &p.price,
-                &p.quantity,
-                p.trade_time,
-                p.trade_id,
-                p.buyer_is_maker,
-            )?);
-        }
-        "aggTrade" => {
-            let p: AggTradePayload<'_> = serde_json::from_str(data).map_err(malformed)?;
-            out.push(trade(
-                ctx,
-                &p.symbol,
-                &p.price,
-                &p.quantity,
-                p.trade_time,
-                p.aggregate_id,
-                p.buyer_is_maker,
-            )?);
-        }
-        "bookTicker" => {
-            let p: BookTickerPayload<'_> = serde_json::from_str(data).map_err(malformed)?;
-            out.push(FeedEvent::Quote(Quote {
-                symbol: ctx.symbol(&p.symbol)?,
-                bid: decimal("b", &p.bid)?,
-                bid_size: Some(decimal("B", &p.bid_size)?),
-                ask: decimal("a", &p.ask)?,
-                ask_size: Some(decimal("A", &p.ask_size)?),
-                exchange_ts: ctx.last_exchange_ts,
-                receive_ts: ctx.receive_ts,
-                feed: ctx.feed,
-            }));
-        }
-        _ => {
-            let kind: EventType<'_> = serde_json::from_str(data).map_err(malformed)?;
-            if kind.event.as_deref() == Some("serverShutdown") {
-                out.push(FeedEvent::ServerShutdown);
+    let data = match data {
+        Data::Raw(raw) => {
+            let stream = frame.stream.as_deref().unwrap_or_default();
+            let data = raw.get();
+            match channel(stream) {
+                "trade" => Data::Trade(serde_json::from_str(data).map_err(malformed)?),
+                "aggTrade" => Data::AggTrade(serde_json::from_str(data).map_err(malformed)?),
+                "bookTicker" => Data::BookTicker(serde_json::from_str(data).map_err(malformed)?),
+                _ => {
+                    let kind: EventType<'_> = serde_json::from_str(data).map_err(malformed)?;
+                    if kind.event.as_deref() == Some("serverShutdown") {
+                        out.push(FeedEvent::ServerShutdown);
+                    }
+                    // Other streams (depth, kline, …) are not ours to interpret: skipped, not
+                    // errors.
+                    return Ok(());
+                }
             }
-            // Other streams (depth, kline, …) are not ours to interpret: skipped, not errors.
         }
+        data => data,
+    };
+    match data {
+        Data::Trade(p) => out.push(trade(
+            ctx,
+            &p.symbol,
+            &p.price,
+            &p.quantity,
+            p.trade_time,
+            p.trade_id,
+            p.buyer_is_maker,
+        )?),
+        Data::AggTrade(p) => out.push(trade(
+            ctx,
+            &p.symbol,
+            &p.price,
+            &p.quantity,
+            p.trade_time,
+            p.aggregate_id,
+            p.buyer_is_maker,
+        )?),
+        Data::BookTicker(p) => out.push(FeedEvent::Quote(Quote {
+            symbol: ctx.symbol(&p.symbol)?,
+            bid: decimal("b", &p.bid)?,
+            bid_size: Some(decimal("B", &p.bid_size)?),
+            ask: decimal("a", &p.ask)?,
+            ask_size: Some(decimal("A", &p.ask_size)?),
+            exchange_ts: ctx.last_exchange_ts,
+            receive_ts: ctx.receive_ts,
+            feed: ctx.feed,
+        })),
+        Data::Raw(_) => {}
     }
     Ok(())
 }
