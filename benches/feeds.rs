@@ -54,7 +54,44 @@ fn parse(c: &mut Criterion) {
             })
         });
     }
+    // The plain library on the same Binance frames: `serde_json` into a borrowed struct, nothing
+    // else (no interning, no decimal parsing, no trade built).
+    let frames = render_trade_frames(tickstream::feeds::binance::PROVIDER, &trades);
+    group.bench_function("binance_plain_serde_json", |b| {
+        b.iter(|| {
+            for frame in &frames {
+                let parsed: PlainFrame<'_> = serde_json::from_str(frame).expect("parses");
+                black_box(&parsed);
+            }
+        })
+    });
     group.finish();
+}
+
+/// A Binance trade frame as plain `serde_json` reads it, borrowing its strings.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read, never used: the bench measures the parse
+struct PlainFrame<'a> {
+    stream: &'a str,
+    #[serde(borrow)]
+    data: PlainTrade<'a>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct PlainTrade<'a> {
+    e: &'a str,
+    #[serde(rename = "E")]
+    event_time: i64,
+    s: &'a str,
+    t: u64,
+    p: &'a str,
+    q: &'a str,
+    #[serde(rename = "T")]
+    trade_time: i64,
+    m: bool,
+    #[serde(rename = "M")]
+    best_match: bool,
 }
 
 /// A fresh mock exchange serving `trades` at full speed in Binance's format: its URL, and the

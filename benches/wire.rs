@@ -5,7 +5,7 @@
 //! tokio-tungstenite client that only counts the same frames, on the same runtime.
 //!
 //! Scenarios: Binance combined-stream trade frames, one trade per frame, 100 symbols, on one, two
-//! and four connections at once; Finnhub-style batched frames (20 trades per frame); and one
+//! and four connections at once; batched frames (Kraken v2 `trade` updates, 20 trades per frame); and one
 //! Binance connection with recording on, for each fsync policy. Each scenario alternates limit
 //! and service `RUNS` times and prints the medians and their ratio.
 //!
@@ -13,6 +13,8 @@
 
 mod fixtures;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fixtures::generated_every;
@@ -22,6 +24,7 @@ use futures_util::{SinkExt, StreamExt};
 use tickstream::config::ServeArgs;
 use tickstream::model::Trade;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 /// Trades in every scenario.
 const TRADES: usize = 2_000_000;
@@ -65,20 +68,49 @@ fn binance_frame(trade: &Trade, id: u64) -> String {
     )
 }
 
-fn finnhub_frame(trades: &[Trade]) -> String {
+fn kraken_frame(trades: &[(u64, &Trade)]) -> String {
     let data: Vec<String> = trades
         .iter()
-        .map(|t| {
+        .map(|(id, t)| {
+            let micros = t.exchange_ts / 1_000;
+            let (seconds, micros) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+            let time = chrono_free_rfc3339(seconds, micros);
             format!(
-                r#"{{"c":null,"p":{},"s":"{}","t":{},"v":{}}}"#,
-                t.price,
+                r#"{{"symbol":"{}","side":"buy","price":{},"qty":{},"ord_type":"market","trade_id":{},"timestamp":"{}"}}"#,
                 t.symbol.as_str(),
-                t.exchange_ts / 1_000_000,
-                t.size
+                t.price,
+                t.size,
+                id,
+                time
             )
         })
         .collect();
-    format!(r#"{{"data":[{}],"type":"trade"}}"#, data.join(","))
+    format!(
+        r#"{{"channel":"trade","type":"update","data":[{}]}}"#,
+        data.join(",")
+    )
+}
+
+/// `seconds` since the epoch and `micros` as RFC 3339 (UTC, microseconds), by the civil-from-days
+/// algorithm (H. Hinnant's `civil_from_days`).
+fn chrono_free_rfc3339(seconds: i64, micros: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        second_of_day / 3_600,
+        second_of_day % 3_600 / 60,
+        second_of_day % 60
+    )
 }
 
 /// Binance over `connections` connections: symbol `i` on connection `i % connections`, trade ids
@@ -108,21 +140,33 @@ fn binance(trades: &[Trade], connections: usize) -> Vec<Connection> {
         .collect()
 }
 
-fn finnhub(trades: &[Trade]) -> Vec<Connection> {
-    let frames: Vec<String> = trades
-        .chunks(PER_BATCHED_FRAME)
-        .map(finnhub_frame)
+/// Kraken v2 `trade` updates, `PER_BATCHED_FRAME` trades per frame, one connection.
+fn kraken(trades: &[Trade]) -> Vec<Connection> {
+    let mut ids = std::collections::HashMap::new();
+    let numbered: Vec<(u64, &Trade)> = trades
+        .iter()
+        .map(|trade| {
+            let id = ids.entry(trade.symbol.as_str()).or_insert(1_000u64);
+            *id += 1;
+            (*id, trade)
+        })
         .collect();
+    let mut frames = vec![
+        r#"{"method":"subscribe","result":{"channel":"trade","symbol":"S00000","snapshot":false},"success":true,"req_id":1}"#
+            .to_string(),
+    ];
+    frames.extend(numbered.chunks(PER_BATCHED_FRAME).map(kraken_frame));
     let symbols: Vec<String> = (0..SYMBOLS).map(|i| format!("S{i:05}")).collect();
     vec![Connection {
         encoded: encode(&frames),
         frames: frames.len(),
-        feed: format!("finnhub:{}", symbols.join(",")),
+        feed: format!("kraken:{}", symbols.join(",")),
     }]
 }
 
 /// The limit: one bare tokio-tungstenite client per connection, each sending the feed's first
-/// request (ignored by the sender) and counting text frames until all of its are in.
+/// request (ignored by the sender) and counting text frames, until all connections' frames are
+/// in (connections are served in the order they are accepted, so the count is shared).
 async fn bare(scenario: &Scenario) -> Duration {
     let address = serve(
         scenario
@@ -131,12 +175,13 @@ async fn bare(scenario: &Scenario) -> Duration {
             .map(|c| c.encoded.clone())
             .collect(),
     );
+    let expected: usize = scenario.connections.iter().map(|c| c.frames).sum();
+    let received = Arc::new(AtomicUsize::new(0));
+    let done = CancellationToken::new();
     let start = Instant::now();
-    let clients: Vec<_> = scenario
-        .connections
-        .iter()
-        .map(|connection| {
-            let expected = connection.frames;
+    let clients: Vec<_> = (0..scenario.connections.len())
+        .map(|_| {
+            let (received, done) = (Arc::clone(&received), done.clone());
             tokio::spawn(async move {
                 let url = format!("ws://{address}/stream");
                 let (mut socket, _) = tokio_tungstenite::connect_async(url)
@@ -148,12 +193,19 @@ async fn bare(scenario: &Scenario) -> Duration {
                     ))
                     .await
                     .expect("sends");
-                let mut frames = 0;
-                while frames < expected {
-                    match socket.next().await {
-                        Some(Ok(Message::Text(_))) => frames += 1,
+                loop {
+                    let message = tokio::select! {
+                        _ = done.cancelled() => return,
+                        message = socket.next() => message,
+                    };
+                    match message {
+                        Some(Ok(Message::Text(_))) => {
+                            if received.fetch_add(1, Ordering::Relaxed) + 1 == expected {
+                                done.cancel();
+                            }
+                        }
                         Some(Ok(_)) => {}
-                        _ => panic!("the sender closed after {frames} of {expected} frames"),
+                        _ => panic!("a sender closed early"),
                     }
                 }
             })
@@ -214,8 +266,8 @@ fn main() {
         });
     }
     scenarios.push(Scenario {
-        name: format!("finnhub, {PER_BATCHED_FRAME} trades/frame, 1 connection"),
-        connections: finnhub(&trades),
+        name: format!("kraken, {PER_BATCHED_FRAME} trades/frame, 1 connection"),
+        connections: kraken(&trades),
         fsync: None,
     });
     for policy in ["never", "interval", "every"] {

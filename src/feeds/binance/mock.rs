@@ -3,12 +3,42 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::feeds::venue::{BadRequest, ServedTrade, ServerSession, VenueServer};
 use crate::model::Side;
+
+/// A combined-stream trade frame, keys in Binance's order (`stream` first; `json!` would sort
+/// them).
+#[derive(Serialize)]
+struct TradeFrame<'a> {
+    stream: String,
+    data: TradeData<'a>,
+}
+
+#[derive(Serialize)]
+struct TradeData<'a> {
+    #[serde(rename = "e")]
+    event: &'static str,
+    #[serde(rename = "E")]
+    event_time: i64,
+    #[serde(rename = "s")]
+    symbol: &'a str,
+    #[serde(rename = "t")]
+    trade_id: u64,
+    #[serde(rename = "p")]
+    price: String,
+    #[serde(rename = "q")]
+    quantity: String,
+    #[serde(rename = "T")]
+    trade_time: i64,
+    #[serde(rename = "m")]
+    buyer_is_maker: bool,
+    #[serde(rename = "M")]
+    best_match: bool,
+}
 
 /// The server side (Binance keeps no per-connection state beyond the subscriptions).
 pub(super) struct Server;
@@ -43,15 +73,21 @@ impl VenueServer for Server {
 
     fn trade(&mut self, trade: &ServedTrade<'_>) -> String {
         let ms = trade.ts.div_euclid(1_000_000);
-        json!({
-            "stream": format!("{}@trade", trade.symbol.to_ascii_lowercase()),
-            "data": {
-                "e": "trade", "E": ms, "s": trade.symbol, "t": trade.id,
-                "p": trade.price.to_string(), "q": trade.size.to_string(), "T": ms,
-                "m": trade.side == Some(Side::Sell), "M": true,
-            }
-        })
-        .to_string()
+        let frame = TradeFrame {
+            stream: format!("{}@trade", trade.symbol.to_ascii_lowercase()),
+            data: TradeData {
+                event: "trade",
+                event_time: ms,
+                symbol: trade.symbol,
+                trade_id: trade.id,
+                price: trade.price.to_string(),
+                quantity: trade.size.to_string(),
+                trade_time: ms,
+                buyer_is_maker: trade.side == Some(Side::Sell),
+                best_match: true,
+            },
+        };
+        serde_json::to_string(&frame).unwrap_or_default()
     }
 
     fn keepalives(&mut self, _session: &ServerSession) -> Vec<Message> {

@@ -33,6 +33,7 @@ use crate::feeds::event::{
 use crate::feeds::venue::{Provider, Subscription, Venue, VenueServer};
 use crate::model::{Quote, Side, Trade};
 
+mod fast;
 mod mock;
 
 /// Binance spot combined streams.
@@ -285,8 +286,30 @@ fn trade(
     }))
 }
 
-/// Parses one text frame into `out`.
+/// Parses one text frame into `out`: a trade frame in Binance's own layout straight from its
+/// bytes ([`fast`]), anything else with the general parser.
 pub fn parse(
+    text: &str,
+    ctx: &mut ParseContext,
+    out: &mut Vec<FeedEvent>,
+) -> Result<(), FrameError> {
+    if let Some(t) = fast::trade(text) {
+        out.push(trade(
+            ctx,
+            t.symbol,
+            t.price,
+            t.quantity,
+            t.trade_time,
+            t.trade_id,
+            t.buyer_is_maker,
+        )?);
+        return Ok(());
+    }
+    parse_general(text, ctx, out)
+}
+
+/// Parses any frame with `serde_json`.
+fn parse_general(
     text: &str,
     ctx: &mut ParseContext,
     out: &mut Vec<FeedEvent>,
