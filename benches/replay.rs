@@ -4,7 +4,8 @@
 //! channel, analytics task with the default windows and candles, publication), timed until the
 //! core has applied every trade; beside the limit, measured on the same file in the same run:
 //! the same reader only reading and parsing it (the replay stream, its batches counted and
-//! dropped).
+//! dropped), and for CSV and JSON lines the plain library alone (`csv` / `serde_json` into a
+//! borrowed struct, every row counted and dropped).
 //!
 //! Run with `cargo bench --bench replay` (it first writes the three files, ~0.7 GB in all, to a
 //! temporary directory, and removes them at the end).
@@ -120,6 +121,54 @@ async fn parse_only(path: &Path) -> Duration {
     elapsed
 }
 
+/// A trade row as the plain libraries read it, borrowing its symbol.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // read, never used: the limit measures the parse
+struct PlainRow<'a> {
+    ts: i64,
+    symbol: &'a str,
+    price: f64,
+    size: f64,
+}
+
+/// The plain-library limit for JSON lines: a buffered reader's lines into `serde_json`, each
+/// into a borrowed struct, nothing else.
+fn plain_jsonl(path: &Path) -> Duration {
+    use std::io::BufRead;
+    let start = Instant::now();
+    let file = std::fs::File::open(path).expect("open");
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut line = String::new();
+    let mut count = 0;
+    while reader.read_line(&mut line).expect("read") > 0 {
+        let row: PlainRow<'_> = serde_json::from_str(&line).expect("row");
+        std::hint::black_box(&row);
+        count += 1;
+        line.clear();
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(count, TRADES);
+    elapsed
+}
+
+/// The plain-library limit for CSV: the `csv` crate's byte records, each deserialized into a
+/// borrowed struct, nothing else.
+fn plain_csv(path: &Path) -> Duration {
+    let start = Instant::now();
+    let mut reader = csv::Reader::from_path(path).expect("open");
+    let headers = reader.byte_headers().expect("headers").clone();
+    let mut record = csv::ByteRecord::new();
+    let mut count = 0;
+    while reader.read_byte_record(&mut record).expect("read") {
+        let row: PlainRow<'_> = record.deserialize(Some(&headers)).expect("row");
+        std::hint::black_box(&row);
+        count += 1;
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(count, TRADES);
+    elapsed
+}
+
 /// The whole service replaying `path` at full speed, until the core has applied every trade.
 async fn whole_service(path: &Path) -> Duration {
     let args = ServeArgs {
@@ -139,6 +188,16 @@ fn replay(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     for (format, path) in &files {
+        let plain: Option<fn(&Path) -> Duration> = match *format {
+            "csv" => Some(plain_csv),
+            "jsonl" => Some(plain_jsonl),
+            _ => None,
+        };
+        if let Some(plain) = plain {
+            group.bench_function(format!("{format}/plain_library"), |b| {
+                b.iter_custom(|n| (0..n).map(|_| plain(path)).sum())
+            });
+        }
         group.bench_function(format!("{format}/parse_only"), |b| {
             b.iter_custom(|n| (0..n).map(|_| runtime.block_on(parse_only(path))).sum())
         });
