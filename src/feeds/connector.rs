@@ -1,8 +1,8 @@
 //! A live feed connection as an async stream: connect, subscribe, read frames, parse them, and
 //! reconnect with backoff when anything goes wrong.
 //!
-//! The stream yields a [`FeedBatch`] per burst of frames that carried trades or quotes. It never ends on
-//! its own: a dead feed is retried on its own schedule ([`Backoff`]) while the rest of the
+//! The stream yields a [`FeedBatch`] per burst of frames that carried trades or quotes. It never
+//! ends on its own: a dead feed is retried on its own schedule ([`Backoff`]) while the rest of the
 //! service goes on; dropping the stream stops it. The consumer's pace is the connection's pace:
 //! nothing is read from the socket until the previous batch has been taken, so a slow core slows
 //! the reads instead of growing a queue.
@@ -111,7 +111,7 @@ impl FeedBatch {
 }
 
 /// Most trades and quotes gathered into one batch from frames that have already arrived.
-pub const MAX_BATCH_EVENTS: usize = 4096;
+const MAX_BATCH_EVENTS: usize = 4096;
 
 /// Parse errors logged one by one before switching to one line per this many.
 const PARSE_ERRORS_LOGGED: u64 = 20;
@@ -344,17 +344,10 @@ impl Connector {
                 if batch.len() >= MAX_BATCH_EVENTS || connection.ending.is_some() {
                     break;
                 }
-                next = match connection.socket.next().now_or_never() {
-                    Some(Some(Ok(message))) => Some(message),
-                    Some(Some(Err(error))) => {
-                        let kind = disconnect_of(&error);
-                        let reason = format!("read failed: {error}");
-                        connection.ending = Some(Ended::Failed(kind, reason));
-                        None
-                    }
-                    Some(None) => {
-                        let reason = "connection closed".to_string();
-                        connection.ending = Some(Ended::Failed(Disconnect::Closed, reason));
+                next = match connection.socket.next().now_or_never().map(read_outcome) {
+                    Some(Ok(message)) => Some(message),
+                    Some(Err(ended)) => {
+                        connection.ending = Some(ended);
                         None
                     }
                     None => None,
@@ -403,15 +396,7 @@ impl Connector {
                     let reason = format!("no frame for {:?}: stale feed", self.stale_after);
                     Err(Ended::Failed(Disconnect::Stale, reason))
                 }
-                Some(None) => Err(Ended::Failed(
-                    Disconnect::Closed,
-                    "connection closed".into(),
-                )),
-                Some(Some(Err(error))) => {
-                    let kind = disconnect_of(&error);
-                    Err(Ended::Failed(kind, format!("read failed: {error}")))
-                }
-                Some(Some(Ok(message))) => Ok(message),
+                Some(read) => read_outcome(read),
             };
         }
     }
@@ -600,6 +585,23 @@ impl Connector {
             };
             let _ = recorder.send(line).await;
         }
+    }
+}
+
+/// What one read from the socket gave: a message, or how the connection ended.
+fn read_outcome(
+    read: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Message, Ended> {
+    match read {
+        Some(Ok(message)) => Ok(message),
+        Some(Err(error)) => {
+            let kind = disconnect_of(&error);
+            Err(Ended::Failed(kind, format!("read failed: {error}")))
+        }
+        None => Err(Ended::Failed(
+            Disconnect::Closed,
+            "connection closed".into(),
+        )),
     }
 }
 

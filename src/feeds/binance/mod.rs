@@ -24,7 +24,7 @@ use std::time::Duration;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::feeds::event::{
@@ -159,6 +159,22 @@ fn channel(stream: &str) -> &str {
         .map_or(stream, |(_, channel)| channel)
 }
 
+/// Reads a payload as its channel's type (kept raw when the channel is unknown or not read here).
+struct DataSeed<'s, 'a>(Option<&'s str>, PhantomData<Data<'a>>);
+
+impl<'de: 'a, 'a> DeserializeSeed<'de> for DataSeed<'_, 'a> {
+    type Value = Data<'a>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Data<'a>, D::Error> {
+        Ok(match self.0 {
+            Some("trade") => Data::Trade(Deserialize::deserialize(deserializer)?),
+            Some("aggTrade") => Data::AggTrade(Deserialize::deserialize(deserializer)?),
+            Some("bookTicker") => Data::BookTicker(Deserialize::deserialize(deserializer)?),
+            _ => Data::Raw(Deserialize::deserialize(deserializer)?),
+        })
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Frame<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(FrameVisitor(PhantomData))
@@ -181,12 +197,7 @@ impl<'de: 'a, 'a> Visitor<'de> for FrameVisitor<'a> {
                 Key::Stream => frame.stream = Some(map.next_value::<Text<'a>>()?.0),
                 Key::Data => {
                     let channel = frame.stream.as_deref().map(channel);
-                    frame.data = Some(match channel {
-                        Some("trade") => Data::Trade(map.next_value()?),
-                        Some("aggTrade") => Data::AggTrade(map.next_value()?),
-                        Some("bookTicker") => Data::BookTicker(map.next_value()?),
-                        _ => Data::Raw(map.next_value()?),
-                    });
+                    frame.data = Some(map.next_value_seed(DataSeed(channel, PhantomData))?);
                 }
                 Key::Id => frame.id = map.next_value::<Option<IgnoredAny>>()?.is_some(),
                 Key::Code => frame.code = map.next_value()?,
@@ -329,16 +340,17 @@ fn parse_general(
         }
         return Err(FrameError::MissingField("data"));
     };
+    // A payload read before its stream's name: read again, now that the channel is known.
     let data = match data {
         Data::Raw(raw) => {
             let stream = frame.stream.as_deref().unwrap_or_default();
-            let data = raw.get();
-            match channel(stream) {
-                "trade" => Data::Trade(serde_json::from_str(data).map_err(malformed)?),
-                "aggTrade" => Data::AggTrade(serde_json::from_str(data).map_err(malformed)?),
-                "bookTicker" => Data::BookTicker(serde_json::from_str(data).map_err(malformed)?),
-                _ => {
-                    let kind: EventType<'_> = serde_json::from_str(data).map_err(malformed)?;
+            let mut payload = serde_json::Deserializer::from_str(raw.get());
+            match DataSeed(Some(channel(stream)), PhantomData)
+                .deserialize(&mut payload)
+                .map_err(malformed)?
+            {
+                Data::Raw(raw) => {
+                    let kind: EventType<'_> = serde_json::from_str(raw.get()).map_err(malformed)?;
                     if kind.event.as_deref() == Some("serverShutdown") {
                         out.push(FeedEvent::ServerShutdown);
                     }
@@ -346,6 +358,7 @@ fn parse_general(
                     // errors.
                     return Ok(());
                 }
+                data => data,
             }
         }
         data => data,
@@ -410,6 +423,22 @@ mod tests {
         assert_eq!(trade.trade_id, Some(3_735_683_259));
         assert_eq!(trade.side, Some(Side::Sell));
         assert_eq!(trade.feed, FeedId(3));
+    }
+
+    #[test]
+    fn payload_before_its_stream_name_reads_the_same() {
+        let stream_first = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#;
+        let data_first = r#"{"data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true},"stream":"btcusdt@trade"}"#;
+        let shutdown =
+            r#"{"data":{"e":"serverShutdown","E":1770123456789},"stream":"!serverShutdown"}"#;
+        assert_eq!(
+            format!("{:?}", parse_one(stream_first)),
+            format!("{:?}", parse_one(data_first))
+        );
+        assert!(matches!(
+            parse_one(shutdown).as_deref(),
+            Ok([FeedEvent::ServerShutdown])
+        ));
     }
 
     #[test]
