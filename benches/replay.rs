@@ -2,13 +2,16 @@
 //! symbols, 2 hours of event time) in each replay format — CSV, JSON lines, Parquet — through the
 //! whole service (`App` with the file as its replay source at `--speed max`: reader thread,
 //! channel, analytics task with the default windows and candles, publication), timed until the
-//! core has applied every trade; beside the limit, measured on the same file in the same run:
-//! the same reader only reading and parsing it (the replay stream, its batches counted and
-//! dropped), and for CSV and JSON lines the plain library alone (`csv` / `serde_json` into a
-//! borrowed struct, every row counted and dropped).
+//! core has applied every trade, beside the limit measured on the same file in the same run: the
+//! plain library alone (`csv` / `serde_json` into a borrowed struct; polars reading the same four
+//! columns a row group at a time), every row counted and dropped. One more scenario puts the
+//! whole service on 2 M trades over 10,000 symbols beside the same over 100 symbols (CSV).
 //!
-//! Run with `cargo bench --bench replay` (it first writes the three files, ~0.7 GB in all, to a
-//! temporary directory, and removes them at the end).
+//! Each scenario alternates limit and service `RUNS` times and prints the medians, their ratio,
+//! and the product's reader alone (its batches counted and dropped) for where the time goes.
+//!
+//! Run with `cargo bench --bench replay [FILTER]` (it first writes the files, ~0.8 GB in all, to
+//! a temporary directory, and removes them at the end).
 
 mod fixtures;
 
@@ -16,9 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_main};
-use fixtures::{generated_every, service_until_applied};
-use polars::prelude::{Column, DataFrame, ParquetWriter};
+use fixtures::{generated_every, median, service_until_applied};
+use polars::prelude::{Column, DataFrame, ParquetReader, ParquetWriter, SerReader};
 use tickstream::config::ServeArgs;
 use tickstream::health::FeedRegistry;
 use tickstream::metrics::Metrics;
@@ -32,6 +34,12 @@ const TRADES: usize = 5_000_000;
 const SYMBOLS: usize = 100;
 /// 1.5 ms apart: 5 M trades span about 2 hours, so the 1 h window fills and then slides.
 const SPACING_NS: i64 = 1_500_000;
+/// Trades in the many-symbols scenario.
+const MANY_TRADES: usize = 2_000_000;
+/// Symbols in the many-symbols scenario.
+const MANY_SYMBOLS: usize = 10_000;
+/// Limit and service runs per scenario (alternating).
+const RUNS: usize = 3;
 
 fn millis(trade: &Trade) -> i64 {
     trade.exchange_ts / 1_000_000
@@ -55,10 +63,9 @@ fn write_text(
     out.flush().expect("flush");
 }
 
-/// Writes the three files; prices with two decimals, as a venue would print them.
-fn write_files(dir: &Path, trades: &[Trade]) -> Vec<(&'static str, PathBuf)> {
-    let csv = dir.join("trades.csv");
-    write_text(&csv, Some("ts,symbol,price,size"), trades, |t| {
+/// Writes `trades` as CSV to `path`; prices with two decimals, as a venue would print them.
+fn write_csv(path: &Path, trades: &[Trade]) {
+    write_text(path, Some("ts,symbol,price,size"), trades, |t| {
         format!(
             "{},{},{:.2},{}",
             millis(t),
@@ -67,6 +74,13 @@ fn write_files(dir: &Path, trades: &[Trade]) -> Vec<(&'static str, PathBuf)> {
             t.size
         )
     });
+}
+
+/// Writes the three files (prices with two decimals, as a venue would print them); returns
+/// the CSV, JSON lines and Parquet paths.
+fn write_files(dir: &Path, trades: &[Trade]) -> [PathBuf; 3] {
+    let csv = dir.join("trades.csv");
+    write_csv(&csv, trades);
     let jsonl = dir.join("trades.jsonl");
     write_text(&jsonl, None, trades, |t| {
         format!(
@@ -101,11 +115,11 @@ fn write_files(dir: &Path, trades: &[Trade]) -> Vec<(&'static str, PathBuf)> {
     ParquetWriter::new(std::fs::File::create(&parquet).expect("create parquet"))
         .finish(&mut frame)
         .expect("write parquet");
-    vec![("csv", csv), ("jsonl", jsonl), ("parquet", parquet)]
+    [csv, jsonl, parquet]
 }
 
-/// The limit: the product's reader for `path`, every batch counted and dropped.
-async fn parse_only(path: &Path) -> Duration {
+/// The product's reader for `path` alone, every batch counted and dropped.
+async fn reader_alone(path: &Path, trades: usize) -> Duration {
     let metrics = Metrics::new();
     let registry = FeedRegistry::new();
     let source = ReplaySource::from_path(path).expect("source");
@@ -117,7 +131,7 @@ async fn parse_only(path: &Path) -> Duration {
         count += batch.expect("batch").len();
     }
     let elapsed = start.elapsed();
-    assert_eq!(count, TRADES);
+    assert_eq!(count, trades);
     elapsed
 }
 
@@ -133,7 +147,7 @@ struct PlainRow<'a> {
 
 /// The plain-library limit for JSON lines: a buffered reader's lines into `serde_json`, each
 /// into a borrowed struct, nothing else.
-fn plain_jsonl(path: &Path) -> Duration {
+fn plain_jsonl(path: &Path, trades: usize) -> Duration {
     use std::io::BufRead;
     let start = Instant::now();
     let file = std::fs::File::open(path).expect("open");
@@ -147,13 +161,13 @@ fn plain_jsonl(path: &Path) -> Duration {
         line.clear();
     }
     let elapsed = start.elapsed();
-    assert_eq!(count, TRADES);
+    assert_eq!(count, trades);
     elapsed
 }
 
 /// The plain-library limit for CSV: the `csv` crate's byte records, each deserialized into a
 /// borrowed struct, nothing else.
-fn plain_csv(path: &Path) -> Duration {
+fn plain_csv(path: &Path, trades: usize) -> Duration {
     let start = Instant::now();
     let mut reader = csv::Reader::from_path(path).expect("open");
     let headers = reader.byte_headers().expect("headers").clone();
@@ -165,53 +179,149 @@ fn plain_csv(path: &Path) -> Duration {
         count += 1;
     }
     let elapsed = start.elapsed();
-    assert_eq!(count, TRADES);
+    assert_eq!(count, trades);
     elapsed
 }
 
-/// The whole service replaying `path` at full speed, until the core has applied every trade.
-async fn whole_service(path: &Path) -> Duration {
+/// The plain-library limit for Parquet: polars reading the same four columns a row group at a
+/// time (memory bounded by a row group), every row counted and dropped.
+fn plain_parquet(path: &Path, trades: usize) -> Duration {
+    let start = Instant::now();
+    let open = || std::fs::File::open(path).expect("open");
+    let mut reader = ParquetReader::new(open());
+    let metadata = reader.get_metadata().expect("metadata").clone();
+    let mut offset = 0;
+    let mut count = 0;
+    for group in &metadata.row_groups {
+        let rows = group.num_rows();
+        let mut reader = ParquetReader::new(open())
+            .with_columns(Some(
+                ["ts", "symbol", "price", "size"].map(String::from).to_vec(),
+            ))
+            .with_slice(Some((offset, rows)));
+        reader.set_metadata(metadata.clone());
+        let frame = reader.finish().expect("row group");
+        std::hint::black_box(&frame);
+        count += frame.height();
+        offset += rows;
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(count, trades);
+    elapsed
+}
+
+/// The whole service replaying `path` at full speed, until the core has applied `trades`.
+async fn whole_service(path: &Path, trades: usize) -> Duration {
     let args = ServeArgs {
         replay: vec![path.to_path_buf()],
         speed: Some("max".into()),
         ..ServeArgs::default()
     };
-    service_until_applied(args, TRADES as u64, Duration::from_millis(1)).await
+    service_until_applied(args, trades as u64, Duration::from_millis(1)).await
 }
 
-fn replay(c: &mut Criterion) {
+/// One row of the table: the limit, the whole service, and the product's reader alone, each a
+/// file of `trades` trades.
+struct Scenario {
+    name: &'static str,
+    limit_name: &'static str,
+    trades: usize,
+    limit: Box<dyn Fn(&tokio::runtime::Runtime) -> Duration>,
+    service: PathBuf,
+}
+
+fn rate(trades: usize, elapsed: Duration) -> f64 {
+    trades as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let files = write_files(dir.path(), &generated_every(SYMBOLS, TRADES, SPACING_NS));
-    let mut group = c.benchmark_group("replay");
-    group.throughput(Throughput::Elements(TRADES as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(20));
-    for (format, path) in &files {
-        let plain: Option<fn(&Path) -> Duration> = match *format {
-            "csv" => Some(plain_csv),
-            "jsonl" => Some(plain_jsonl),
-            _ => None,
-        };
-        if let Some(plain) = plain {
-            group.bench_function(format!("{format}/plain_library"), |b| {
-                b.iter_custom(|n| (0..n).map(|_| plain(path)).sum())
-            });
+    let [csv, jsonl, parquet] =
+        write_files(dir.path(), &generated_every(SYMBOLS, TRADES, SPACING_NS));
+    let few = dir.path().join("few.csv");
+    write_csv(&few, &generated_every(SYMBOLS, MANY_TRADES, SPACING_NS));
+    let many = dir.path().join("many.csv");
+    write_csv(
+        &many,
+        &generated_every(MANY_SYMBOLS, MANY_TRADES, SPACING_NS),
+    );
+    let plain = |name: &'static str,
+                 limit_name: &'static str,
+                 path: &PathBuf,
+                 read: fn(&Path, usize) -> Duration| {
+        let limit_path = path.clone();
+        Scenario {
+            name,
+            limit_name,
+            trades: TRADES,
+            limit: Box::new(move |_| read(&limit_path, TRADES)),
+            service: path.clone(),
         }
-        group.bench_function(format!("{format}/parse_only"), |b| {
-            b.iter_custom(|n| (0..n).map(|_| runtime.block_on(parse_only(path))).sum())
-        });
-        group.bench_function(format!("{format}/whole_service"), |b| {
-            b.iter_custom(|n| (0..n).map(|_| runtime.block_on(whole_service(path))).sum())
-        });
+    };
+    let few_path = few.clone();
+    let scenarios = [
+        plain(
+            "csv, 5 M trades, 100 symbols",
+            "`csv` into a borrowed struct",
+            &csv,
+            plain_csv,
+        ),
+        plain(
+            "jsonl, 5 M trades, 100 symbols",
+            "`serde_json` into a borrowed struct",
+            &jsonl,
+            plain_jsonl,
+        ),
+        plain(
+            "parquet, 5 M trades, 100 symbols",
+            "polars, by row group, same columns",
+            &parquet,
+            plain_parquet,
+        ),
+        Scenario {
+            name: "csv, 2 M trades, 10,000 symbols",
+            limit_name: "the service on the same trades over 100 symbols",
+            trades: MANY_TRADES,
+            limit: Box::new(move |runtime| runtime.block_on(whole_service(&few_path, MANY_TRADES))),
+            service: many,
+        },
+    ];
+    println!(
+        "| scenario | tickstream (trades/s) | limit (trades/s) | ratio | the product's reader alone |"
+    );
+    println!("|---|---|---|---|---|");
+    for scenario in &scenarios {
+        if filter
+            .as_ref()
+            .is_some_and(|f| !scenario.name.contains(f.as_str()))
+        {
+            continue;
+        }
+        let mut limit = Vec::new();
+        let mut product = Vec::new();
+        for _ in 0..RUNS {
+            limit.push(rate(scenario.trades, (scenario.limit)(&runtime)));
+            let elapsed = runtime.block_on(whole_service(&scenario.service, scenario.trades));
+            product.push(rate(scenario.trades, elapsed));
+        }
+        let reader = rate(
+            scenario.trades,
+            runtime.block_on(reader_alone(&scenario.service, scenario.trades)),
+        );
+        let (limit, product) = (median(limit), median(product));
+        println!(
+            "| {} | {:.3} M | {:.3} M ({}) | {:.2} | {:.3} M |",
+            scenario.name,
+            product / 1e6,
+            limit / 1e6,
+            scenario.limit_name,
+            product / limit,
+            reader / 1e6,
+        );
     }
-    group.finish();
 }
-
-/// The criterion entry points (generated, so undocumented).
-#[allow(missing_docs)]
-mod harness {
-    criterion::criterion_group!(benches, super::replay);
-}
-
-criterion_main!(harness::benches);

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fixtures::generated_every;
-use fixtures::service_until_applied;
 use fixtures::wire::{Encoded, encode, serve};
+use fixtures::{median, service_until_applied};
 use futures_util::{SinkExt, StreamExt};
 use tickstream::config::ServeArgs;
 use tickstream::model::Trade;
@@ -243,11 +243,6 @@ async fn service(scenario: &Scenario) -> Duration {
         ..ServeArgs::default()
     };
     service_until_applied(args, TRADES as u64, Duration::from_micros(100)).await
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

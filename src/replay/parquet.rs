@@ -5,8 +5,8 @@
 //!
 //! Prices and sizes may be any integer or float width, Decimal, or decimal strings; ids integers
 //! or text. Any other column type is an error naming the column and its type. The file is decoded
-//! on the reader's blocking thread a slice of `SLICE_ROWS` (65,536) rows at a time, so memory is bounded
-//! by a slice, not by the file.
+//! on the reader's blocking thread a row group at a time (at most `SLICE_ROWS`, 262,144 rows),
+//! only the columns above, so memory is bounded by a slice, not by the file.
 
 use polars::prelude::*;
 
@@ -131,11 +131,15 @@ fn number_column(
     }
 }
 
-/// Rows decoded at a time: memory is bounded by one slice (and the row groups it touches), not
-/// by the file.
-const SLICE_ROWS: usize = 65_536;
+/// Most rows decoded at a time: the file is read a row group at a time (what its writer chose as
+/// a unit), and a row group larger than this a slice of it at a time, so memory is bounded by
+/// one slice whatever the file's layout.
+const SLICE_ROWS: usize = 262_144;
 
-/// Reads one pass of a Parquet source into `sink`, a slice of rows at a time.
+/// The columns replay reads; any other column of the file is never decoded.
+const COLUMNS: [&str; 6] = ["ts", "symbol", "price", "size", "id", "trade_id"];
+
+/// Reads one pass of a Parquet source into `sink`, a row group (or a slice of one) at a time.
 pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
     let source_name = sink.source_name().to_string();
     let ReplayInput::File(path) = &source.input else {
@@ -148,23 +152,31 @@ pub fn read(source: &ReplaySource, sink: &mut BatchSink) -> Result<(), Stop> {
         })
     };
     let mut reader = ParquetReader::new(open()?);
-    let rows = reader.num_rows().map_err(|error| sink.read_error(error))?;
+    let schema = reader.schema().map_err(|error| sink.read_error(error))?;
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .filter(|name| schema.contains(name))
+        .map(|name| name.to_string())
+        .collect();
     let metadata = reader
         .get_metadata()
         .map_err(|error| sink.read_error(error))?
         .clone();
-    sink.set_progress_total(rows as u64);
+    sink.set_progress_total(metadata.num_rows as u64);
     let mut offset = 0;
-    while offset < rows {
-        let mut reader = ParquetReader::new(open()?).with_slice(Some((offset, SLICE_ROWS)));
-        reader.set_metadata(metadata.clone());
-        let frame = reader.finish().map_err(|error| sink.read_error(error))?;
-        if frame.height() == 0 {
-            break;
+    for group in &metadata.row_groups {
+        let group_end = offset + group.num_rows();
+        while offset < group_end {
+            let rows = (group_end - offset).min(SLICE_ROWS);
+            let mut reader = ParquetReader::new(open()?)
+                .with_columns(Some(columns.clone()))
+                .with_slice(Some((offset, rows)));
+            reader.set_metadata(metadata.clone());
+            let frame = reader.finish().map_err(|error| sink.read_error(error))?;
+            read_frame(&frame, offset, &source_name, sink)?;
+            offset += rows;
+            sink.set_progress(offset as u64);
         }
-        read_frame(&frame, offset, &source_name, sink)?;
-        offset += frame.height();
-        sink.set_progress(offset as u64);
     }
     Ok(())
 }
