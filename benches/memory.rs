@@ -8,17 +8,34 @@
 //! 5-minute bars' history after 500 minutes, the duplicate filter's 4,096 ids per symbol after
 //! 683 — and the flat line after it shows.
 //!
+//! Then quiet symbols, counted to the byte (the bench's global allocator counts every live
+//! allocation): 10,000 symbols trade 1, 10 or 100 times within ten minutes, then stay quiet for
+//! two hours while one other symbol trades every second, and what the engine plus the
+//! published snapshots hold per symbol is printed at the busiest point and once no trade is left
+//! in the longest window — beside how much of it is closed candle bars, the history a user asked
+//! to keep (96 bytes a bar).
+//!
 //! Each scenario runs in a fresh process (this binary re-executed), so allocator reuse between
 //! scenarios does not blur the figures. Run with `cargo bench --bench memory`.
 
 use std::process::Command;
 use std::sync::Arc;
 
+use cap::Cap;
+use tickstream::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
 use tickstream::analytics::{DEFAULT_CANDLE_HISTORY, Engine};
 use tickstream::config::{DEFAULT_INTERVALS, DEFAULT_WINDOWS, parse_intervals, parse_windows};
 use tickstream::model::{FeedId, Symbol, Trade};
 
+/// Counts the bytes allocated and not yet freed.
+#[global_allocator]
+static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+
 const SYMBOLS: usize = 10_000;
+/// Trades per symbol in the quiet-symbols scenarios.
+const QUIET: [u64; 3] = [1, 10, 100];
+/// `trades per symbol` of the quiet-symbols scenario a child process runs.
+const QUIET_SCENARIO: &str = "TICKSTREAM_MEMORY_QUIET";
 /// `per_minute,hours,history` of the scenario a child process runs.
 const SCENARIO: &str = "TICKSTREAM_MEMORY_SCENARIO";
 /// (trades per symbol per minute, hours of event time, candle history).
@@ -84,7 +101,78 @@ fn run(per_minute: i64, hours: i64, history: usize) {
     }
 }
 
+/// Each of `SYMBOLS` symbols trades `trades` times within ten minutes; then two quiet hours
+/// (another symbol trades every second). Prints
+/// `quiet <bytes per symbol at the busiest> <bytes per symbol when quiet> <closed bars per
+/// symbol>`, counting the engine and the published snapshots.
+fn quiet(trades: u64) {
+    let windows = parse_windows(&DEFAULT_WINDOWS.map(String::from)).expect("windows");
+    let intervals = parse_intervals(&DEFAULT_INTERVALS.map(String::from)).expect("intervals");
+    let names: Vec<Symbol> = (0..SYMBOLS)
+        .map(|i| Symbol::new(&format!("S{i:05}")))
+        .collect();
+    let baseline = ALLOCATOR.allocated();
+    let store = Arc::new(SnapshotStore::new());
+    let mut publisher = SnapshotPublisher::new(Arc::clone(&store));
+    let mut engine = Engine::new(Arc::from(windows), 1_000_000_000)
+        .with_candles(Arc::from(intervals), DEFAULT_CANDLE_HISTORY);
+    let start = 1_700_000_000_000_000_000i64;
+    let spacing = 600_000_000_000 / trades as i64;
+    for k in 0..trades {
+        for (s, symbol) in names.iter().enumerate() {
+            let ts = start + k as i64 * spacing + s as i64;
+            engine.apply(&Trade {
+                symbol: symbol.clone(),
+                price: 100.0 + (k % 7) as f64 * 0.01,
+                size: 1.0,
+                exchange_ts: ts,
+                receive_ts: ts,
+                feed: FeedId(0),
+                trade_id: Some(k),
+                side: None,
+            });
+        }
+        publisher.publish(engine.take_changed(), engine.now());
+    }
+    let busiest = ALLOCATOR.allocated() - baseline;
+    // Two quiet hours: one other symbol trades every second, the rest do not.
+    let busy = Symbol::new("BUSY");
+    let last = start + trades as i64 * spacing;
+    for second in 1..=7_200 {
+        let ts = last + second * 1_000_000_000;
+        engine.apply(&Trade {
+            symbol: busy.clone(),
+            price: 100.0,
+            size: 1.0,
+            exchange_ts: ts,
+            receive_ts: ts,
+            feed: FeedId(0),
+            trade_id: Some(second as u64),
+            side: None,
+        });
+        publisher.publish(engine.take_changed(), engine.now());
+    }
+    let quiet = ALLOCATOR.allocated() - baseline;
+    let bars: usize = store
+        .all()
+        .0
+        .iter()
+        .flat_map(|s| s.candles.iter())
+        .map(|c| c.closed_count(0))
+        .sum();
+    println!(
+        "quiet {} {} {}",
+        busiest / SYMBOLS,
+        quiet / SYMBOLS,
+        bars / SYMBOLS
+    );
+}
+
 fn main() {
+    if let Ok(trades) = std::env::var(QUIET_SCENARIO) {
+        quiet(trades.parse().expect("trades per symbol"));
+        return;
+    }
     if let Ok(scenario) = std::env::var(SCENARIO) {
         let fields: Vec<&str> = scenario.split(',').collect();
         let [per_minute, hours, history] = fields[..] else {
@@ -135,6 +223,37 @@ fn main() {
         println!(
             "\nper trade held in the longest window: {per_trade:.0} bytes; per symbol otherwise \
              (windows, candles, dedup ids): {per_symbol:.0} bytes"
+        );
+    }
+    println!(
+        "\n{SYMBOLS} quiet symbols: each trades N times within 10 minutes, then 2 quiet hours \
+         (bytes allocated, engine + published snapshots)"
+    );
+    println!(
+        "| N | per symbol, busiest | per symbol, quiet | closed bars | of which bars (96 B each) | the rest |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for trades in QUIET {
+        let output = Command::new(&exe)
+            .env(QUIET_SCENARIO, trades.to_string())
+            .output()
+            .expect("scenario runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let Some(line) = text.lines().find_map(|l| l.strip_prefix("quiet ")) else {
+            println!(
+                "| {trades} | failed: {} |",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            continue;
+        };
+        let fields: Vec<usize> = line.split(' ').filter_map(|f| f.parse().ok()).collect();
+        let [busiest, quiet, bars] = fields[..] else {
+            continue;
+        };
+        let bar_bytes = bars * std::mem::size_of::<tickstream::analytics::Candle>();
+        println!(
+            "| {trades} | {busiest} B | {quiet} B | {bars} | {bar_bytes} B | {} B |",
+            quiet.saturating_sub(bar_bytes)
         );
     }
 }

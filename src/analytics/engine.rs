@@ -76,11 +76,12 @@ pub struct SymbolSnapshot {
     /// Event time of the latest trade.
     pub last_ts: Option<Timestamp>,
     /// The latest best bid and offer, if the symbol is quoted.
-    pub quote: Option<Quote>,
+    pub quote: Option<Arc<Quote>>,
     /// Trades applied for this symbol since start.
     pub trade_count: u64,
-    /// One entry per configured window, in configuration order.
-    pub windows: Vec<WindowStats>,
+    /// One entry per configured window, in configuration order (shared by every symbol whose
+    /// windows are all empty).
+    pub windows: Arc<[WindowStats]>,
     /// One entry per configured candle interval, in configuration order.
     pub candles: Vec<CandleView>,
 }
@@ -231,7 +232,8 @@ struct SymbolState {
     last_price: f64,
     last_ts: Timestamp,
     trade_count: u64,
-    quote: Option<Quote>,
+    /// Behind a pointer: most symbols are never quoted, and every trade reads this struct.
+    quote: Option<Arc<Quote>>,
     /// The last trade ids of each feed that delivered this symbol (usually one).
     recent_ids: Vec<(FeedId, RecentIds)>,
     /// Earliest live entry of this symbol in the engine's expiry schedule (`i64::MAX`: none).
@@ -335,7 +337,15 @@ impl SymbolState {
             .min()
     }
 
-    fn snapshot(&self, as_of: Timestamp) -> SymbolSnapshot {
+    fn snapshot(&self, as_of: Timestamp, empty: &Arc<[WindowStats]>) -> SymbolSnapshot {
+        let windows = if self.trades.is_empty() {
+            Arc::clone(empty)
+        } else {
+            self.windows
+                .iter()
+                .map(|w| w.stats(&self.trades, as_of))
+                .collect()
+        };
         SymbolSnapshot {
             symbol: self.symbol.clone(),
             as_of,
@@ -343,11 +353,7 @@ impl SymbolState {
             last_ts: (self.trade_count > 0).then_some(self.last_ts),
             quote: self.quote.clone(),
             trade_count: self.trade_count,
-            windows: self
-                .windows
-                .iter()
-                .map(|w| w.stats(&self.trades, as_of))
-                .collect(),
+            windows,
             candles: self.candles.iter().map(CandleSeries::view).collect(),
         }
     }
@@ -377,6 +383,11 @@ pub struct Engine {
     dedup_capacity: usize,
     /// Trades applied since other symbols' windows were last brought to the clock.
     unsettled: usize,
+    /// The statistics of every window of a symbol without trades in them, shared.
+    empty_windows: Arc<[WindowStats]>,
+    /// The expiries due in one pass of [`expire_due`](Self::expire_due) (kept for its
+    /// allocation).
+    due: Vec<(Timestamp, usize)>,
 }
 
 impl Engine {
@@ -385,7 +396,6 @@ impl Engine {
     /// [`with_candles`](Self::with_candles) says which.
     pub fn new(windows: Arc<[WindowSpec]>, allowed_lateness: i64) -> Self {
         Engine {
-            windows,
             candles: CandleSettings::default(),
             clock: StreamClock::new(allowed_lateness),
             symbols: Vec::new(),
@@ -395,6 +405,9 @@ impl Engine {
             tallies: Vec::new(),
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
             unsettled: 0,
+            empty_windows: windows.iter().map(|_| WindowStats::empty()).collect(),
+            due: Vec::new(),
+            windows,
         }
     }
 
@@ -491,7 +504,7 @@ impl Engine {
     pub fn apply_quote(&mut self, quote: &Quote) {
         let index = self.symbol_index(&quote.symbol);
         let state = &mut self.symbols[index];
-        state.quote = Some(quote.clone());
+        state.quote = Some(Arc::new(quote.clone()));
         if !state.dirty {
             state.dirty = true;
             self.dirty.push(index);
@@ -510,7 +523,7 @@ impl Engine {
     pub fn snapshot(&self, symbol: &str) -> Option<SymbolSnapshot> {
         let now = self.clock.now().unwrap_or(0);
         let index = *self.index.get(symbol)?;
-        Some(self.symbols[index].snapshot(now))
+        Some(self.symbols[index].snapshot(now, &self.empty_windows))
     }
 
     /// A read-only view of `symbol` as of the stream clock (what alert rules evaluate), if it has
@@ -541,7 +554,7 @@ impl Engine {
         for index in self.dirty.drain(..) {
             let state = &mut self.symbols[index];
             state.dirty = false;
-            changed.push(state.snapshot(now));
+            changed.push(state.snapshot(now, &self.empty_windows));
         }
         changed
     }
@@ -590,23 +603,57 @@ impl Engine {
 
     fn expire_due(&mut self, now: Timestamp) {
         self.unsettled = 0;
-        while let Some(&Reverse((expiry, index))) = self.expiries.peek() {
-            if expiry > now {
+        let mut due = std::mem::take(&mut self.due);
+        loop {
+            due.clear();
+            while let Some(&Reverse((expiry, index))) = self.expiries.peek() {
+                if expiry > now {
+                    break;
+                }
+                self.expiries.pop();
+                due.push((expiry, index));
+            }
+            if due.is_empty() {
                 break;
             }
-            self.expiries.pop();
-            let state = &mut self.symbols[index];
-            if state.scheduled != expiry {
-                continue;
+            self.touch(&due);
+            for &(expiry, index) in &due {
+                let state = &mut self.symbols[index];
+                if state.scheduled != expiry {
+                    continue;
+                }
+                state.scheduled = Timestamp::MAX;
+                state.evict_expired(now);
+                if state.trades.is_empty() && self.clock.classify(state.last_ts) == Admission::Late
+                {
+                    // No trade of it is left in any window, and a resend of any of its trades
+                    // would be late: a quiet symbol needs no memory of their ids.
+                    state.recent_ids = Vec::new();
+                }
+                if !state.dirty {
+                    state.dirty = true;
+                    self.dirty.push(index);
+                }
+                self.reschedule(index);
             }
-            state.scheduled = Timestamp::MAX;
-            state.evict_expired(now);
-            if !state.dirty {
-                state.dirty = true;
-                self.dirty.push(index);
-            }
-            self.reschedule(index);
         }
+        self.due = due;
+    }
+
+    /// Reads what evicting each of `due`'s symbols reads first, all before any is evicted: with
+    /// many symbols each is a cache miss, and loads that do not depend on each other are served
+    /// in parallel, where the evictions, one after another, would wait for each in turn.
+    fn touch(&self, due: &[(Timestamp, usize)]) {
+        let mut sum = 0;
+        for &(_, index) in due {
+            if let Some(state) = self.symbols.get(index) {
+                sum ^= state.scheduled ^ state.trades.time(0).unwrap_or(0);
+                for window in &state.windows {
+                    sum ^= window.next_expiry().unwrap_or(0);
+                }
+            }
+        }
+        std::hint::black_box(sum);
     }
 }
 
@@ -682,6 +729,50 @@ mod tests {
             b.windows[1].count, 1,
             "B's 500 ms trade left the 10s window at 10.5 s"
         );
+    }
+
+    fn with_id(mut trade: Trade, id: u64) -> Trade {
+        trade.trade_id = Some(id);
+        trade
+    }
+
+    #[test]
+    fn a_quiet_symbol_forgets_its_ids_only_once_a_resend_would_be_late() {
+        for (lateness_ms, resend) in [(1000, Outcome::Late), (20_000, Outcome::Duplicate)] {
+            let mut engine = Engine::new(
+                Arc::from(vec![spec("1s", 1000), spec("10s", 10_000)]),
+                lateness_ms * MS,
+            );
+            assert_eq!(
+                engine.apply(&with_id(trade("A", 0, 10.0), 1)),
+                Outcome::Applied
+            );
+            // B's trade moves the clock past A's longest window, and a publication settles
+            // every symbol: A holds no trade.
+            engine.apply(&with_id(trade("B", 10_500, 20.0), 1));
+            engine.take_changed();
+            let a = engine.snapshot("A").expect("A traded");
+            assert_eq!(a.windows[1].count, 0);
+            assert_eq!(
+                engine.apply(&with_id(trade("A", 0, 10.0), 1)),
+                resend,
+                "lateness {lateness_ms} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn symbols_with_empty_windows_share_one_set_of_empty_statistics() {
+        let mut engine = engine();
+        engine.apply(&trade("A", 0, 10.0));
+        engine.apply(&trade("C", 5, 10.0));
+        engine.apply(&trade("B", 10_500, 20.0));
+        engine.advance_clock(30_000 * MS);
+        let (a, b) = (engine.snapshot("A"), engine.snapshot("B"));
+        let (a, b) = (a.expect("A traded"), b.expect("B traded"));
+        assert!(Arc::ptr_eq(&a.windows, &b.windows));
+        assert_eq!(*a.windows, [WindowStats::empty(), WindowStats::empty()]);
+        assert_eq!(a.last_price, Some(10.0));
     }
 
     #[test]

@@ -151,7 +151,7 @@ mod tests {
             last_ts: Some(as_of),
             quote: None,
             trade_count: 1,
-            windows: Vec::new(),
+            windows: Arc::from([]),
             candles: Vec::new(),
         }
     }

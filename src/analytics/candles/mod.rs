@@ -7,16 +7,17 @@
 //! readers decide with the clock they read whether it has closed ([`CandleView::closed`]). So a
 //! symbol that stops trading does not need to be touched for its last bar to close.
 //!
-//! Closed bars live in a persistent vector ([`imbl::Vector`]): a snapshot for readers is an O(1)
-//! clone, and the core's next append copies at most one small chunk. The last `history` closed
-//! bars are kept.
+//! Closed bars are shared with readers ([`bars`]): a snapshot for readers is a cheap clone, and
+//! the memory a series takes grows with the bars it has. The last `history` closed bars are kept.
 //!
 //! A trade admitted within the allowed lateness may belong to a bar that has already closed: it
 //! amends that bar (or creates it, if its interval had no trade yet), and the series'
 //! [`revision`](CandleView::revision) moves, so anything computed from the closed bars (the
 //! indicator cache) knows it is out of date.
 
-use imbl::Vector;
+mod bars;
+
+use bars::Bars;
 
 use crate::analytics::window::CompensatedSum;
 use crate::model::Timestamp;
@@ -162,7 +163,7 @@ impl Candle {
 pub struct CandleSeries {
     length: i64,
     history: usize,
-    closed: Vector<Candle>,
+    closed: Bars,
     forming: Option<Candle>,
     revision: u64,
 }
@@ -174,7 +175,7 @@ impl CandleSeries {
         CandleSeries {
             length: length.max(1),
             history: history.max(1),
-            closed: Vector::new(),
+            closed: Bars::default(),
             forming: None,
             revision: 0,
         }
@@ -245,13 +246,13 @@ impl CandleSeries {
     fn trim(&mut self) {
         let len = self.closed.len();
         if len > self.history + TRIM_SLACK {
-            self.closed = self.closed.split_off(len - self.history);
+            self.closed.keep_last(self.history);
         }
     }
 
     fn amend_closed(&mut self, start: Timestamp, ts: Timestamp, price: f64, size: f64) {
         self.revision += 1;
-        let position = self.closed.binary_search_by_key(&start, |c| c.start);
+        let position = self.closed.position(start);
         match position {
             Ok(index) => {
                 if let Some(candle) = self.closed.get_mut(index) {
@@ -276,7 +277,7 @@ impl CandleSeries {
 pub struct CandleView {
     length: i64,
     history: usize,
-    closed: Vector<Candle>,
+    closed: Bars,
     forming: Option<Candle>,
     revision: u64,
 }

@@ -102,10 +102,6 @@ impl Extremum {
         self.entries.get(position).map(|&(_, _, price)| price)
     }
 
-    pub(super) fn clear(&mut self) {
-        self.entries.clear();
-    }
-
     /// Entries currently held (for memory accounting).
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -270,10 +270,8 @@ impl TradeLog {
             self.times.shrink_to(capacity / 2);
         }
         if self.entries.is_empty() {
-            self.segments.clear();
-            self.dropped_since_rebase = 0;
-            self.high.clear();
-            self.low.clear();
+            // Nothing left in the longest window: a quiet symbol gives its memory back.
+            *self = TradeLog::new();
             return;
         }
         // Segments wholly dropped go, with their sums: nothing of them is left to read.

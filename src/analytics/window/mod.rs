@@ -235,6 +235,24 @@ mod tests {
     }
 
     #[test]
+    fn an_emptied_log_gives_its_memory_back() {
+        let mut log = TradeLog::new();
+        for k in 0..1000 {
+            log.push(Entry::new(k, k as u64, 10.0 + (k % 7) as f64, 1.0));
+        }
+        log.drop_front(999);
+        assert_eq!(log.len(), 1);
+        assert!(log.times.capacity() > 0);
+        log.drop_front(1);
+        assert!(log.is_empty());
+        assert_eq!(
+            log.times.capacity(),
+            0,
+            "a quiet symbol keeps no trade buffer"
+        );
+        assert_eq!(log.extremum_entries(), 0);
+    }
+    #[test]
     fn differences_of_running_sums_do_not_drift() {
         // A sliding window of 1000 values, each an exact multiple of 2^-20, so that the exact
         // window sum is known from integers; the running sums are far above 2^33, where adding
