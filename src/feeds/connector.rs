@@ -40,6 +40,10 @@ use crate::health::{Disconnect, FeedState, FeedStatus};
 use crate::model::{FeedId, Quote, Symbol, Trade, to_millis, wall_clock_now};
 use crate::record::{Direction, FrameRecord, RecordSender, mask};
 
+/// The WebSocket read buffer: what one read from the socket may take. Large enough that a
+/// burst is read in a few calls, small enough that zeroing it (tungstenite does, before every
+/// read) stays cheap.
+const READ_BUFFER_BYTES: usize = 32 * 1024;
 /// One configured live feed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedSpec {
@@ -208,7 +212,10 @@ impl Connector {
         let url = spec
             .provider
             .connect_url(&spec.url, spec.credentials.as_ref());
+        // tungstenite zeroes its read buffer's free room, up to this size, before every read:
+        // at the default 128 KiB that memset costs more than a small burst of frames.
         let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(Some(settings.max_message_bytes))
             .max_frame_size(Some(settings.max_message_bytes));
         let secrets = spec

@@ -26,6 +26,10 @@ const FRAMES_PER_FLUSH: usize = 64;
 /// Largest frame or message a client may send (subscriptions are a few hundred bytes).
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 << 10;
 
+/// The read buffer for what clients send (a larger message still arrives whole: the buffer
+/// grows for it).
+const CLIENT_READ_BUFFER_BYTES: usize = 4 << 10;
+
 /// How long a dropped connection waits for its client to close before letting go.
 const DROP_LINGER: Duration = Duration::from_secs(5);
 
@@ -122,7 +126,10 @@ impl Connection {
             tape,
         } = self;
         let _ = stream.set_nodelay(true);
+        // Clients send little (subscriptions, pings), and tungstenite zeroes the read buffer's
+        // free room before every read: a small buffer keeps polling for them cheap.
         let config = WebSocketConfig::default()
+            .read_buffer_size(CLIENT_READ_BUFFER_BYTES)
             .max_message_size(Some(MAX_CLIENT_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_CLIENT_MESSAGE_BYTES));
         let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
