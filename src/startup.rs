@@ -26,7 +26,7 @@ use crate::alerts::sink::{AlertLog, RECENT_ALERTS};
 use crate::alerts::{AlertEvaluator, RuleBook};
 use crate::analytics::Engine;
 use crate::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, SharedState};
 use crate::config::Settings;
 use crate::fanout::STREAM_CAPACITY;
 use crate::health::FeedRegistry;
@@ -79,7 +79,7 @@ impl App {
             settings.recording.rules_file.as_deref(),
         )
         .context("cannot load the alert rules")?;
-        let state = AppState {
+        let state = AppState::new(SharedState {
             snapshots: Arc::new(SnapshotStore::new()),
             feeds,
             indicators: IndicatorCache::new(settings.indicators, Arc::clone(&metrics)),
@@ -94,7 +94,7 @@ impl App {
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: settings.http.api_token.clone(),
             limits: crate::api::HttpLimits::new(settings.http.limits),
-        };
+        });
         Ok(App {
             listener,
             settings,

@@ -47,9 +47,30 @@ pub const API_TOKEN_ENV: &str = "TICKSTREAM_API_TOKEN";
 /// Default HTTP listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// What every handler can read.
+/// What every handler can read: one pointer to [`SharedState`], so that handing it to each
+/// request (axum clones the state for every extractor and layer that takes it) is one atomic
+/// increment rather than a dozen, one of them a lock.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    /// A state reading `shared`.
+    pub fn new(shared: SharedState) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The handles behind an [`AppState`].
+#[derive(Debug)]
+pub struct SharedState {
     /// Published per-symbol snapshots.
     pub snapshots: Arc<SnapshotStore>,
     /// Feed states and counters.
@@ -92,7 +113,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let rules = RuleBook::new(&[], Arc::clone(&windows), Arc::clone(&intervals))
             .unwrap_or_else(|_| unreachable!("an empty rule book is valid"));
-        AppState {
+        AppState::new(SharedState {
             snapshots,
             feeds: Arc::new(FeedRegistry::new()),
             indicators: IndicatorCache::new(cache, Arc::clone(&metrics)),
@@ -107,7 +128,7 @@ impl AppState {
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: None,
             limits: HttpLimits::new(DEFAULT_HTTP_LIMITS),
-        }
+        })
     }
 }
 
