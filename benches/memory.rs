@@ -16,7 +16,8 @@
 //! to keep (96 bytes a bar).
 //!
 //! Each scenario runs in a fresh process (this binary re-executed), so allocator reuse between
-//! scenarios does not blur the figures. Run with `cargo bench --bench memory`.
+//! scenarios does not blur the figures. Run with `cargo bench --bench memory` (`-- quiet` for the
+//! quiet symbols alone).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -186,6 +187,10 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().expect("own path");
+    if std::env::args().skip(1).any(|a| a == "quiet") {
+        print_quiet(&exe);
+        return;
+    }
     println!("{SYMBOLS} symbols, default windows and candle intervals");
     let mut finals = Vec::new();
     for (per_minute, hours, history) in SCENARIOS {
@@ -225,6 +230,11 @@ fn main() {
              (windows, candles, dedup ids): {per_symbol:.0} bytes"
         );
     }
+    print_quiet(&exe);
+}
+
+/// Runs the quiet-symbols scenarios, each in a fresh process, and prints their table.
+fn print_quiet(exe: &std::path::Path) {
     println!(
         "\n{SYMBOLS} quiet symbols: each trades N times within 10 minutes, then 2 quiet hours \
          (bytes allocated, engine + published snapshots)"
@@ -234,7 +244,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|");
     for trades in QUIET {
-        let output = Command::new(&exe)
+        let output = Command::new(exe)
             .env(QUIET_SCENARIO, trades.to_string())
             .output()
             .expect("scenario runs");
