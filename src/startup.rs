@@ -94,6 +94,7 @@ impl App {
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: settings.http.api_token.clone(),
             limits: crate::api::HttpLimits::new(settings.http.limits),
+            cors: settings.http.cors.clone(),
         });
         Ok(App {
             listener,

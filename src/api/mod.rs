@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod candles;
+pub mod cors;
 pub mod doc;
 pub mod error;
 pub mod indicators;
@@ -99,6 +100,8 @@ pub struct SharedState {
     pub api_token: Option<crate::secret::Secret>,
     /// Requests in flight and how long one may take.
     pub limits: HttpLimits,
+    /// Which origins browsers may call the API from.
+    pub cors: cors::CorsPolicy,
 }
 
 impl AppState {
@@ -128,6 +131,7 @@ impl AppState {
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: None,
             limits: HttpLimits::new(DEFAULT_HTTP_LIMITS),
+            cors: cors::CorsPolicy::default(),
         })
     }
 }
@@ -136,7 +140,7 @@ impl AppState {
 /// the layers every request goes through.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = doc::routes().split_for_parts();
-    routes
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -144,7 +148,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
-        ))
+        ));
+    // Preflights are answered here, before the limits and the counters.
+    let routes = match state.cors.layer() {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -213,6 +213,11 @@ pub struct ServeArgs {
     /// 0 picks a free port.
     #[arg(long, value_name = "ADDR", env = "TICKSTREAM_LISTEN")]
     pub listen: Option<String>,
+    /// An origin (`https://dash.example:8443`) whose pages may call the API from a browser,
+    /// rule edits included (repeatable); `*` lets any page read (`GET`) but never edit. Off by
+    /// default.
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors_origin: Vec<String>,
     /// Most HTTP requests handled at once (the live stream aside); more get 503 (default 1024).
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<usize>)]
     pub max_requests_in_flight: Option<usize>,

@@ -60,6 +60,7 @@ pub(super) struct FileConfig {
     pub(super) stream_throttle: Option<String>,
     pub(super) max_requests_in_flight: Option<usize>,
     pub(super) request_timeout: Option<String>,
+    pub(super) cors_origins: Option<Vec<String>>,
     pub(super) stale_after: Option<String>,
     pub(super) backoff_max: Option<String>,
     pub(super) circuit_failures: Option<u32>,

@@ -31,6 +31,7 @@ use crate::replay::{ReplayError, ReplaySource, Speed};
 use crate::secret::Secret;
 
 pub use crate::analytics::candles::MAX_CANDLE_HISTORY;
+use crate::api::cors::CorsPolicy;
 pub use crate::api::{DEFAULT_HTTP_LIMITS, DEFAULT_STREAM_THROTTLE, HttpLimitSettings};
 pub use crate::indicators::cache::{
     CacheSettings, DEFAULT_INDICATOR_CACHE_CAPACITY, DEFAULT_INDICATOR_CACHE_TTL,
@@ -109,6 +110,8 @@ pub struct HttpSettings {
     pub limits: HttpLimitSettings,
     /// Least time between two `stats` events of one symbol on the live stream.
     pub stream_throttle: Duration,
+    /// Which origins browsers may call the API from (none by default).
+    pub cors: CorsPolicy,
 }
 
 /// Where trades come from, and how sources run.
@@ -278,6 +281,13 @@ impl HttpSettings {
         if timeout.is_zero() {
             return Err(invalid("request_timeout", "must be positive"));
         }
+        let origins = if args.cors_origin.is_empty() {
+            file.cors_origins.take().unwrap_or_default()
+        } else {
+            std::mem::take(&mut args.cors_origin)
+        };
+        let cors =
+            CorsPolicy::new(&origins).map_err(|error| invalid("cors_origin", error.to_string()))?;
         Ok(HttpSettings {
             listen,
             api_token: args
@@ -290,6 +300,7 @@ impl HttpSettings {
                 timeout,
             },
             stream_throttle,
+            cors,
         })
     }
 }

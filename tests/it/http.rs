@@ -652,3 +652,117 @@ async fn the_openapi_description_is_served_and_documents_every_route() {
     );
     app.stop().await;
 }
+
+/// A preflight asking `origin` may send `method` to `path`, as a browser would.
+async fn preflight(app: &TestApp, path: &str, origin: &str, method: &str) -> reqwest::Response {
+    app.client
+        .request(reqwest::Method::OPTIONS, app.url(path))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", method)
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .expect("preflight")
+}
+
+fn allowed_origin(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("access-control-allow-origin")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+#[tokio::test]
+async fn cors_lets_listed_origins_edit_and_any_origin_only_read() {
+    let dashboard = "https://dash.example:8443";
+    let elsewhere = "https://elsewhere.example";
+    let app = TestApp::spawn(ServeArgs {
+        cors_origin: vec![dashboard.into(), "*".into()],
+        ..replay_args(&[EQUITIES])
+    })
+    .await;
+    app.wait_for_feeds().await;
+
+    // The listed origin may edit rules: the preflight names it, the method and the headers.
+    let answer = preflight(&app, "/v1/alerts/rules", dashboard, "POST").await;
+    assert!(answer.status().is_success(), "{}", answer.status());
+    assert_eq!(allowed_origin(&answer).as_deref(), Some(dashboard));
+    let methods = answer.headers()["access-control-allow-methods"]
+        .to_str()
+        .expect("text")
+        .to_ascii_uppercase();
+    assert!(
+        methods.contains("POST") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let headers = answer.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("text")
+        .to_ascii_lowercase();
+    assert!(headers.contains("authorization") && headers.contains("content-type"));
+    assert!(answer.headers().contains_key("access-control-max-age"));
+
+    // Any other origin may read, answered with its own name, never `*`, and `Vary: Origin`.
+    let answer = preflight(&app, "/v1/symbols/IBM/stats", elsewhere, "GET").await;
+    assert_eq!(allowed_origin(&answer).as_deref(), Some(elsewhere));
+    let read = app
+        .client
+        .get(app.url("/v1/symbols/IBM/stats"))
+        .header("Origin", elsewhere)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200);
+    assert_eq!(allowed_origin(&read).as_deref(), Some(elsewhere));
+    let vary = read.headers()["vary"]
+        .to_str()
+        .expect("text")
+        .to_ascii_lowercase();
+    assert!(vary.contains("origin"), "{vary}");
+
+    // …but not edit: no preflight grants it, and the request itself carries no grant.
+    for method in ["POST", "DELETE"] {
+        let answer = preflight(&app, "/v1/alerts/rules", elsewhere, method).await;
+        assert_eq!(allowed_origin(&answer), None, "{method}");
+    }
+    let edit = app
+        .client
+        .post(app.url("/v1/alerts/rules"))
+        .header("Origin", elsewhere)
+        .json(&serde_json::json!({"kind": "price_above", "symbol": "IBM", "threshold": 1.0}))
+        .send()
+        .await
+        .expect("edit");
+    assert_eq!(allowed_origin(&edit), None);
+    app.stop().await;
+
+    // Off by default: no grant to anyone.
+    let app = TestApp::spawn(replay_args(&[EQUITIES])).await;
+    let read = app
+        .client
+        .get(app.url("/v1/symbols"))
+        .header("Origin", dashboard)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(allowed_origin(&read), None);
+    app.stop().await;
+}
+
+#[test]
+fn a_bad_cors_origin_is_refused_by_name() {
+    let error = tickstream::Settings::load(ServeArgs {
+        cors_origin: vec!["dash.example/app".into()],
+        ..ServeArgs::default()
+    })
+    .expect_err("not an origin")
+    .to_string();
+    assert!(
+        error.contains("cors_origin") && error.contains("dash.example/app"),
+        "{error}"
+    );
+}
