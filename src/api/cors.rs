@@ -93,25 +93,36 @@ impl CorsPolicy {
     }
 }
 
-/// `scheme://host[:port]` with an `http` or `https` scheme, as a header value; `None` otherwise.
+/// `scheme://host[:port]` with an `http` or `https` scheme (an IPv6 host in brackets), as a
+/// header value; `None` otherwise.
 fn parse_origin(text: &str) -> Option<HeaderValue> {
     let rest = text
         .strip_prefix("http://")
         .or_else(|| text.strip_prefix("https://"))?;
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
-        _ => (rest, None),
+    let (host_ok, port) = match rest.strip_prefix('[') {
+        Some(bracketed) => {
+            let (inside, after) = bracketed.split_once(']')?;
+            let ipv6 =
+                !inside.is_empty() && inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+            (ipv6, after)
+        }
+        None => {
+            let end = rest.find(':').unwrap_or(rest.len());
+            let (name, after) = rest.split_at(end);
+            let named = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            (named, after)
+        }
     };
-    let host_ok = !host.is_empty()
-        && (host.starts_with('[') && host.ends_with(']')
-            || host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok());
-    if !host_ok || !port_ok {
-        return None;
-    }
-    HeaderValue::from_str(text).ok()
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.parse::<u16>().is_ok());
+    (host_ok && port_ok)
+        .then(|| HeaderValue::from_str(text).ok())
+        .flatten()
 }
 
 #[cfg(test)]
