@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fixtures::{generated_every, median, service_until_applied};
+use fixtures::{alternate, generated_every, scenario_filter, service_until_applied};
 use polars::prelude::{Column, DataFrame, ParquetReader, ParquetWriter, SerReader};
 use tickstream::config::ServeArgs;
 use tickstream::health::FeedRegistry;
@@ -238,7 +238,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let filter = scenario_filter();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
     let [csv, jsonl, parquet] =
@@ -302,18 +302,18 @@ fn main() {
         {
             continue;
         }
-        let mut limit = Vec::new();
-        let mut product = Vec::new();
-        for _ in 0..RUNS {
-            limit.push(rate(scenario.trades, (scenario.limit)(&runtime)));
-            let elapsed = runtime.block_on(whole_service(&scenario.service, scenario.trades));
-            product.push(rate(scenario.trades, elapsed));
-        }
+        let (limit, product) = alternate(
+            RUNS,
+            || rate(scenario.trades, (scenario.limit)(&runtime)),
+            || {
+                let elapsed = runtime.block_on(whole_service(&scenario.service, scenario.trades));
+                rate(scenario.trades, elapsed)
+            },
+        );
         let reader = rate(
             scenario.trades,
             runtime.block_on(reader_alone(&scenario.service, scenario.trades)),
         );
-        let (limit, product) = (median(limit), median(product));
         println!(
             "| {} | {:.3} M | {:.3} M ({}) | {:.2} | {:.3} M |",
             scenario.name,

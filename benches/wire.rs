@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use fixtures::generated_every;
 use fixtures::wire::{Encoded, encode, serve};
-use fixtures::{median, service_until_applied};
+use fixtures::{alternate, scenario_filter, service_until_applied};
 use futures_util::{SinkExt, StreamExt};
 use tickstream::config::ServeArgs;
 use tickstream::model::Trade;
@@ -164,17 +164,22 @@ fn kraken(trades: &[Trade]) -> Vec<Connection> {
     }]
 }
 
-/// The limit: one bare tokio-tungstenite client per connection, each sending the feed's first
-/// request (ignored by the sender) and counting text frames, until all connections' frames are
-/// in (connections are served in the order they are accepted, so the count is shared).
-async fn bare(scenario: &Scenario) -> Duration {
-    let address = serve(
+/// Starts a sender serving `scenario`'s connections; returns its address.
+fn serve_connections(scenario: &Scenario) -> std::net::SocketAddr {
+    serve(
         scenario
             .connections
             .iter()
             .map(|c| c.encoded.clone())
             .collect(),
-    );
+    )
+}
+
+/// The limit: one bare tokio-tungstenite client per connection, each sending the feed's first
+/// request (ignored by the sender) and counting text frames, until all connections' frames are
+/// in (connections are served in the order they are accepted, so the count is shared).
+async fn bare(scenario: &Scenario) -> Duration {
+    let address = serve_connections(scenario);
     let expected: usize = scenario.connections.iter().map(|c| c.frames).sum();
     let received = Arc::new(AtomicUsize::new(0));
     let done = CancellationToken::new();
@@ -219,13 +224,7 @@ async fn bare(scenario: &Scenario) -> Duration {
 
 /// The whole service with one live feed per connection, until the core has applied every trade.
 async fn service(scenario: &Scenario) -> Duration {
-    let address = serve(
-        scenario
-            .connections
-            .iter()
-            .map(|c| c.encoded.clone())
-            .collect(),
-    );
+    let address = serve_connections(scenario);
     let directory = scenario
         .fsync
         .map(|_| tempfile::tempdir().expect("recording directory"));
@@ -249,7 +248,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let filter = scenario_filter();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let trades = generated_every(SYMBOLS, TRADES, SPACING_NS);
     let mut scenarios = Vec::new();
@@ -281,13 +280,12 @@ fn main() {
         {
             continue;
         }
-        let mut limit = Vec::new();
-        let mut product = Vec::new();
-        for _ in 0..RUNS {
-            limit.push(TRADES as f64 / runtime.block_on(bare(scenario)).as_secs_f64());
-            product.push(TRADES as f64 / runtime.block_on(service(scenario)).as_secs_f64());
-        }
-        let (limit, product) = (median(limit), median(product));
+        let rate = |elapsed: Duration| TRADES as f64 / elapsed.as_secs_f64();
+        let (limit, product) = alternate(
+            RUNS,
+            || rate(runtime.block_on(bare(scenario))),
+            || rate(runtime.block_on(service(scenario))),
+        );
         println!(
             "| {} | {:.3} M | {:.3} M | {:.2} |",
             scenario.name,
