@@ -385,9 +385,6 @@ pub struct Engine {
     unsettled: usize,
     /// The statistics of every window of a symbol without trades in them, shared.
     empty_windows: Arc<[WindowStats]>,
-    /// The expiries due in one pass of [`expire_due`](Self::expire_due) (kept for its
-    /// allocation).
-    due: Vec<(Timestamp, usize)>,
 }
 
 impl Engine {
@@ -406,7 +403,6 @@ impl Engine {
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
             unsettled: 0,
             empty_windows: windows.iter().map(|_| WindowStats::empty()).collect(),
-            due: Vec::new(),
             windows,
         }
     }
@@ -603,57 +599,28 @@ impl Engine {
 
     fn expire_due(&mut self, now: Timestamp) {
         self.unsettled = 0;
-        let mut due = std::mem::take(&mut self.due);
-        loop {
-            due.clear();
-            while let Some(&Reverse((expiry, index))) = self.expiries.peek() {
-                if expiry > now {
-                    break;
-                }
-                self.expiries.pop();
-                due.push((expiry, index));
-            }
-            if due.is_empty() {
+        while let Some(&Reverse((expiry, index))) = self.expiries.peek() {
+            if expiry > now {
                 break;
             }
-            self.touch(&due);
-            for &(expiry, index) in &due {
-                let state = &mut self.symbols[index];
-                if state.scheduled != expiry {
-                    continue;
-                }
-                state.scheduled = Timestamp::MAX;
-                state.evict_expired(now);
-                if state.trades.is_empty() && self.clock.classify(state.last_ts) == Admission::Late
-                {
-                    // No trade of it is left in any window, and a resend of any of its trades
-                    // would be late: a quiet symbol needs no memory of their ids.
-                    state.recent_ids = Vec::new();
-                }
-                if !state.dirty {
-                    state.dirty = true;
-                    self.dirty.push(index);
-                }
-                self.reschedule(index);
+            self.expiries.pop();
+            let state = &mut self.symbols[index];
+            if state.scheduled != expiry {
+                continue;
             }
-        }
-        self.due = due;
-    }
-
-    /// Reads what evicting each of `due`'s symbols reads first, all before any is evicted: with
-    /// many symbols each is a cache miss, and loads that do not depend on each other are served
-    /// in parallel, where the evictions, one after another, would wait for each in turn.
-    fn touch(&self, due: &[(Timestamp, usize)]) {
-        let mut sum = 0;
-        for &(_, index) in due {
-            if let Some(state) = self.symbols.get(index) {
-                sum ^= state.scheduled ^ state.trades.time(0).unwrap_or(0);
-                for window in &state.windows {
-                    sum ^= window.next_expiry().unwrap_or(0);
-                }
+            state.scheduled = Timestamp::MAX;
+            state.evict_expired(now);
+            if state.trades.is_empty() && self.clock.classify(state.last_ts) == Admission::Late {
+                // No trade of it is left in any window, and a resend of any of its trades would
+                // be late: a quiet symbol needs no memory of their ids.
+                state.recent_ids = Vec::new();
             }
+            if !state.dirty {
+                state.dirty = true;
+                self.dirty.push(index);
+            }
+            self.reschedule(index);
         }
-        std::hint::black_box(sum);
     }
 }
 
