@@ -221,6 +221,13 @@ pub struct SinkLabels {
     pub sink: String,
 }
 
+/// Labels of closed HTTP connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// `header_timeout`, `idle` or `stalled`.
+    pub reason: &'static str,
+}
+
 /// Every metric of the service.
 #[derive(Debug)]
 pub struct Metrics {
@@ -255,6 +262,14 @@ pub struct Metrics {
     pub feed_state: Family<FeedStateLabels, Gauge>,
     /// HTTP requests served.
     pub http_requests: Family<HttpLabels, Counter>,
+    /// HTTP connections open.
+    pub http_connections: Gauge,
+    /// HTTP connections refused (503) because the bound was reached.
+    pub http_connections_refused: Counter,
+    /// HTTP connections the service closed, per reason.
+    pub http_connections_closed: Family<CloseLabels, Counter>,
+    /// Errors accepting HTTP connections (e.g. out of file descriptors).
+    pub http_accept_errors: Counter,
     /// HTTP request durations, per method and route.
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Symbols known.
@@ -310,6 +325,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a connection the service closed, by reason.
+    pub fn http_closed(&self, reason: &'static str) {
+        self.http_connections_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
+    }
+
     /// A registry with every metric registered.
     pub fn new() -> Self {
         // The process's own metrics keep their conventional names (`process_*`); the service's
@@ -337,6 +359,10 @@ impl Metrics {
             stream_clock: Gauge::default(),
             freshness_recent: RecentMax::new(FRESHNESS_MAX_PERIOD),
             http_requests: Family::default(),
+            http_connections: Gauge::default(),
+            http_connections_refused: Counter::default(),
+            http_connections_closed: Family::default(),
+            http_accept_errors: Counter::default(),
             symbols: Gauge::default(),
             indicator_cache_hits: Counter::default(),
             indicator_cache_misses: Counter::default(),
@@ -410,6 +436,16 @@ impl Metrics {
                 "Messages live-stream clients skipped because they read too slowly",
                 &metrics.stream_lagged,
             ),
+            (
+                "http_connections_refused",
+                "HTTP connections refused with 503 because as many as allowed were open",
+                &metrics.http_connections_refused,
+            ),
+            (
+                "http_accept_errors",
+                "Errors accepting HTTP connections (such as running out of file descriptors)",
+                &metrics.http_accept_errors,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -478,6 +514,16 @@ impl Metrics {
             "stream_clients",
             "Live-stream clients connected",
             metrics.stream_clients.clone(),
+        );
+        registry.register(
+            "http_connections",
+            "HTTP connections open",
+            metrics.http_connections.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections the service closed: a request head too slow (header_timeout), idle beyond the keep-alive timeout (idle), or a client not reading (stalled)",
+            metrics.http_connections_closed.clone(),
         );
         registry.register(
             "http_requests",

@@ -91,6 +91,7 @@ impl App {
             alerts: Arc::new(AlertLog::new(RECENT_ALERTS)),
             stream: tokio::sync::broadcast::channel(STREAM_CAPACITY).0,
             stream_throttle: settings.http.stream_throttle,
+            stall: settings.http.server.stall,
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: settings.http.api_token.clone(),
             limits: crate::api::HttpLimits::new(settings.http.limits),
@@ -196,13 +197,22 @@ impl App {
         tracing::info!(address = %listener.local_addr()?, "serving the HTTP API");
         let ready = Arc::clone(&state.ready);
         let stop = cancel.clone();
-        api::serve(listener, state, async move {
-            shutdown.await;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.cancelled() => {}
+            }
             ready.store(false, Ordering::Release);
             stop.cancel();
-        })
-        .await
-        .context("HTTP server failed")?;
+        });
+        api::serve(
+            listener,
+            state,
+            settings.http.server,
+            cancel.clone(),
+            DRAIN_DEADLINE,
+        )
+        .await;
         cancel.cancel();
         if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
             .await

@@ -45,20 +45,51 @@ pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
 /// Wait before the first webhook retry (doubled before each next one).
 pub const WEBHOOK_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The most recent alerts, newest last.
+/// The most recent alerts, newest last: what `GET /v1/alerts` reads, and where each live-stream
+/// client takes the alerts it has not had yet (so a slow or reconnecting client misses none the
+/// log still holds).
 #[derive(Debug)]
 pub struct AlertLog {
     recent: Mutex<VecDeque<Arc<Alert>>>,
     capacity: usize,
+    run: u64,
 }
 
 impl AlertLog {
     /// A log keeping the last `capacity` alerts.
     pub fn new(capacity: usize) -> Self {
+        // Alert ids start again at 1 in every process: the run tells a stream client that
+        // resumes whether its last id is from this process.
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         AlertLog {
             recent: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
+            run,
         }
+    }
+
+    /// This process's run: the time the log was made, in epoch microseconds.
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+
+    /// The id of the newest alert (0 before the first).
+    pub fn last_id(&self) -> u64 {
+        self.lock().back().map_or(0, |a| a.id)
+    }
+
+    /// Up to `limit` alerts with an id above `after`, oldest first, and how many alerts above
+    /// `after` the log no longer holds (pushed out by newer ones).
+    pub fn after(&self, after: u64, limit: usize) -> (Vec<Arc<Alert>>, u64) {
+        let recent = self.lock();
+        let start = recent.partition_point(|a| a.id <= after);
+        let missed = recent
+            .get(start)
+            .map_or(0, |first| first.id.saturating_sub(after.saturating_add(1)));
+        let alerts = recent.range(start..).take(limit).cloned().collect();
+        (alerts, missed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Alert>>> {
@@ -429,6 +460,24 @@ mod tests {
         let ids: Vec<u64> = log.recent(Some("A"), 10).iter().map(|a| a.id).collect();
         assert_eq!(ids, vec![4]);
         assert_eq!(log.recent(None, 1).len(), 1);
+    }
+
+    #[test]
+    fn alerts_after_an_id_come_oldest_first_with_what_the_log_lost() {
+        let log = AlertLog::new(3);
+        assert_eq!(log.last_id(), 0);
+        for id in 1..=5 {
+            log.push(Arc::new(alert(id, "A")));
+        }
+        assert_eq!(log.last_id(), 5);
+        let ids = |(alerts, missed): (Vec<Arc<Alert>>, u64)| {
+            (alerts.iter().map(|a| a.id).collect::<Vec<_>>(), missed)
+        };
+        assert_eq!(ids(log.after(0, 10)), (vec![3, 4, 5], 2));
+        assert_eq!(ids(log.after(2, 10)), (vec![3, 4, 5], 0));
+        assert_eq!(ids(log.after(3, 1)), (vec![4], 0));
+        assert_eq!(ids(log.after(5, 10)), (vec![], 0));
+        assert_eq!(ids(log.after(9, 10)), (vec![], 0));
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::{AppState, alerts, candles, indicators, stats, stream, system};
+use super::{AppState, alerts, candles, indicators, stats, stream, stream_ws, system};
 
 /// The description's fixed parts; the paths come from [`routes`].
 #[derive(OpenApi)]
@@ -33,7 +33,7 @@ use super::{AppState, alerts, candles, indicators, stats, stream, system};
         (name = "candles", description = "OHLCV bars."),
         (name = "indicators", description = "Indicators over the closed bars, as TA-Lib computes them."),
         (name = "alerts", description = "Alerts fired and the rules that fire them."),
-        (name = "stream", description = "The live stream (Server-Sent Events)."),
+        (name = "stream", description = "The live stream (Server-Sent Events, or a WebSocket)."),
         (name = "feeds", description = "The sources and their health."),
         (name = "system", description = "Health, readiness, metrics and this description."),
     ),
@@ -59,6 +59,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::rules, alerts::add_rule))
         .routes(routes!(alerts::remove_rule))
         .routes(routes!(stream::stream))
+        .routes(routes!(stream_ws::stream_ws))
 }
 
 /// Adds what every operation shares: the limits' answers, the error response, the bearer scheme.

@@ -9,6 +9,9 @@
 //! - [`candles`]: candles, and the loading of a symbol's candles.
 //! - [`indicators`]: indicators over the closed candles (through the shared indicator cache).
 //! - [`stream`]: the live stream of alerts and statistics (Server-Sent Events).
+//! - [`stream_ws`]: the same stream over a WebSocket, with subscriptions changed in flight.
+//! - [`server`]: the connections: HTTP/1.1 and h2c, timeouts, the bound on open connections.
+//! - [`cors`]: which browser origins may call the API.
 //! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
 //! - [`system`]: health, readiness, feeds, metrics and the OpenAPI description (`/openapi.json`).
 
@@ -18,8 +21,10 @@ pub mod cors;
 pub mod doc;
 pub mod error;
 pub mod indicators;
+pub mod server;
 pub mod stats;
 pub mod stream;
+pub mod stream_ws;
 pub mod system;
 
 use std::sync::Arc;
@@ -94,6 +99,8 @@ pub struct SharedState {
     pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
     /// Least time between two `stats` events of one symbol on the stream.
     pub stream_throttle: std::time::Duration,
+    /// How long a stream client may leave its events unread before it is disconnected.
+    pub stall: std::time::Duration,
     /// Cancelled when the service starts shutting down (ends live streams).
     pub stopping: tokio_util::sync::CancellationToken,
     /// The bearer token that endpoints changing state require, if configured.
@@ -128,6 +135,7 @@ impl AppState {
             alerts: Arc::new(AlertLog::new(crate::alerts::sink::RECENT_ALERTS)),
             stream: tokio::sync::broadcast::channel(crate::fanout::STREAM_CAPACITY).0,
             stream_throttle: DEFAULT_STREAM_THROTTLE,
+            stall: server::DEFAULT_SERVER.stall,
             stopping: tokio_util::sync::CancellationToken::new(),
             api_token: None,
             limits: HttpLimits::new(DEFAULT_HTTP_LIMITS),
@@ -155,25 +163,28 @@ pub fn router(state: AppState) -> Router {
         None => routes,
     };
     routes
+        // JSON (and the OpenAPI document) compressed when the client asks; never the event
+        // stream, whose events must reach the client as they are written.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .br(true),
+        )
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes (then finishes the requests in flight).
+/// Serves the API on `listener` until `shutdown` is cancelled, then finishes the requests in
+/// flight (at most `drain`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // Small JSON answers: send them at once rather than waiting for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY on an HTTP connection");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    settings: server::ServerSettings,
+    shutdown: tokio_util::sync::CancellationToken,
+    drain: Duration,
+) {
+    let metrics = Arc::clone(&state.metrics);
+    server::serve(listener, router(state), settings, metrics, shutdown, drain).await;
 }
 
 /// Bounds on the HTTP API's work.
@@ -220,7 +231,7 @@ impl HttpLimits {
 /// Sheds a request when too many are in flight and bounds its time. The live stream is exempt
 /// (its clients stay connected by design; each has its own bounded queue).
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.uri().path() == "/v1/stream" {
+    if request.uri().path().starts_with("/v1/stream") {
         return next.run(request).await;
     }
     let limits = &state.limits;

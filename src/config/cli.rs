@@ -224,6 +224,21 @@ pub struct ServeArgs {
     /// Longest time an HTTP request may take, receiving its body included (default 10s).
     #[arg(long, value_name = "DURATION")]
     pub request_timeout: Option<String>,
+    /// Most HTTP connections open at once; more are answered 503 and closed (default 10000;
+    /// keep it below the process's file-descriptor limit, `ulimit -n`).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = whole_number::<usize>)]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a whole request head, from connecting or from the first byte
+    /// after an idle spell, before its connection is closed (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// Time an HTTP connection may stay idle between requests before it is closed (default 75s).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_alive_timeout: Option<String>,
+    /// Time a client may leave what it was sent unread (the live stream included) before it is
+    /// disconnected (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub stall_timeout: Option<String>,
     /// Live feeds: silence after which a connection is dropped and reopened (default: the
     /// provider's own, 10 s to 5 min).
     #[arg(long, value_name = "DURATION")]

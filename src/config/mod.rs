@@ -32,6 +32,7 @@ use crate::secret::Secret;
 
 pub use crate::analytics::candles::MAX_CANDLE_HISTORY;
 use crate::api::cors::CorsPolicy;
+pub use crate::api::server::{DEFAULT_SERVER, ServerSettings};
 pub use crate::api::{DEFAULT_HTTP_LIMITS, DEFAULT_STREAM_THROTTLE, HttpLimitSettings};
 pub use crate::indicators::cache::{
     CacheSettings, DEFAULT_INDICATOR_CACHE_CAPACITY, DEFAULT_INDICATOR_CACHE_TTL,
@@ -112,6 +113,8 @@ pub struct HttpSettings {
     pub stream_throttle: Duration,
     /// Which origins browsers may call the API from (none by default).
     pub cors: CorsPolicy,
+    /// Connection bound and timeouts.
+    pub server: ServerSettings,
 }
 
 /// Where trades come from, and how sources run.
@@ -288,6 +291,45 @@ impl HttpSettings {
         };
         let cors =
             CorsPolicy::new(&origins).map_err(|error| invalid("cors_origin", error.to_string()))?;
+        let max_connections = pick(&mut args.max_connections, &mut file.max_connections)
+            .unwrap_or(DEFAULT_SERVER.max_connections);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        let positive = |name: &'static str,
+                        arg: &mut Option<String>,
+                        entry: &mut Option<String>,
+                        default: Duration| {
+            let value = match pick(arg, entry) {
+                Some(text) => parse_duration(name, &text)?,
+                None => default,
+            };
+            if value.is_zero() {
+                return Err(invalid(name, "must be positive"));
+            }
+            Ok(value)
+        };
+        let server = ServerSettings {
+            max_connections,
+            header_timeout: positive(
+                "header_timeout",
+                &mut args.header_timeout,
+                &mut file.header_timeout,
+                DEFAULT_SERVER.header_timeout,
+            )?,
+            keep_alive: positive(
+                "keep_alive_timeout",
+                &mut args.keep_alive_timeout,
+                &mut file.keep_alive_timeout,
+                DEFAULT_SERVER.keep_alive,
+            )?,
+            stall: positive(
+                "stall_timeout",
+                &mut args.stall_timeout,
+                &mut file.stall_timeout,
+                DEFAULT_SERVER.stall,
+            )?,
+        };
         Ok(HttpSettings {
             listen,
             api_token: args
@@ -301,6 +343,7 @@ impl HttpSettings {
             },
             stream_throttle,
             cors,
+            server,
         })
     }
 }

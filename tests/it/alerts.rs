@@ -15,12 +15,12 @@ use tickstream::config::ServeArgs;
 
 use crate::support::*;
 
-fn golden() -> Value {
+pub(crate) fn golden() -> Value {
     let text = std::fs::read_to_string(data_path("golden/alerts.json")).expect("golden alerts");
     serde_json::from_str(&text).expect("json")
 }
 
-fn rule_args(golden: &Value) -> Vec<String> {
+pub(crate) fn rule_args(golden: &Value) -> Vec<String> {
     golden["rules"]
         .as_array()
         .expect("rules")
@@ -29,7 +29,7 @@ fn rule_args(golden: &Value) -> Vec<String> {
         .collect()
 }
 
-fn equities_with_rules(rules: Vec<String>) -> ServeArgs {
+pub(crate) fn equities_with_rules(rules: Vec<String>) -> ServeArgs {
     ServeArgs {
         replay: vec![data_path(EQUITIES)],
         speed: Some("max".into()),
@@ -40,7 +40,7 @@ fn equities_with_rules(rules: Vec<String>) -> ServeArgs {
 
 /// Asserts alerts (oldest first) equal the golden ones: ids, rules, symbols, kinds and times
 /// exactly, values to 1e-9.
-fn assert_alerts_match(actual: &[Value], expected: &[Value], context: &str) {
+pub(crate) fn assert_alerts_match(actual: &[Value], expected: &[Value], context: &str) {
     assert_eq!(actual.len(), expected.len(), "{context}: number of alerts");
     for (got, want) in actual.iter().zip(expected) {
         for key in ["id", "rule_id", "symbol", "kind", "ts_ms"] {

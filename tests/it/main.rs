@@ -12,6 +12,10 @@
 //! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
 //! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
 //! - `http`: the running service over real HTTP, every endpoint and its errors.
+//! - `connections`: HTTP/2 with prior knowledge, compression, header and keep-alive timeouts,
+//!   the bound on open connections.
+//! - `stream`: SSE ids and `Last-Event-ID` resume against the golden alerts; the WebSocket
+//!   stream and its subscriptions.
 //! - `live`: the mock exchange and the real connector over loopback WebSockets.
 //! - `recover`: `--recover` after a stop equals a service that never stopped.
 //! - `shutdown`: SIGTERM and Ctrl-C mid-stream: every trade received recorded, every alert
@@ -23,6 +27,7 @@
 mod alerts;
 mod architecture;
 mod candles_vs_polars;
+mod connections;
 mod edges;
 mod faults;
 mod fuzz_regressions;
@@ -33,6 +38,7 @@ mod live;
 mod recover;
 mod replay;
 mod shutdown;
+mod stream;
 mod support;
 mod venue_seam;
 mod windows_vs_polars;
