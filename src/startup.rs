@@ -86,6 +86,7 @@ impl App {
             metrics,
             windows: Arc::clone(&settings.analytics.windows),
             intervals: Arc::clone(&settings.analytics.intervals),
+            candle_history: settings.analytics.candle_history,
             ready: Arc::new(AtomicBool::new(false)),
             rules: Arc::new(rules),
             alerts: Arc::new(AlertLog::new(RECENT_ALERTS)),

@@ -58,6 +58,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::alerts))
         .routes(routes!(alerts::rules, alerts::add_rule))
         .routes(routes!(alerts::remove_rule))
+        .routes(routes!(system::info))
         .routes(routes!(stream::stream))
         .routes(routes!(stream_ws::stream_ws))
 }

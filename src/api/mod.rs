@@ -12,12 +12,14 @@
 //! - [`stream_ws`]: the same stream over a WebSocket, with subscriptions changed in flight.
 //! - [`server`]: the connections: HTTP/1.1 and h2c, timeouts, the bound on open connections.
 //! - [`cors`]: which browser origins may call the API.
+//! - [`dashboard`]: the page at `/`, its assets embedded in the binary.
 //! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
 //! - [`system`]: health, readiness, feeds, metrics and the OpenAPI description (`/openapi.json`).
 
 pub mod alerts;
 pub mod candles;
 pub mod cors;
+pub mod dashboard;
 pub mod doc;
 pub mod error;
 pub mod indicators;
@@ -87,6 +89,8 @@ pub struct SharedState {
     pub windows: Arc<[WindowSpec]>,
     /// The configured candle intervals, in order.
     pub intervals: Arc<[IntervalSpec]>,
+    /// Closed candles kept per symbol and interval.
+    pub candle_history: usize,
     /// Memoized indicator results, shared by every request.
     pub indicators: IndicatorCache,
     /// Whether the pipeline is up (readiness).
@@ -130,6 +134,7 @@ impl AppState {
             metrics,
             windows,
             intervals,
+            candle_history: crate::analytics::DEFAULT_CANDLE_HISTORY,
             ready: Arc::new(AtomicBool::new(true)),
             rules: Arc::new(rules),
             alerts: Arc::new(AlertLog::new(crate::alerts::sink::RECENT_ALERTS)),
@@ -149,6 +154,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let (routes, _) = doc::routes().split_for_parts();
     let routes = routes
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -125,6 +125,10 @@ pub struct SymbolStats {
     /// Statistics per window, keyed by the window's configured label, in configured order.
     #[schema(value_type = std::collections::BTreeMap<String, WindowStats>)]
     pub windows: WindowMap,
+    /// The latest best bid and offer (the body of `GET /v1/symbols/{symbol}/quote`); absent
+    /// until the symbol's first quote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<QuoteView>,
 }
 
 /// Finds a configured window's position: by its configured label, or by any spelling of the
@@ -209,6 +213,7 @@ impl SymbolStats {
             last_ms: snapshot.last_ts.map(to_millis),
             trade_count: snapshot.trade_count,
             windows: WindowMap(windows),
+            quote: snapshot.quote.as_deref().map(QuoteView::new),
         }
     }
 }
@@ -266,24 +271,31 @@ pub async fn symbol_quote(
         .quote
         .as_ref()
         .ok_or_else(|| ApiError::NoQuote(symbol.clone()))?;
-    let mid = (quote.bid + quote.ask) / 2.0;
-    let spread = quote.ask - quote.bid;
-    Ok(Json(QuoteView {
-        symbol: quote.symbol.clone(),
-        bid: quote.bid,
-        bid_size: quote.bid_size,
-        ask: quote.ask,
-        ask_size: quote.ask_size,
-        mid,
-        spread,
-        spread_bps: if mid > 0.0 {
-            spread / mid * 10_000.0
-        } else {
-            0.0
-        },
-        ts_ms: quote.exchange_ts.map(to_millis),
-        receive_ms: to_millis(quote.receive_ts),
-    }))
+    Ok(Json(QuoteView::new(quote)))
+}
+
+impl QuoteView {
+    /// The view of `quote`, with its mid and spread.
+    pub fn new(quote: &crate::model::Quote) -> Self {
+        let mid = (quote.bid + quote.ask) / 2.0;
+        let spread = quote.ask - quote.bid;
+        QuoteView {
+            symbol: quote.symbol.clone(),
+            bid: quote.bid,
+            bid_size: quote.bid_size,
+            ask: quote.ask,
+            ask_size: quote.ask_size,
+            mid,
+            spread,
+            spread_bps: if mid > 0.0 {
+                spread / mid * 10_000.0
+            } else {
+                0.0
+            },
+            ts_ms: quote.exchange_ts.map(to_millis),
+            receive_ms: to_millis(quote.receive_ts),
+        }
+    }
 }
 
 /// An endpoint without query parameters (unknown keys are a 400).

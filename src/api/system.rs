@@ -33,6 +33,54 @@ pub async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
+/// The body of `GET /v1/info`: what this service is configured with, so a client (the
+/// dashboard) can offer the windows, intervals and indicators it serves.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Info {
+    /// The service's version.
+    pub version: &'static str,
+    /// The run: when this process started, epoch µs (the `RUN` of the stream's event ids).
+    pub run: u64,
+    /// The rolling windows' labels, shortest first as configured.
+    pub windows: Vec<String>,
+    /// The candle intervals' labels, as configured.
+    pub intervals: Vec<String>,
+    /// Closed candles kept per symbol and interval.
+    pub candle_history: usize,
+    /// The indicators served.
+    pub indicators: Vec<&'static str>,
+    /// Least time between two `stats` events of one symbol on the live stream, ms.
+    pub stream_throttle_ms: u64,
+    /// Whether rule edits need the API token.
+    pub rule_edits_need_token: bool,
+}
+
+/// `GET /v1/info`: the service's version and configuration as clients need it.
+#[utoipa::path(
+    get,
+    path = "/v1/info",
+    tag = "system",
+    summary = "Version, windows, intervals and indicators served",
+    params(super::stats::NoQuery),
+    responses((status = 200, description = "What this service serves.", body = Info)),
+)]
+pub async fn info(
+    State(state): State<AppState>,
+    super::ApiQuery(_): super::ApiQuery<super::stats::NoQuery>,
+) -> Json<Info> {
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION"),
+        run: state.alerts.run(),
+        windows: state.windows.iter().map(|w| w.label.clone()).collect(),
+        intervals: state.intervals.iter().map(|i| i.label.clone()).collect(),
+        candle_history: state.candle_history,
+        indicators: crate::indicators::NAMES.to_vec(),
+        stream_throttle_ms: u64::try_from(state.stream_throttle.as_millis()).unwrap_or(u64::MAX),
+        rule_edits_need_token: state.api_token.is_some(),
+    })
+}
+
 /// `GET /openapi.json`: the API's OpenAPI 3.1 description, generated from the handlers and their
 /// types (see [`super::doc`]).
 #[utoipa::path(

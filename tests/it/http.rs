@@ -543,6 +543,7 @@ async fn the_openapi_description_is_served_and_documents_every_route() {
         ("/v1/alerts/rules/{id}", "delete"),
         ("/v1/stream", "get"),
         ("/v1/stream/ws", "get"),
+        ("/v1/info", "get"),
     ];
     for (path, method) in routes {
         let operation = &paths[path][method];

@@ -12,6 +12,8 @@
 //! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
 //! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
 //! - `http`: the running service over real HTTP, every endpoint and its errors.
+//! - `dashboard`: the page at `/` in a real Chromium over WebDriver (skipped without
+//!   chromedriver unless `TICKSTREAM_BROWSER_TESTS` is set, as CI does).
 //! - `connections`: HTTP/2 with prior knowledge, compression, header and keep-alive timeouts,
 //!   the bound on open connections.
 //! - `stream`: SSE ids and `Last-Event-ID` resume against the golden alerts; the WebSocket
@@ -28,6 +30,7 @@ mod alerts;
 mod architecture;
 mod candles_vs_polars;
 mod connections;
+mod dashboard;
 mod edges;
 mod faults;
 mod fuzz_regressions;
