@@ -24,6 +24,8 @@ use crate::support::*;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The service's API token in the first test: rule edits need it.
+const TOKEN: &str = "dashboard-test-token";
 
 /// A chromedriver process on a free loopback port, killed when dropped.
 struct Driver {
@@ -173,6 +175,7 @@ async fn service(address: Option<SocketAddr>) -> TestApp {
         speed: Some("300".into()),
         max_pause: Some("50ms".into()),
         listen: address.map(|a| a.to_string()),
+        api_token: Some(TOKEN.into()),
         ..equities_with_rules(rule_args(&golden))
     })
     .await
@@ -289,7 +292,104 @@ async fn the_dashboard_shows_the_market_live_and_recovers_from_a_restart() {
         "alert {alert_id} ({shown_rule}) was fired by the service"
     );
 
+    // Rules: an edit without the token is refused and says why; with it, added and deleted.
+    browser
+        .find(Locator::Css("#rules-panel summary"))
+        .await
+        .expect("rules")
+        .click()
+        .await
+        .expect("open the rules");
+    let rule =
+        r#"{"id": "from-the-page", "kind": "price_above", "symbol": "IBM", "threshold": 500}"#;
+    browser
+        .execute(
+            "document.getElementById('rule-json').value = arguments[0]; return true;",
+            vec![json!(rule)],
+        )
+        .await
+        .expect("rule text");
+    let add = browser
+        .find(Locator::Css("#rule-form button[type=submit]"))
+        .await
+        .expect("add button");
+    add.click().await.expect("add");
+    wait_until(
+        &browser,
+        "the refusal",
+        "document.getElementById('rule-message').textContent",
+        |v| v.as_str().is_some_and(|m| m.contains("API token")),
+    )
+    .await;
+    browser
+        .find(Locator::Id("token"))
+        .await
+        .expect("token field")
+        .send_keys(TOKEN)
+        .await
+        .expect("type the token");
+    add.click().await.expect("add");
+    wait_until(
+        &browser,
+        "the rule added",
+        "[...document.querySelectorAll('#rules code')].some((c) => c.textContent.includes('from-the-page'))",
+        |v| *v == Value::Bool(true),
+    )
+    .await;
+    let (_, rules) = app.get("/v1/alerts/rules").await;
+    assert!(
+        rules["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|r| r["id"] == "from-the-page"),
+        "{rules}"
+    );
+    browser
+        .find(Locator::Css(
+            "#rules button[aria-label=\"Delete rule from-the-page\"]",
+        ))
+        .await
+        .expect("delete button")
+        .click()
+        .await
+        .expect("delete");
+    wait_until(
+        &browser,
+        "the rule deleted",
+        "[...document.querySelectorAll('#rules code')].some((c) => c.textContent.includes('from-the-page'))",
+        |v| *v == Value::Bool(false),
+    )
+    .await;
+    let (_, rules) = app.get("/v1/alerts/rules").await;
+    assert!(
+        !rules["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|r| r["id"] == "from-the-page")
+    );
+    // The token lives in the page's memory only.
+    let stored = browser
+        .execute(
+            "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie",
+            vec![],
+        )
+        .await
+        .expect("storage");
+    assert!(
+        !stored.as_str().unwrap_or_default().contains(TOKEN),
+        "{stored}"
+    );
+
     // Open IBM: candles, volume, the RSI pane; switch the interval and see a bar close.
+    browser
+        .execute(
+            "document.querySelector('#rules-panel').open = false; window.scrollTo(0, 0); return true;",
+            vec![],
+        )
+        .await
+        .expect("scroll to the top");
     browser
         .find(Locator::Css("#watchlist tr[data-symbol=\"IBM\"] a"))
         .await

@@ -454,6 +454,15 @@
     p.className = `small ${isError ? 'error' : 'ok'}`;
   }
 
+  // Whether an edit can be sent: without the token a service that needs one would only refuse.
+  function canEdit() {
+    if (state.info && state.info.rule_edits_need_token && !state.token) {
+      ruleMessage('This service needs its API token for rule edits: enter it above.', true);
+      return false;
+    }
+    return true;
+  }
+
   function explain(error) {
     if (error.status === 401) return 'This service needs its API token for rule edits: enter it above.';
     return error.message;
@@ -461,6 +470,7 @@
 
   async function addRule(event) {
     event.preventDefault();
+    if (!canEdit()) return;
     let rule;
     try {
       rule = JSON.parse($('rule-json').value);
@@ -482,6 +492,7 @@
   }
 
   async function deleteRule(id) {
+    if (!canEdit()) return;
     try {
       await api(`/v1/alerts/rules/${encodeURIComponent(id)}`, { method: 'DELETE' });
       ruleMessage(`Deleted rule ${id}.`, false);
