@@ -19,7 +19,9 @@
 //! | indicators | [`indicators`] | SMA, EMA, RSI, MACD, BBANDS, ATR over closed candles (TA-Lib's conventions), memoized in `moka` |
 //! | alerts | [`alerts`] | rules evaluated in the core on event time; the sink task and its sinks (log, file, webhook, stream) |
 //! | recording | [`record`] | raw frames of the live feeds; the durable trade log of every applied trade; compaction |
-//! | serving | [`api`] | the HTTP API (axum), its generated OpenAPI |
+//! | history | [`history`] | the recordings and named trade files queried with polars: candles, past windows |
+//! | serving | [`api`] | the HTTP API (axum on hyper-util), its generated OpenAPI, the dashboard |
+//! | serving | [`fanout`] | the live stream's per-client forwarding (filters, throttle, resume, stalls) |
 //! | serving | [`metrics`] | Prometheus metrics |
 //! | leaves | [`units`], [`secret`] | durations parsed with their own error; secrets that never show |
 //! | wiring | [`config`], [`startup`], [`shutdown`] | settings (imported by wiring only), the task topology, stopping |
@@ -34,6 +36,7 @@ pub mod config;
 pub mod fanout;
 pub mod feeds;
 pub mod health;
+pub mod history;
 pub mod indicators;
 pub mod ingest;
 pub mod metrics;

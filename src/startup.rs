@@ -97,6 +97,11 @@ impl App {
             api_token: settings.http.api_token.clone(),
             limits: crate::api::HttpLimits::new(settings.http.limits),
             cors: settings.http.cors.clone(),
+            history: (!settings.recording.history.is_empty()).then(|| {
+                crate::api::history::HistoryPool::with_defaults(crate::history::HistoryStore::new(
+                    settings.recording.history.clone(),
+                ))
+            }),
         });
         Ok(App {
             listener,

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::{AppState, alerts, candles, indicators, stats, stream, stream_ws, system};
+use super::{AppState, alerts, candles, history, indicators, stats, stream, stream_ws, system};
 
 /// The description's fixed parts; the paths come from [`routes`].
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use super::{AppState, alerts, candles, indicators, stats, stream, stream_ws, sys
         (name = "indicators", description = "Indicators over the closed bars, as TA-Lib computes them."),
         (name = "alerts", description = "Alerts fired and the rules that fire them."),
         (name = "stream", description = "The live stream (Server-Sent Events, or a WebSocket)."),
+        (name = "history", description = "The recordings, queried with polars: bars over a past range, a window as of a past instant."),
         (name = "feeds", description = "The sources and their health."),
         (name = "system", description = "Health, readiness, metrics and this description."),
     ),
@@ -59,6 +60,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::rules, alerts::add_rule))
         .routes(routes!(alerts::remove_rule))
         .routes(routes!(system::info))
+        .routes(routes!(history::history))
+        .routes(routes!(history::history_candles))
+        .routes(routes!(history::history_stats))
         .routes(routes!(stream::stream))
         .routes(routes!(stream_ws::stream_ws))
 }

@@ -14,6 +14,7 @@
 //! - [`cors`]: which browser origins may call the API.
 //! - [`dashboard`]: the page at `/`, its assets embedded in the binary.
 //! - [`stats`]: symbols, per-symbol statistics and the all-symbols ranking.
+//! - [`history`]: the recordings' candles and past windows, through a bounded pool.
 //! - [`system`]: health, readiness, feeds, metrics and the OpenAPI description (`/openapi.json`).
 
 pub mod alerts;
@@ -22,6 +23,7 @@ pub mod cors;
 pub mod dashboard;
 pub mod doc;
 pub mod error;
+pub mod history;
 pub mod indicators;
 pub mod server;
 pub mod stats;
@@ -113,6 +115,8 @@ pub struct SharedState {
     pub limits: HttpLimits,
     /// Which origins browsers may call the API from.
     pub cors: cors::CorsPolicy,
+    /// The history store and its query pool, when one is configured.
+    pub history: Option<history::HistoryPool>,
 }
 
 impl AppState {
@@ -145,6 +149,7 @@ impl AppState {
             api_token: None,
             limits: HttpLimits::new(DEFAULT_HTTP_LIMITS),
             cors: cors::CorsPolicy::default(),
+            history: None,
         })
     }
 }
@@ -224,6 +229,11 @@ pub struct HttpLimits {
 }
 
 impl HttpLimits {
+    /// The longest time one request may take.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
     /// Limits as configured.
     pub fn new(settings: HttpLimitSettings) -> Self {
         HttpLimits {

@@ -151,6 +151,11 @@ pub struct ServeArgs {
     /// that never stopped.
     #[arg(long, value_name = "DIR")]
     pub recover: Option<PathBuf>,
+    /// Answer history queries (`/v1/history`, `…/history/candles`, `…/history/stats`) from the
+    /// trade files in this directory (repeatable): the recordings' Parquet, or any CSV, JSON
+    /// lines or Parquet files with the replay's columns. Default: the `--record` directory.
+    #[arg(long, value_name = "DIR")]
+    pub history: Vec<PathBuf>,
     /// Read integer timestamps of replayed files in this unit (`s`, `ms`, `us`, `ns`) whatever
     /// their magnitude; by default each file's unit is told from its first timestamp.
     #[arg(long, value_name = "UNIT", value_enum)]

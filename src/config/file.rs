@@ -62,6 +62,7 @@ pub(super) struct FileConfig {
     pub(super) request_timeout: Option<String>,
     pub(super) cors_origins: Option<Vec<String>>,
     pub(super) max_connections: Option<usize>,
+    pub(super) history: Option<Vec<PathBuf>>,
     pub(super) header_timeout: Option<String>,
     pub(super) keep_alive_timeout: Option<String>,
     pub(super) stall_timeout: Option<String>,

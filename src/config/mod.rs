@@ -151,6 +151,8 @@ pub struct RecordingSettings {
     pub fsync: FsyncPolicy,
     /// Where the API's rule edits are kept.
     pub rules_file: Option<PathBuf>,
+    /// The directories history queries read (none: no history API).
+    pub history: Vec<PathBuf>,
 }
 
 /// The analytics core's settings.
@@ -452,7 +454,25 @@ impl RecordingSettings {
                 .map_err(|message: String| invalid("fsync", message))?,
             None => FsyncPolicy::Interval(crate::record::ticklog::DEFAULT_FSYNC_INTERVAL),
         };
+        let mut history = std::mem::take(&mut args.history);
+        if history.is_empty() {
+            history = file.history.take().unwrap_or_default();
+        }
+        if history.is_empty()
+            && let Some(directory) = &record
+        {
+            history.push(directory.clone());
+        }
+        for directory in &history {
+            if directory.exists() && !directory.is_dir() {
+                return Err(invalid(
+                    "history",
+                    format!("{} is not a directory", directory.display()),
+                ));
+            }
+        }
         Ok(RecordingSettings {
+            history,
             rules_file: pick(&mut args.rules_file, &mut file.rules_file)
                 .or_else(|| record.as_ref().map(|dir| dir.join("rules.json"))),
             record,

@@ -54,6 +54,8 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
             "health",
             "metrics",
             "ingest",
+            "history",
+            "fanout",
         ],
         &["api", "startup", "config"],
     ),

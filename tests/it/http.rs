@@ -544,6 +544,9 @@ async fn the_openapi_description_is_served_and_documents_every_route() {
         ("/v1/stream", "get"),
         ("/v1/stream/ws", "get"),
         ("/v1/info", "get"),
+        ("/v1/history", "get"),
+        ("/v1/symbols/{symbol}/history/candles", "get"),
+        ("/v1/symbols/{symbol}/history/stats", "get"),
     ];
     for (path, method) in routes {
         let operation = &paths[path][method];

@@ -11,6 +11,8 @@
 //! - `indicators_http`: candles and indicators over real HTTP, errors, the cache's single flight.
 //! - `indicators_golden`: indicators against TA-Lib's own output (`data/golden`).
 //! - `windows_vs_polars`: the analytics core against polars on real recorded trades.
+//! - `history`: history candles and windows against polars on real days (CSV and Parquet), and
+//!   a live service's recording against what it served.
 //! - `http`: the running service over real HTTP, every endpoint and its errors.
 //! - `dashboard`: the page at `/` in a real Chromium over WebDriver (skipped without
 //!   chromedriver unless `TICKSTREAM_BROWSER_TESTS` is set, as CI does).
@@ -34,6 +36,7 @@ mod dashboard;
 mod edges;
 mod faults;
 mod fuzz_regressions;
+mod history;
 mod http;
 mod indicators_golden;
 mod indicators_http;

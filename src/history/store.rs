@@ -1,0 +1,496 @@
+//! The history store: trade files in directories, indexed, each readable as a polars
+//! `LazyFrame` of `ts` (epoch ns), `price`, `size` for one symbol and a time range.
+//!
+//! The files: every `.parquet`/`.pq`, `.csv` and `.jsonl`/`.ndjson`/`.json` (optionally `.gz` or
+//! `.zst`) directly in a directory, with the replay's columns — the trade log's compacted
+//! `trades-<UTC start>.parquet` (hourly, in applied order) and its open `ticks-*.jsonl`
+//! segment among them; raw-frame recordings (`*.frames.jsonl`) and unfinished writes
+//! (`*.partial`) are not trades and are left out.
+//!
+//! Each file version (path, length, modification time) is indexed once: its rows, and per
+//! symbol the rows and first and last time. A query opens only the files whose index says they
+//! hold the symbol within the range. Parquet files whose `ts` is a Datetime or integer epoch
+//! times and whose prices and sizes are numbers are scanned lazily (`scan_parquet`): the symbol
+//! and time filters are given to the scan in the file's own units, so row groups whose
+//! statistics exclude the range are skipped, and only `ts`, `symbol`, `price` and `size` are
+//! read. Any other file (CSV, JSON lines, Parquet with text times or prices) is read once by the
+//! replay's own readers — the same parsing as `--replay` — and held in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use super::HistoryError;
+use crate::replay::{ReplayFormat, ReplayInput, ReplaySource};
+
+/// One symbol's part of a file, or of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SymbolRange {
+    /// Trades.
+    pub rows: u64,
+    /// The earliest trade's time, epoch ms.
+    pub from_ms: i64,
+    /// The latest trade's time, epoch ms.
+    pub to_ms: i64,
+}
+
+impl SymbolRange {
+    fn merge(&mut self, other: &SymbolRange) {
+        self.rows += other.rows;
+        self.from_ms = self.from_ms.min(other.from_ms);
+        self.to_ms = self.to_ms.max(other.to_ms);
+    }
+}
+
+/// How a file's trades are read.
+#[derive(Debug, Clone)]
+enum Access {
+    /// `scan_parquet`; `ts` is raw values that times `to_nanos` give epoch ns (a Datetime of
+    /// any unit, or integer epoch times whose unit its magnitude told).
+    Scan { time_type: DataType, to_nanos: i64 },
+    /// Read by the replay readers: `ts` (ns), `symbol`, `price`, `size`, in file order.
+    Loaded(DataFrame),
+}
+
+/// One indexed file.
+#[derive(Debug, Clone)]
+pub struct FileIndex {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: ReplayFormat,
+    /// Trades in it.
+    pub rows: u64,
+    /// Per symbol: trades and time range.
+    pub symbols: BTreeMap<String, SymbolRange>,
+    /// The earliest trade's time, epoch ns.
+    pub first_ns: Option<i64>,
+    access: Access,
+}
+
+/// What the store holds (`GET /v1/history`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StoreSummary {
+    /// The directories read.
+    #[schema(value_type = Vec<String>)]
+    pub directories: Vec<PathBuf>,
+    /// Trades in all files.
+    pub rows: u64,
+    /// The earliest trade, epoch ms (null when empty).
+    pub from_ms: Option<i64>,
+    /// The latest trade, epoch ms.
+    pub to_ms: Option<i64>,
+    /// Per symbol.
+    pub symbols: BTreeMap<String, SymbolRange>,
+    /// Per file.
+    pub files: Vec<FileSummary>,
+}
+
+/// One file of a [`StoreSummary`].
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FileSummary {
+    /// The file.
+    #[schema(value_type = String)]
+    pub path: PathBuf,
+    /// `parquet`, `csv` or `jsonl`.
+    pub format: &'static str,
+    /// Trades.
+    pub rows: u64,
+    /// Symbols.
+    pub symbols: usize,
+    /// Whether queries scan it lazily (Parquet with typed columns) or hold it in memory.
+    pub scanned: bool,
+}
+
+/// An indexed file with the version (length, modification time) it was indexed at.
+type Indexed = (u64, Option<SystemTime>, Arc<FileIndex>);
+
+/// The store: its directories and the index of their files.
+#[derive(Debug)]
+pub struct HistoryStore {
+    directories: Vec<PathBuf>,
+    index: Mutex<HashMap<PathBuf, Indexed>>,
+}
+
+const NANOS_PER_MS: i64 = 1_000_000;
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> HistoryError + '_ {
+    move |source| HistoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn file_error(path: &Path, message: impl std::fmt::Display) -> HistoryError {
+    HistoryError::File {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Whether a directory entry is a trade file of the store.
+fn is_trade_file(path: &Path) -> Option<ReplayFormat> {
+    let name = path.file_name()?.to_str()?;
+    if name.ends_with(".partial") || name.starts_with('.') {
+        return None;
+    }
+    match ReplayFormat::from_path(path)? {
+        ReplayFormat::RawFrames => None,
+        format => Some(format),
+    }
+}
+
+impl HistoryStore {
+    /// A store over `directories` (files are found and indexed when queried).
+    pub fn new(directories: Vec<PathBuf>) -> Self {
+        HistoryStore {
+            directories,
+            index: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The directories read.
+    pub fn directories(&self) -> &[PathBuf] {
+        &self.directories
+    }
+
+    /// Every trade file now in the directories, indexed (a new or changed file is read once),
+    /// oldest first.
+    pub fn files(&self) -> Result<Vec<Arc<FileIndex>>, HistoryError> {
+        let mut found = Vec::new();
+        for directory in &self.directories {
+            let entries = match std::fs::read_dir(directory) {
+                Ok(entries) => entries,
+                // A recording directory the recorder has not made yet holds nothing yet.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(io_error(directory)(error)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_error(directory))?;
+                let path = entry.path();
+                let Some(format) = is_trade_file(&path) else {
+                    continue;
+                };
+                let Ok(metadata) = entry.metadata() else {
+                    continue; // removed meanwhile (a compacted segment)
+                };
+                if metadata.is_file() {
+                    found.push((path, format, metadata.len(), metadata.modified().ok()));
+                }
+            }
+        }
+        let mut files = Vec::with_capacity(found.len());
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.retain(|path, _| found.iter().any(|(p, ..)| p == path));
+        for (path, format, length, modified) in found {
+            let cached = index
+                .get(&path)
+                .filter(|(l, m, _)| *l == length && *m == modified)
+                .map(|(_, _, file)| Arc::clone(file));
+            let file = match cached {
+                Some(file) => file,
+                None => {
+                    let file = match index_file(&path, format) {
+                        Ok(file) => Arc::new(file),
+                        // A segment the trade log compacted and removed while we read it.
+                        Err(HistoryError::Io { source, .. })
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
+                    index.insert(path.clone(), (length, modified, Arc::clone(&file)));
+                    file
+                }
+            };
+            files.push(file);
+        }
+        files.sort_by(|a, b| (a.first_ns, &a.path).cmp(&(b.first_ns, &b.path)));
+        Ok(files)
+    }
+
+    /// What the store holds.
+    pub fn summary(&self) -> Result<StoreSummary, HistoryError> {
+        let files = self.files()?;
+        let mut symbols: BTreeMap<String, SymbolRange> = BTreeMap::new();
+        for file in &files {
+            for (symbol, range) in &file.symbols {
+                symbols
+                    .entry(symbol.clone())
+                    .and_modify(|r| r.merge(range))
+                    .or_insert(*range);
+            }
+        }
+        Ok(StoreSummary {
+            directories: self.directories.clone(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            from_ms: symbols.values().map(|r| r.from_ms).min(),
+            to_ms: symbols.values().map(|r| r.to_ms).max(),
+            symbols,
+            files: files
+                .iter()
+                .map(|f| FileSummary {
+                    path: f.path.clone(),
+                    format: f.format.name(),
+                    rows: f.rows,
+                    symbols: f.symbols.len(),
+                    scanned: matches!(f.access, Access::Scan { .. }),
+                })
+                .collect(),
+        })
+    }
+
+    /// Every trade of `symbol` with a time in `[from_ns, to_ns)`, in arrival order (files
+    /// oldest first, rows in file order), as `ts` (epoch ns), `price`, `size`; `None` when no
+    /// file holds the symbol at all.
+    pub fn trades(
+        &self,
+        symbol: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Option<LazyFrame>, HistoryError> {
+        let files = self.files()?;
+        if !files.iter().any(|f| f.symbols.contains_key(symbol)) {
+            return Ok(None);
+        }
+        let from_ms = from_ns.div_euclid(NANOS_PER_MS);
+        let to_ms = to_ns.saturating_sub(1).div_euclid(NANOS_PER_MS);
+        let mut frames = Vec::new();
+        for file in files {
+            let Some(range) = file.symbols.get(symbol) else {
+                continue;
+            };
+            if range.to_ms < from_ms || range.from_ms > to_ms {
+                continue;
+            }
+            frames.push(file.trades(symbol, from_ns, to_ns)?);
+        }
+        if frames.is_empty() {
+            return Ok(Some(empty_trades()));
+        }
+        let union = concat(
+            frames,
+            UnionArgs {
+                parallel: true,
+                rechunk: false,
+                to_supertypes: true,
+                maintain_order: true,
+                ..Default::default()
+            },
+        )?;
+        Ok(Some(union))
+    }
+}
+
+/// A frame of no trades with the query columns.
+fn empty_trades() -> LazyFrame {
+    df!(
+        "ts" => Vec::<i64>::new(),
+        "price" => Vec::<f64>::new(),
+        "size" => Vec::<f64>::new(),
+    )
+    .unwrap_or_default()
+    .lazy()
+}
+
+/// `value` in raw units of `to_nanos` ns, rounded up: the smallest raw value whose time is at
+/// least `value` ns.
+fn raw_at_least(value: i64, to_nanos: i64) -> i64 {
+    let quotient = value.div_euclid(to_nanos);
+    if value.rem_euclid(to_nanos) == 0 {
+        quotient
+    } else {
+        quotient + 1
+    }
+}
+
+impl FileIndex {
+    /// This file's trades of `symbol` in `[from_ns, to_ns)`.
+    fn trades(&self, symbol: &str, from_ns: i64, to_ns: i64) -> Result<LazyFrame, HistoryError> {
+        match &self.access {
+            Access::Scan {
+                time_type,
+                to_nanos,
+            } => {
+                let path = PlRefPath::try_from_path(&self.path)?;
+                let low = lit(raw_at_least(from_ns, *to_nanos)).cast(time_type.clone());
+                let high = lit(raw_at_least(to_ns, *to_nanos)).cast(time_type.clone());
+                let frame = LazyFrame::scan_parquet(path, ScanArgsParquet::default())?
+                    .filter(
+                        col("symbol")
+                            .cast(DataType::String)
+                            .eq(lit(symbol))
+                            .and(col("ts").gt_eq(low))
+                            .and(col("ts").lt(high)),
+                    )
+                    .select([
+                        (col("ts").cast(DataType::Int64) * lit(*to_nanos)).alias("ts"),
+                        col("price").cast(DataType::Float64),
+                        col("size").cast(DataType::Float64),
+                    ]);
+                Ok(frame)
+            }
+            Access::Loaded(frame) => Ok(frame
+                .clone()
+                .lazy()
+                .filter(
+                    col("symbol")
+                        .eq(lit(symbol))
+                        .and(col("ts").gt_eq(lit(from_ns)))
+                        .and(col("ts").lt(lit(to_ns))),
+                )
+                .select([col("ts"), col("price"), col("size")])),
+        }
+    }
+}
+
+/// How a Parquet file's columns allow a lazy scan, if they do.
+fn scan_access(path: &Path) -> Result<Option<Access>, HistoryError> {
+    let pl_path = PlRefPath::try_from_path(path)?;
+    let schema = LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())?
+        .collect_schema()
+        .map_err(|e| file_error(path, e))?;
+    let numeric = |name: &str| {
+        schema
+            .get(name)
+            .is_some_and(|t| t.is_primitive_numeric() || matches!(t, DataType::Decimal(..)))
+    };
+    let symbol_ok = schema
+        .get("symbol")
+        .is_some_and(|t| matches!(t, DataType::String | DataType::Categorical(..)));
+    if !symbol_ok || !numeric("price") || !numeric("size") {
+        return Ok(None);
+    }
+    let access = match schema.get("ts") {
+        Some(DataType::Datetime(unit, zone)) => {
+            let to_nanos = match unit {
+                TimeUnit::Nanoseconds => 1,
+                TimeUnit::Microseconds => 1_000,
+                TimeUnit::Milliseconds => 1_000_000,
+            };
+            Access::Scan {
+                time_type: DataType::Datetime(*unit, zone.clone()),
+                to_nanos,
+            }
+        }
+        Some(t) if t.is_integer() => {
+            // The replay tells an integer's unit by its magnitude; one file has one unit.
+            let pl_path = PlRefPath::try_from_path(path)?;
+            let first = LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())?
+                .select([col("ts").cast(DataType::Int64)])
+                .limit(1)
+                .collect()?;
+            let value = first
+                .column("ts")
+                .ok()
+                .and_then(|c| c.i64().ok().and_then(|c| c.get(0)));
+            let Some(value) = value else {
+                return Ok(None);
+            };
+            let Ok((nanos, _)) = crate::replay::fields::epoch_to_nanos(value) else {
+                return Ok(None);
+            };
+            Access::Scan {
+                time_type: DataType::Int64,
+                to_nanos: if value == 0 { 1 } else { nanos / value },
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(access))
+}
+
+/// Indexes one file: how to read it, its rows and its symbols' ranges.
+fn index_file(path: &Path, format: ReplayFormat) -> Result<FileIndex, HistoryError> {
+    let access = match format {
+        ReplayFormat::Parquet => scan_access(path)?,
+        _ => None,
+    };
+    let access = match access {
+        Some(access) => access,
+        None => Access::Loaded(load(path, format)?),
+    };
+    let frame = match &access {
+        Access::Scan { to_nanos, .. } => {
+            LazyFrame::scan_parquet(PlRefPath::try_from_path(path)?, ScanArgsParquet::default())?
+                .select([
+                    col("symbol").cast(DataType::String),
+                    (col("ts").cast(DataType::Int64) * lit(*to_nanos)).alias("ts"),
+                ])
+        }
+        Access::Loaded(frame) => frame.clone().lazy().select([col("symbol"), col("ts")]),
+    };
+    let per_symbol = frame
+        .group_by([col("symbol")])
+        .agg([
+            len().cast(DataType::UInt64).alias("rows"),
+            col("ts").min().alias("first"),
+            col("ts").max().alias("last"),
+        ])
+        .collect()
+        .map_err(|e| file_error(path, e))?;
+    let symbols_column = per_symbol.column("symbol")?.str()?.clone();
+    let rows_column = per_symbol.column("rows")?.u64()?.clone();
+    let first_column = per_symbol.column("first")?.i64()?.clone();
+    let last_column = per_symbol.column("last")?.i64()?.clone();
+    let mut symbols = BTreeMap::new();
+    for row in 0..per_symbol.height() {
+        let (Some(symbol), Some(rows), Some(first), Some(last)) = (
+            symbols_column.get(row),
+            rows_column.get(row),
+            first_column.get(row),
+            last_column.get(row),
+        ) else {
+            continue;
+        };
+        symbols.insert(
+            symbol.to_string(),
+            SymbolRange {
+                rows,
+                from_ms: first.div_euclid(NANOS_PER_MS),
+                to_ms: last.div_euclid(NANOS_PER_MS),
+            },
+        );
+    }
+    let first_ns = first_column.min();
+    Ok(FileIndex {
+        path: path.to_path_buf(),
+        format,
+        rows: symbols.values().map(|r| r.rows).sum(),
+        symbols,
+        first_ns,
+        access,
+    })
+}
+
+/// Reads a file with the replay's readers into `ts` (ns), `symbol`, `price`, `size`.
+fn load(path: &Path, format: ReplayFormat) -> Result<DataFrame, HistoryError> {
+    let source = ReplaySource {
+        input: ReplayInput::File(path.to_path_buf()),
+        format,
+        repeat: false,
+        ts_unit: None,
+    };
+    let read = async move { crate::replay::load_all(source).await };
+    let trades = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => tokio::task::block_in_place(|| handle.block_on(read)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_error(path))?
+            .block_on(read),
+    }
+    .map_err(|e| file_error(path, e))?;
+    let frame = df!(
+        "ts" => trades.iter().map(|t| t.exchange_ts).collect::<Vec<_>>(),
+        "symbol" => trades.iter().map(|t| t.symbol.as_str()).collect::<Vec<_>>(),
+        "price" => trades.iter().map(|t| t.price).collect::<Vec<_>>(),
+        "size" => trades.iter().map(|t| t.size).collect::<Vec<_>>(),
+    )?;
+    Ok(frame)
+}
