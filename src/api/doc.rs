@@ -63,6 +63,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history::history))
         .routes(routes!(history::history_candles))
         .routes(routes!(history::history_stats))
+        .routes(routes!(history::history_indicator))
         .routes(routes!(stream::stream))
         .routes(routes!(stream_ws::stream_ws))
 }

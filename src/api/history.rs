@@ -1,6 +1,6 @@
 //! History over HTTP: `GET /v1/history` (what the store holds), and per symbol
-//! `…/history/candles` (bars over a past range) and `…/history/stats` (one window as of a past
-//! instant) — the live API's field names, answered from the recordings by polars
+//! `…/history/candles` (bars over a past range), `…/history/stats` (one window as of a past
+//! instant) and `…/history/indicators/{name}` (an indicator over past bars) — the live API's field names, answered from the recordings by polars
 //! ([`crate::history`]).
 //!
 //! Queries run off the async runtime on a small pool of blocking threads ([`HistoryPool`]: at
@@ -304,5 +304,124 @@ pub async fn history_stats(
         last_ms: stats.last.map(|(_, ms)| ms),
         trade_count: stats.trade_count,
         windows: BTreeMap::from([(window_text, stats.window)]),
+    }))
+}
+
+/// Query of `GET /v1/symbols/{symbol}/history/indicators/{name}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryIndicatorQuery {
+    /// Start: epoch ms or RFC 3339; rounded down to its bar's start.
+    pub from: String,
+    /// End (exclusive): epoch ms or RFC 3339.
+    pub to: String,
+    /// Bar length: any whole number of milliseconds (default `1m`).
+    pub interval: Option<String>,
+    /// Period (SMA, EMA, RSI, BBANDS, ATR).
+    pub period: Option<String>,
+    /// MACD's fast period.
+    pub fast: Option<String>,
+    /// MACD's slow period.
+    pub slow: Option<String>,
+    /// MACD's signal period.
+    pub signal: Option<String>,
+    /// Bollinger bands' width in standard deviations.
+    pub k: Option<String>,
+}
+
+/// The body of `GET /v1/symbols/{symbol}/history/indicators/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryIndicatorBody {
+    /// The symbol.
+    pub symbol: String,
+    /// The interval, as asked.
+    pub interval: String,
+    /// The indicator's name.
+    pub indicator: &'static str,
+    /// Its parameters, defaults filled in.
+    #[schema(value_type = super::indicators::IndicatorParams)]
+    pub params: crate::indicators::Indicator,
+    /// The range's start as asked, epoch ms.
+    pub from_ms: i64,
+    /// The range's end as asked, epoch ms.
+    pub to_ms: i64,
+    /// Bars the series is computed over.
+    pub candles: usize,
+    /// The values, oldest first: one per bar from the first with enough bars before it.
+    pub series: Vec<super::indicators::SeriesPoint>,
+    /// Why the series is empty, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /v1/symbols/{symbol}/history/indicators/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/symbols/{symbol}/history/indicators/{name}",
+    tag = "history",
+    summary = "An indicator over the bars of a past range (TA-Lib's definitions)",
+    description = "The live indicators' definitions and parameters, run over the history bars of \
+        `[from, to)` (as `…/history/candles` makes them, at most 100,000): TA-Lib over the same \
+        bar series gives the same values, so the first ones come once enough bars precede them.",
+    params(
+        ("symbol" = String, Path, description = "The symbol."),
+        ("name" = String, Path, description = "`sma`, `ema`, `rsi`, `macd`, `bbands` or `atr`."),
+        HistoryIndicatorQuery,
+    ),
+    responses(
+        (status = 200, description = "The series.", body = HistoryIndicatorBody),
+        (status = 400, description = "`unknown_indicator`, or `bad_parameter`.", body = ErrorBody),
+        (status = 404, description = "`unknown_symbol` (no trade of it in the store), or no store.", body = ErrorBody),
+    ),
+)]
+pub async fn history_indicator(
+    State(state): State<AppState>,
+    ApiPath((symbol, name)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<HistoryIndicatorQuery>,
+) -> Result<Json<HistoryIndicatorBody>, ApiError> {
+    let params = crate::indicators::RawParams {
+        period: query.period.as_deref(),
+        fast: query.fast.as_deref(),
+        slow: query.slow.as_deref(),
+        signal: query.signal.as_deref(),
+        k: query.k.as_deref(),
+    };
+    let indicator = crate::indicators::Indicator::parse(&name, &params)
+        .map_err(super::indicators::indicator_error)?;
+    let from = parse_instant("from", &query.from)?;
+    let to = parse_instant("to", &query.to)?;
+    if to <= from {
+        return Err(ApiError::BadParameter("to must be after from".into()));
+    }
+    let interval_text = query.interval.unwrap_or_else(|| "1m".to_string());
+    let interval = parse_length("interval", &interval_text)?;
+    let timeout = state.limits.timeout();
+    let wanted = symbol.clone();
+    let series = pool(&state)?
+        .run(timeout, move |store, max_rows| {
+            crate::history::query::indicator(
+                store, &wanted, from, to, interval, indicator, max_rows,
+            )
+        })
+        .await?;
+    Ok(Json(HistoryIndicatorBody {
+        symbol,
+        interval: interval_text,
+        indicator: indicator.name(),
+        params: indicator,
+        from_ms: from.div_euclid(1_000_000),
+        to_ms: to.div_euclid(1_000_000),
+        candles: series.candles,
+        reason: series.reason(),
+        series: series
+            .points
+            .iter()
+            .map(|point| super::indicators::SeriesPoint {
+                start_ms: point.start.div_euclid(1_000_000),
+                value: point.value,
+            })
+            .collect(),
     }))
 }

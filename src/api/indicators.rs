@@ -100,7 +100,8 @@ pub struct IndicatorBody {
     pub series: Option<Vec<SeriesPoint>>,
 }
 
-fn indicator_error(error: IndicatorError) -> ApiError {
+/// The API error of an invalid indicator request.
+pub(super) fn indicator_error(error: IndicatorError) -> ApiError {
     match error {
         IndicatorError::Unknown(_) => ApiError::UnknownIndicator(error.to_string()),
         _ => ApiError::BadParameter(error.to_string()),

@@ -6,7 +6,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use super::{HistoryError, HistoryStore, MAX_CANDLES_PER_PAGE};
-use crate::analytics::WindowStats;
+use crate::analytics::{Candle, WindowStats};
 
 const NANOS_PER_MS: i64 = 1_000_000;
 
@@ -97,13 +97,74 @@ pub fn candles(
     limit: usize,
     max_rows: u64,
 ) -> Result<CandlePage, HistoryError> {
+    let limit = limit.clamp(1, MAX_CANDLES_PER_PAGE);
+    let (bars, next) = bars(store, symbol, from_ns, to_ns, interval_ns, limit, max_rows)?;
+    Ok(CandlePage {
+        candles: bars
+            .iter()
+            .map(|bar| HistoryCandle {
+                start_ms: bar.start.div_euclid(NANOS_PER_MS),
+                open: bar.open,
+                high: bar.high,
+                low: bar.low,
+                close: bar.close,
+                volume: bar.volume(),
+                vwap: bar.vwap(),
+                count: bar.count,
+            })
+            .collect(),
+        next_ms: next.map(|start| start.div_euclid(NANOS_PER_MS)),
+    })
+}
+
+/// Most bars an indicator may be computed over.
+pub const MAX_INDICATOR_BARS: usize = 100_000;
+
+/// `indicator` over the bars of `[from, to)` (as [`candles`] makes them): TA-Lib's conventions
+/// over that bar series, so its first values come once enough bars have closed.
+#[allow(clippy::too_many_arguments)]
+pub fn indicator(
+    store: &HistoryStore,
+    symbol: &str,
+    from_ns: i64,
+    to_ns: i64,
+    interval_ns: i64,
+    indicator: crate::indicators::Indicator,
+    max_rows: u64,
+) -> Result<crate::indicators::IndicatorSeries, HistoryError> {
+    let (bars, next) = bars(
+        store,
+        symbol,
+        from_ns,
+        to_ns,
+        interval_ns,
+        MAX_INDICATOR_BARS,
+        max_rows,
+    )?;
+    if next.is_some() {
+        return Err(HistoryError::BadQuery(format!(
+            "the range holds more than {MAX_INDICATOR_BARS} bars: narrow it or widen the interval"
+        )));
+    }
+    Ok(indicator.compute(&bars))
+}
+
+/// At most `limit` bars of `[from, to)`, and the start of the next one (ns) if there are more.
+fn bars(
+    store: &HistoryStore,
+    symbol: &str,
+    from_ns: i64,
+    to_ns: i64,
+    interval_ns: i64,
+    limit: usize,
+    max_rows: u64,
+) -> Result<(Vec<Candle>, Option<i64>), HistoryError> {
     if interval_ns <= 0 {
         return Err(HistoryError::BadQuery("interval must be positive".into()));
     }
     if to_ns <= from_ns {
         return Err(HistoryError::BadQuery("to must be after from".into()));
     }
-    let limit = limit.clamp(1, MAX_CANDLES_PER_PAGE);
     let start = from_ns.div_euclid(interval_ns) * interval_ns;
     let end = to_ns
         .div_euclid(interval_ns)
@@ -147,28 +208,25 @@ pub fn candles(
         (open?, high?, low?, close?, volume?, notional?);
     let counts: Vec<Option<u64>> = bars.column("count")?.u64()?.iter().collect();
     let mut candles = Vec::with_capacity(starts.len().min(limit));
-    let mut next_ms = None;
+    let mut next = None;
     for row in 0..starts.len() {
         let Some(start) = starts[row] else { continue };
         if candles.len() == limit {
-            next_ms = Some(start.div_euclid(NANOS_PER_MS));
+            next = Some(start);
             break;
         }
-        let volume = volume[row].unwrap_or(0.0);
-        candles.push(HistoryCandle {
-            start_ms: start.div_euclid(NANOS_PER_MS),
-            open: open[row].unwrap_or(f64::NAN),
-            high: high[row].unwrap_or(f64::NAN),
-            low: low[row].unwrap_or(f64::NAN),
-            close: close[row].unwrap_or(f64::NAN),
-            volume,
-            vwap: (volume != 0.0)
-                .then(|| notional[row].map(|n| n / volume))
-                .flatten(),
-            count: counts[row].unwrap_or(0),
-        });
+        candles.push(Candle::from_totals(
+            start,
+            open[row].unwrap_or(f64::NAN),
+            high[row].unwrap_or(f64::NAN),
+            low[row].unwrap_or(f64::NAN),
+            close[row].unwrap_or(f64::NAN),
+            volume[row].unwrap_or(0.0),
+            notional[row].unwrap_or(0.0),
+            counts[row].unwrap_or(0),
+        ));
     }
-    Ok(CandlePage { candles, next_ms })
+    Ok((candles, next))
 }
 
 /// `symbol`'s statistics over the window `(at − W, at]`, with its latest trade and trade count

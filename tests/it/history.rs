@@ -239,6 +239,16 @@ async fn history_errors_name_the_parameter() {
         ),
     ])
     .await;
+    let (status, body) = app
+        .get("/v1/symbols/IBM/history/indicators/rsi?from=0&to=1381190400000&interval=1ms")
+        .await;
+    // Any whole number of milliseconds is an interval: one-millisecond bars of a whole day.
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["candles"].as_u64() > Some(10_000),
+        "{}",
+        body["candles"]
+    );
     // RFC 3339 and epoch milliseconds name the same instant.
     let (_, by_text) = app
         .get("/v1/symbols/IBM/history/stats?at=2013-10-07T15:00:00Z&window=1h")
@@ -327,6 +337,7 @@ async fn a_live_services_recording_answers_what_the_live_service_served() {
     .await;
     wait_for_feed(&live, |f| f["trades"] == trades.len()).await;
     let mut served = BTreeMap::new();
+    let mut indicators: BTreeMap<(&str, &str), BTreeMap<i64, Value>> = BTreeMap::new();
     for symbol in ["IBM", "AIG"] {
         let (_, stats) = live.get(&format!("/v1/symbols/{symbol}/stats")).await;
         let mut bars = BTreeMap::new();
@@ -337,6 +348,26 @@ async fn a_live_services_recording_answers_what_the_live_service_served() {
             );
         }
         served.insert(symbol, (stats, bars));
+        for (name, query) in [
+            ("rsi", "period=14"),
+            ("ema", "period=20"),
+            ("macd", "fast=12&slow=26&signal=9"),
+            ("bbands", "period=20&k=2"),
+        ] {
+            let (status, body) = live
+                .get(&format!(
+                    "/v1/symbols/{symbol}/indicators/{name}?interval=1m&{query}&series=100000"
+                ))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let series: BTreeMap<i64, Value> = body["series"]
+                .as_array()
+                .expect("series")
+                .iter()
+                .map(|p| (p["start_ms"].as_i64().expect("start"), p["value"].clone()))
+                .collect();
+            indicators.insert((symbol, name), series);
+        }
     }
     // The stop closes the trade log's segment and compacts it to Parquet.
     live.stop().await;
@@ -380,6 +411,36 @@ async fn a_live_services_recording_answers_what_the_live_service_served() {
                 );
             }
         }
+        // Indicators over the same bars: the live series (over the closed 1-minute bars) and
+        // the history series over the bars up to the forming one are the same numbers.
+        let last_closed_end = bars["1m"].keys().max().copied().expect("closed bars") + 60_000;
+        for (name, query) in [
+            ("rsi", "period=14"),
+            ("ema", "period=20"),
+            ("macd", "fast=12&slow=26&signal=9"),
+            ("bbands", "period=20&k=2"),
+        ] {
+            let (status, body) = history
+                .get(&format!(
+                    "/v1/symbols/{symbol}/history/indicators/{name}?from={first_ms}&to={last_closed_end}&interval=1m&{query}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let expected = &indicators[&(*symbol, name)];
+            let served: BTreeMap<i64, Value> = body["series"]
+                .as_array()
+                .expect("series")
+                .iter()
+                .map(|p| (p["start_ms"].as_i64().expect("start"), p["value"].clone()))
+                .collect();
+            assert!(served.len() > 50, "{symbol} {name}: {}", served.len());
+            for (start, value) in expected.iter().filter(|(s, _)| **s < last_closed_end) {
+                let got = served
+                    .get(start)
+                    .unwrap_or_else(|| panic!("{symbol} {name}: no history value at {start}"));
+                assert_values_close(got, value, &format!("{symbol} {name} at {start}"));
+            }
+        }
         // Every window as of the live service's last answer.
         let at = stats["as_of_ms"].as_i64().expect("as_of");
         for window in default_windows().iter() {
@@ -400,4 +461,23 @@ async fn a_live_services_recording_answers_what_the_live_service_served() {
         }
     }
     history.stop().await;
+}
+
+/// Asserts two indicator values (numbers, or objects of numbers) agree to 1e-9 relative.
+fn assert_values_close(actual: &Value, expected: &Value, context: &str) {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => {
+            assert_eq!(a.len(), e.len(), "{context}");
+            for (key, value) in e {
+                assert_values_close(&a[key], value, &format!("{context} {key}"));
+            }
+        }
+        (a, e) => {
+            let (a, e) = (a.as_f64().expect(context), e.as_f64().expect(context));
+            assert!(
+                (a - e).abs() <= 1e-9 * e.abs().max(1.0),
+                "{context}: {a} vs {e}"
+            );
+        }
+    }
 }

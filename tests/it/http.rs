@@ -547,6 +547,7 @@ async fn the_openapi_description_is_served_and_documents_every_route() {
         ("/v1/history", "get"),
         ("/v1/symbols/{symbol}/history/candles", "get"),
         ("/v1/symbols/{symbol}/history/stats", "get"),
+        ("/v1/symbols/{symbol}/history/indicators/{name}", "get"),
     ];
     for (path, method) in routes {
         let operation = &paths[path][method];

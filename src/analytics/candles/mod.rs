@@ -136,6 +136,33 @@ impl Candle {
         self.count += 1;
     }
 
+    /// A bar made from its totals (as a batch computation gives them, e.g. the history's):
+    /// the open and close times are not known and are set to the bar's start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_totals(
+        start: Timestamp,
+        open: f64,
+        high: f64,
+        low: f64,
+        close: f64,
+        volume: f64,
+        notional: f64,
+        count: u64,
+    ) -> Self {
+        Candle {
+            start,
+            open_ts: start,
+            close_ts: start,
+            open,
+            high,
+            low,
+            close,
+            volume: CompensatedSum::of(volume),
+            notional: CompensatedSum::of(notional),
+            count,
+        }
+    }
+
     /// Start of the bar in milliseconds since the epoch.
     pub fn start_ms(&self) -> i64 {
         self.start.div_euclid(NANOS_PER_MILLI)
