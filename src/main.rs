@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
 
 use clap::Parser;
-use tickstream::config::{Cli, Command, LogFormat, MockExchangeArgs};
+use tickstream::config::{Cli, Command, ExportArgs, LogFormat, MockExchangeArgs, QueryArgs};
 use tickstream::{App, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +28,10 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Serve(args) => runtime.block_on(serve(*args, log_format)),
         Command::MockExchange(args) => runtime.block_on(mock_exchange(*args)),
+        // History answers run on a blocking thread of the runtime (CSV files are read by the
+        // replay readers, which are async).
+        Command::Query(args) => runtime.block_on(query(*args)),
+        Command::Export(args) => runtime.block_on(export(*args)),
     };
     // The tasks have drained (or missed their deadline): whatever still runs is not waited for,
     // so a stop signal always ends the process within seconds.
@@ -97,6 +101,35 @@ async fn mock_exchange(args: MockExchangeArgs) -> anyhow::Result<()> {
         stop.cancel();
     });
     exchange.run(cancel).await;
+    Ok(())
+}
+
+async fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let request = args.request()?;
+    tokio::task::spawn_blocking(move || tickstream::history::command::query(&request)).await??;
+    Ok(())
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let symbols: Option<Vec<String>> = args.symbols.as_deref().map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    let output = args.output.clone();
+    let rows = tokio::task::spawn_blocking(move || {
+        tickstream::history::command::export(
+            &args.history,
+            &args.from,
+            &args.to,
+            symbols.as_deref(),
+            &args.output,
+        )
+    })
+    .await??;
+    tracing::info!(rows, file = %output.display(), "exported");
     Ok(())
 }
 

@@ -99,33 +99,13 @@ fn pool(state: &AppState) -> Result<&HistoryPool, ApiError> {
     })
 }
 
-/// Parses `from`/`to`/`at`: epoch milliseconds, or RFC 3339; returns epoch ns.
+/// Parses `from`/`to`/`at` (see [`crate::history::parse_instant`]).
 pub fn parse_instant(name: &str, text: &str) -> Result<i64, ApiError> {
-    let text = text.trim();
-    let bad = || {
-        ApiError::BadParameter(format!(
-            "{name} must be epoch milliseconds or RFC 3339 (2013-10-07T14:30:00Z), not {text:?}"
-        ))
-    };
-    if let Ok(ms) = text.parse::<i64>() {
-        return ms.checked_mul(1_000_000).ok_or_else(bad);
-    }
-    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
-    time.timestamp_nanos_opt().ok_or_else(bad)
+    crate::history::parse_instant(name, text).map_err(ApiError::from)
 }
 
-/// Parses a duration that must be a whole, positive number of milliseconds; returns ns.
 fn parse_length(name: &'static str, text: &str) -> Result<i64, ApiError> {
-    let length = crate::units::parse_duration(name, text)
-        .map_err(|error| ApiError::BadParameter(error.to_string()))?;
-    let nanos = i64::try_from(length.as_nanos())
-        .map_err(|_| ApiError::BadParameter(format!("{name} {text:?} is too long")))?;
-    if nanos <= 0 || nanos % 1_000_000 != 0 {
-        return Err(ApiError::BadParameter(format!(
-            "{name} must be a positive whole number of milliseconds, not {text:?}"
-        )));
-    }
-    Ok(nanos)
+    crate::history::parse_length(name, text).map_err(ApiError::from)
 }
 
 /// `GET /v1/history`.

@@ -56,6 +56,108 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Serve a recorded file over a local WebSocket in a provider's wire format.
     MockExchange(Box<MockExchangeArgs>),
+    /// Answer a history question from the recordings, without a server (the HTTP history's
+    /// answers as a table, CSV, JSON or Parquet).
+    Query(Box<QueryArgs>),
+    /// Write a range of the recordings to one Parquet file (for pandas, DuckDB, polars).
+    Export(Box<ExportArgs>),
+}
+
+/// What `tickstream query` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryKind {
+    /// Bars of `[--from, --to)` (`--interval`).
+    Candles,
+    /// One window (`--window`) as of `--at`.
+    Stats,
+    /// An indicator (`--indicator`) over the bars of `[--from, --to)`.
+    Indicators,
+}
+
+/// How `tickstream query` writes its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    /// Aligned columns.
+    Table,
+    /// Comma-separated, with a header.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+    /// Apache Parquet (needs `--output`).
+    Parquet,
+}
+
+/// Options of `tickstream query`.
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// What to ask: candles, stats or indicators.
+    #[arg(value_enum)]
+    pub what: QueryKind,
+    /// A directory of trade files (repeatable): the recordings, or CSV, JSON lines or Parquet.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub history: Vec<PathBuf>,
+    /// The symbol.
+    #[arg(long)]
+    pub symbol: String,
+    /// Start (candles, indicators): epoch ms or RFC 3339.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End, exclusive (candles, indicators): epoch ms or RFC 3339.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The instant (stats): epoch ms or RFC 3339.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Bar length: any whole number of milliseconds.
+    #[arg(long, default_value = "1m")]
+    pub interval: String,
+    /// Window length (stats).
+    #[arg(long, default_value = "1h")]
+    pub window: String,
+    /// The indicator (indicators): sma, ema, rsi, macd, bbands or atr.
+    #[arg(long)]
+    pub indicator: Option<String>,
+    /// Indicator period.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// MACD fast period.
+    #[arg(long)]
+    pub fast: Option<String>,
+    /// MACD slow period.
+    #[arg(long)]
+    pub slow: Option<String>,
+    /// MACD signal period.
+    #[arg(long)]
+    pub signal: Option<String>,
+    /// Bollinger width in standard deviations.
+    #[arg(long)]
+    pub k: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+    /// Write to this file rather than standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Options of `tickstream export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// A directory of trade files (repeatable).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub history: Vec<PathBuf>,
+    /// Start: epoch ms or RFC 3339.
+    #[arg(long)]
+    pub from: String,
+    /// End, exclusive: epoch ms or RFC 3339.
+    #[arg(long)]
+    pub to: String,
+    /// Comma-separated symbols (default: every symbol).
+    #[arg(long)]
+    pub symbols: Option<String>,
+    /// The Parquet file to write.
+    #[arg(long, value_name = "FILE.parquet")]
+    pub output: PathBuf,
 }
 
 /// Options of `tickstream mock-exchange`.

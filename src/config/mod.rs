@@ -37,7 +37,10 @@ pub use crate::api::{DEFAULT_HTTP_LIMITS, DEFAULT_STREAM_THROTTLE, HttpLimitSett
 pub use crate::indicators::cache::{
     CacheSettings, DEFAULT_INDICATOR_CACHE_CAPACITY, DEFAULT_INDICATOR_CACHE_TTL,
 };
-pub use cli::{Cli, Command, LogFormat, MockExchangeArgs, ServeArgs};
+pub use cli::{
+    Cli, Command, ExportArgs, LogFormat, MockExchangeArgs, QueryArgs, QueryFormat, QueryKind,
+    ServeArgs,
+};
 pub use feeds::parse_feed;
 pub use mock::MockExchangeSettings;
 
@@ -692,6 +695,50 @@ fn demo_rules() -> Vec<RuleSpec> {
     .iter()
     .filter_map(|rule| serde_json::from_str(rule).ok())
     .collect()
+}
+
+impl QueryArgs {
+    /// The history query these options ask, checked for the options each question needs.
+    pub fn request(self) -> Result<crate::history::command::QueryRequest, ConfigError> {
+        use crate::history::command::{Format, QueryRequest, Question};
+        let needed = |option: &'static str, value: Option<String>, what: &str| {
+            value.ok_or_else(|| invalid(option, format!("`query {what}` needs --{option}")))
+        };
+        let question = match self.what {
+            QueryKind::Candles => Question::Candles {
+                from: needed("from", self.from, "candles")?,
+                to: needed("to", self.to, "candles")?,
+                interval: self.interval,
+            },
+            QueryKind::Stats => Question::Stats {
+                at: needed("at", self.at, "stats")?,
+                window: self.window,
+            },
+            QueryKind::Indicators => Question::Indicator {
+                from: needed("from", self.from, "indicators")?,
+                to: needed("to", self.to, "indicators")?,
+                interval: self.interval,
+                name: needed("indicator", self.indicator, "indicators")?,
+                params: [self.period, self.fast, self.slow, self.signal, self.k],
+            },
+        };
+        let format = match self.format {
+            QueryFormat::Table => Format::Table,
+            QueryFormat::Csv => Format::Csv,
+            QueryFormat::Json => Format::Json,
+            QueryFormat::Parquet => Format::Parquet,
+        };
+        if format == Format::Parquet && self.output.is_none() {
+            return Err(invalid("output", "--format parquet needs --output FILE"));
+        }
+        Ok(QueryRequest {
+            history: self.history,
+            symbol: self.symbol,
+            question,
+            format,
+            output: self.output,
+        })
+    }
 }
 
 #[cfg(test)]

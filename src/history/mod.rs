@@ -11,6 +11,7 @@
 //! Everything here is synchronous and CPU-bound: callers run it off the async runtime (the API
 //! through a bounded pool of blocking threads, with a timeout).
 
+pub mod command;
 pub mod query;
 pub mod store;
 
@@ -67,4 +68,34 @@ impl From<polars::prelude::PolarsError> for HistoryError {
     fn from(error: polars::prelude::PolarsError) -> Self {
         HistoryError::Polars(error.to_string())
     }
+}
+
+/// Parses an instant: epoch milliseconds, or RFC 3339; returns epoch ns.
+pub fn parse_instant(name: &str, text: &str) -> Result<i64, HistoryError> {
+    let text = text.trim();
+    let bad = || {
+        HistoryError::BadQuery(format!(
+            "{name} must be epoch milliseconds or RFC 3339 (2013-10-07T14:30:00Z), not {text:?}"
+        ))
+    };
+    if let Ok(ms) = text.parse::<i64>() {
+        return ms.checked_mul(1_000_000).ok_or_else(bad);
+    }
+    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
+    time.timestamp_nanos_opt().ok_or_else(bad)
+}
+
+/// Parses a bar or window length that must be a whole, positive number of milliseconds;
+/// returns ns.
+pub fn parse_length(name: &'static str, text: &str) -> Result<i64, HistoryError> {
+    let length = crate::units::parse_duration(name, text)
+        .map_err(|error| HistoryError::BadQuery(error.to_string()))?;
+    let nanos = i64::try_from(length.as_nanos())
+        .map_err(|_| HistoryError::BadQuery(format!("{name} {text:?} is too long")))?;
+    if nanos <= 0 || nanos % 1_000_000 != 0 {
+        return Err(HistoryError::BadQuery(format!(
+            "{name} must be a positive whole number of milliseconds, not {text:?}"
+        )));
+    }
+    Ok(nanos)
 }

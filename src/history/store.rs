@@ -258,22 +258,53 @@ impl HistoryStore {
         if !files.iter().any(|f| f.symbols.contains_key(symbol)) {
             return Ok(None);
         }
+        let wanted = [symbol.to_string()];
+        let frame = self.scan(&files, Some(&wanted), from_ns, to_ns)?.select([
+            col("ts"),
+            col("price"),
+            col("size"),
+        ]);
+        Ok(Some(frame))
+    }
+
+    /// Every trade of `symbols` (all when `None`) with a time in `[from_ns, to_ns)`, in arrival
+    /// order, as `ts` (epoch ns), `symbol`, `price`, `size`.
+    pub fn all_trades(
+        &self,
+        symbols: Option<&[String]>,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<LazyFrame, HistoryError> {
+        let files = self.files()?;
+        self.scan(&files, symbols, from_ns, to_ns)
+    }
+
+    fn scan(
+        &self,
+        files: &[Arc<FileIndex>],
+        symbols: Option<&[String]>,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<LazyFrame, HistoryError> {
         let from_ms = from_ns.div_euclid(NANOS_PER_MS);
         let to_ms = to_ns.saturating_sub(1).div_euclid(NANOS_PER_MS);
         let mut frames = Vec::new();
         for file in files {
-            let Some(range) = file.symbols.get(symbol) else {
-                continue;
+            let overlaps = |range: &SymbolRange| range.to_ms >= from_ms && range.from_ms <= to_ms;
+            let holds = match symbols {
+                Some(symbols) => symbols
+                    .iter()
+                    .any(|s| file.symbols.get(s).is_some_and(overlaps)),
+                None => file.symbols.values().any(overlaps),
             };
-            if range.to_ms < from_ms || range.from_ms > to_ms {
-                continue;
+            if holds {
+                frames.push(file.trades(symbols, from_ns, to_ns)?);
             }
-            frames.push(file.trades(symbol, from_ns, to_ns)?);
         }
         if frames.is_empty() {
-            return Ok(Some(empty_trades()));
+            return Ok(empty_trades());
         }
-        let union = concat(
+        Ok(concat(
             frames,
             UnionArgs {
                 parallel: true,
@@ -282,8 +313,7 @@ impl HistoryStore {
                 maintain_order: true,
                 ..Default::default()
             },
-        )?;
-        Ok(Some(union))
+        )?)
     }
 }
 
@@ -291,6 +321,7 @@ impl HistoryStore {
 fn empty_trades() -> LazyFrame {
     df!(
         "ts" => Vec::<i64>::new(),
+        "symbol" => Vec::<String>::new(),
         "price" => Vec::<f64>::new(),
         "size" => Vec::<f64>::new(),
     )
@@ -310,8 +341,21 @@ fn raw_at_least(value: i64, to_nanos: i64) -> i64 {
 }
 
 impl FileIndex {
-    /// This file's trades of `symbol` in `[from_ns, to_ns)`.
-    fn trades(&self, symbol: &str, from_ns: i64, to_ns: i64) -> Result<LazyFrame, HistoryError> {
+    /// This file's trades of `symbols` (all when `None`) in `[from_ns, to_ns)`: `ts` (ns),
+    /// `symbol`, `price`, `size`.
+    fn trades(
+        &self,
+        symbols: Option<&[String]>,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<LazyFrame, HistoryError> {
+        let symbol_filter = |column: Expr| -> Option<Expr> {
+            let symbols = symbols?;
+            symbols
+                .iter()
+                .map(|s| column.clone().eq(lit(s.as_str())))
+                .reduce(|a, b| a.or(b))
+        };
         match &self.access {
             Access::Scan {
                 time_type,
@@ -320,31 +364,31 @@ impl FileIndex {
                 let path = PlRefPath::try_from_path(&self.path)?;
                 let low = lit(raw_at_least(from_ns, *to_nanos)).cast(time_type.clone());
                 let high = lit(raw_at_least(to_ns, *to_nanos)).cast(time_type.clone());
-                let frame = LazyFrame::scan_parquet(path, ScanArgsParquet::default())?
-                    .filter(
-                        col("symbol")
-                            .cast(DataType::String)
-                            .eq(lit(symbol))
-                            .and(col("ts").gt_eq(low))
-                            .and(col("ts").lt(high)),
-                    )
+                let mut filter = col("ts").gt_eq(low).and(col("ts").lt(high));
+                if let Some(symbols) = symbol_filter(col("symbol").cast(DataType::String)) {
+                    filter = symbols.and(filter);
+                }
+                Ok(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?
+                    .filter(filter)
                     .select([
                         (col("ts").cast(DataType::Int64) * lit(*to_nanos)).alias("ts"),
+                        col("symbol").cast(DataType::String),
                         col("price").cast(DataType::Float64),
                         col("size").cast(DataType::Float64),
-                    ]);
-                Ok(frame)
+                    ]))
             }
-            Access::Loaded(frame) => Ok(frame
-                .clone()
-                .lazy()
-                .filter(
-                    col("symbol")
-                        .eq(lit(symbol))
-                        .and(col("ts").gt_eq(lit(from_ns)))
-                        .and(col("ts").lt(lit(to_ns))),
-                )
-                .select([col("ts"), col("price"), col("size")])),
+            Access::Loaded(frame) => {
+                let mut filter = col("ts").gt_eq(lit(from_ns)).and(col("ts").lt(lit(to_ns)));
+                if let Some(symbols) = symbol_filter(col("symbol")) {
+                    filter = symbols.and(filter);
+                }
+                Ok(frame.clone().lazy().filter(filter).select([
+                    col("ts"),
+                    col("symbol"),
+                    col("price"),
+                    col("size"),
+                ]))
+            }
         }
     }
 }

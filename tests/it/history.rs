@@ -481,3 +481,167 @@ fn assert_values_close(actual: &Value, expected: &Value, context: &str) {
         }
     }
 }
+
+/// Runs the built binary with `args`; returns its standard output (it must succeed).
+fn run_binary(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tickstream"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_gives_the_http_answers_and_exports_a_range() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy(data_path(EQUITIES), dir.path().join(EQUITIES)).expect("copy");
+    let history = dir.path().to_str().expect("path");
+    let app = history_service(dir.path()).await;
+    let (from, to) = ("2013-10-07T13:30:00Z", "2013-10-07T20:00:00Z");
+    // Candles: the same bars as over HTTP.
+    let printed = run_binary(&[
+        "query",
+        "candles",
+        "--history",
+        history,
+        "--symbol",
+        "AIG",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--interval",
+        "5m",
+        "--format",
+        "json",
+    ]);
+    let rows: Vec<Value> = serde_json::from_str(&printed).expect("JSON rows");
+    let (_, body) = app
+        .get(&format!(
+            "/v1/symbols/AIG/history/candles?from={from}&to={to}&interval=5m"
+        ))
+        .await;
+    let served = body["candles"].as_array().expect("candles");
+    assert_eq!(rows.len(), served.len());
+    assert!(rows.len() > 70);
+    for (row, bar) in rows.iter().zip(served) {
+        for key in [
+            "start_ms", "open", "high", "low", "close", "volume", "vwap", "count",
+        ] {
+            assert_eq!(row[key], bar[key], "{key} of {bar}");
+        }
+    }
+    // Stats, as CSV: the HTTP window's numbers.
+    let printed = run_binary(&[
+        "query",
+        "stats",
+        "--history",
+        history,
+        "--symbol",
+        "IBM",
+        "--at",
+        "2013-10-07T15:00:00Z",
+        "--window",
+        "15m",
+        "--format",
+        "csv",
+    ]);
+    let mut lines = printed.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let values: Vec<&str> = lines.next().expect("row").split(',').collect();
+    let field = |name: &str| values[header.iter().position(|h| *h == name).expect(name)];
+    let (_, body) = app
+        .get("/v1/symbols/IBM/history/stats?at=2013-10-07T15:00:00Z&window=15m")
+        .await;
+    assert_eq!(field("count"), body["windows"]["15m"]["count"].to_string());
+    assert_eq!(field("close"), body["windows"]["15m"]["close"].to_string());
+    assert_eq!(field("trade_count"), body["trade_count"].to_string());
+    // Indicators to a Parquet file, read back.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("dir");
+    let rsi = out.join("rsi.parquet");
+    run_binary(&[
+        "query",
+        "indicators",
+        "--history",
+        history,
+        "--symbol",
+        "IBM",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--interval",
+        "1m",
+        "--indicator",
+        "rsi",
+        "--period",
+        "14",
+        "--format",
+        "parquet",
+        "--output",
+        rsi.to_str().expect("path"),
+    ]);
+    let frame = ParquetReader::new(std::fs::File::open(&rsi).expect("open"))
+        .finish()
+        .expect("parquet");
+    let (_, body) = app
+        .get(&format!(
+            "/v1/symbols/IBM/history/indicators/rsi?from={from}&to={to}&interval=1m&period=14"
+        ))
+        .await;
+    assert_eq!(
+        frame.height(),
+        body["series"].as_array().expect("series").len()
+    );
+    assert!(frame.height() > 300);
+    // Export: every trade of the hour, of the symbols asked, in Parquet that polars reads.
+    let exported = out.join("hour.parquet");
+    run_binary(&[
+        "export",
+        "--history",
+        history,
+        "--from",
+        "2013-10-07T14:00:00Z",
+        "--to",
+        "2013-10-07T15:00:00Z",
+        "--symbols",
+        "IBM",
+        "--output",
+        exported.to_str().expect("path"),
+    ]);
+    let frame = ParquetReader::new(std::fs::File::open(&exported).expect("open"))
+        .finish()
+        .expect("parquet");
+    let expected: Vec<_> = load_trades(EQUITIES)
+        .into_iter()
+        .filter(|t| {
+            t.symbol.as_str() == "IBM"
+                && (1_381_154_400_000_000_000..1_381_158_000_000_000_000).contains(&t.exchange_ts)
+        })
+        .collect();
+    assert_eq!(frame.height(), expected.len());
+    let prices: Vec<Option<f64>> = frame
+        .column("price")
+        .expect("price")
+        .f64()
+        .expect("f64")
+        .iter()
+        .collect();
+    let mut sorted = expected.clone();
+    sorted.sort_by_key(|t| t.exchange_ts);
+    assert_eq!(
+        prices,
+        sorted.iter().map(|t| Some(t.price)).collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        frame.column("ts").expect("ts").dtype(),
+        DataType::Datetime(TimeUnit::Nanoseconds, _)
+    ));
+    app.stop().await;
+}
