@@ -269,27 +269,22 @@ async fn the_dashboard_shows_the_market_live_and_recovers_from_a_restart() {
     );
 
     // Alerts arrive, each one the service fired.
-    let alert_id = wait_until(
+    // (The shown alert's id, rule and symbol read at once: new ones keep arriving on top.)
+    let shown = wait_until(
         &browser,
         "an alert in the panel",
-        "document.querySelector('#alerts li') && document.querySelector('#alerts li').dataset.alertId",
-        |v| v.is_string(),
+        "(() => { const li = document.querySelector('#alerts li'); return li && [li.dataset.alertId, li.dataset.rule, li.querySelector('.sym').textContent]; })()",
+        |v| v.is_array(),
     )
     .await;
     let (_, fired) = app.get("/v1/alerts?limit=10000").await;
-    let shown_rule = browser
-        .execute(
-            "return document.querySelector('#alerts li').dataset.rule",
-            vec![],
-        )
-        .await
-        .expect("script");
     assert!(
         fired["alerts"].as_array().expect("alerts").iter().any(|a| {
-            a["id"].as_u64().map(|id| id.to_string()).as_deref() == alert_id.as_str()
-                && a["rule_id"] == shown_rule
+            a["id"].as_u64().map(|id| id.to_string()).as_deref() == shown[0].as_str()
+                && a["rule_id"] == shown[1]
+                && a["symbol"] == shown[2]
         }),
-        "alert {alert_id} ({shown_rule}) was fired by the service"
+        "alert {shown} was fired by the service"
     );
 
     // Rules: an edit without the token is refused and says why; with it, added and deleted.
