@@ -11,8 +11,9 @@
 //! - `tickstream query candles --format csv` (a new process each time: it indexes every run);
 //! - DuckDB (`duckdb.sql(...)` over `trades-*.parquet`, `time_bucket`, `arg_min`/`arg_max` for
 //!   open and close), timed inside Python from `connect` to the fetched rows;
-//! - pandas (`read_parquet` with a symbol filter and only the columns used, then a groupby on
-//!   the minute), timed the same way.
+//! - pandas (`read_parquet` of the columns used — its `filters` cannot compare polars'
+//!   string-view columns —, the symbol selected, then a groupby on the minute), timed the same
+//!   way.
 //!
 //! Each is run 5 times, alternating; medians are printed with tickstream's ratio to DuckDB's
 //! (below 1 is faster). Needs Python with `duckdb`, `pandas` and `pyarrow`
@@ -128,7 +129,8 @@ fn pandas_script(dir: &Path) -> String {
         r#"
 import time, glob, pandas as pd
 t = time.perf_counter()
-df = pd.read_parquet(sorted(glob.glob('{}/trades-*.parquet')), columns=['ts', 'price', 'size'], filters=[('symbol', '==', 'SPY')])
+df = pd.read_parquet(sorted(glob.glob('{}/trades-*.parquet')), columns=['ts', 'symbol', 'price', 'size'])
+df = df[df['symbol'] == 'SPY']
 df['notional'] = df['price'] * df['size']
 g = df.groupby(df['ts'].dt.floor('1min'), sort=True)
 bars = pd.DataFrame({{'open': g['price'].first(), 'high': g['price'].max(), 'low': g['price'].min(),

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::{DEFAULT_MAX_ROWS, HistoryError, HistoryStore, parse_instant, parse_length};
+use super::{HistoryError, HistoryStore, parse_instant, parse_length};
+
+/// The command line's queries scan what they are asked to.
+const UNLIMITED: u64 = u64::MAX;
 use crate::indicators::{Indicator, IndicatorValue, RawParams};
 
 /// How answers are written.
@@ -93,7 +96,8 @@ fn float(value: Option<f64>) -> Cell {
 
 /// Answers `request` and writes the answer; returns the rows written.
 pub fn query(request: &QueryRequest) -> Result<usize, HistoryError> {
-    let store = HistoryStore::new(request.history.clone());
+    // One query: no index first, and no row limit (the user asked for what it costs).
+    let store = HistoryStore::for_one_query(request.history.clone());
     let symbol = request.symbol.as_str();
     let table = match &request.question {
         Question::Candles { from, to, interval } => {
@@ -109,7 +113,7 @@ pub fn query(request: &QueryRequest) -> Result<usize, HistoryError> {
                     to,
                     interval,
                     super::MAX_CANDLES_PER_PAGE,
-                    DEFAULT_MAX_ROWS,
+                    UNLIMITED,
                 )?;
                 for c in &page.candles {
                     rows.push(vec![
@@ -138,7 +142,7 @@ pub fn query(request: &QueryRequest) -> Result<usize, HistoryError> {
         Question::Stats { at, window } => {
             let at_ns = parse_instant("at", at)?;
             let window_ns = parse_length("window", window)?;
-            let stats = super::query::stats(&store, symbol, at_ns, window_ns, DEFAULT_MAX_ROWS)?;
+            let stats = super::query::stats(&store, symbol, at_ns, window_ns, UNLIMITED)?;
             let w = &stats.window;
             let ms = |v: Option<i64>| v.map_or(Cell::Null, Cell::Int);
             Table {
@@ -203,15 +207,8 @@ pub fn query(request: &QueryRequest) -> Result<usize, HistoryError> {
                 .map_err(|error| HistoryError::BadQuery(error.to_string()))?;
             let (from, to) = (parse_instant("from", from)?, parse_instant("to", to)?);
             let interval = parse_length("interval", interval)?;
-            let series = super::query::indicator(
-                &store,
-                symbol,
-                from,
-                to,
-                interval,
-                indicator,
-                DEFAULT_MAX_ROWS,
-            )?;
+            let series =
+                super::query::indicator(&store, symbol, from, to, interval, indicator, UNLIMITED)?;
             let columns: Vec<&'static str> = match indicator {
                 Indicator::Macd { .. } => vec!["start_ms", "macd", "signal", "hist"],
                 Indicator::Bbands { .. } => vec!["start_ms", "upper", "middle", "lower"],
@@ -405,7 +402,7 @@ pub fn export(
     if to <= from {
         return Err(HistoryError::BadQuery("to must be after from".into()));
     }
-    let store = HistoryStore::new(history.to_vec());
+    let store = HistoryStore::for_one_query(history.to_vec());
     let mut frame = store
         .all_trades(symbols, from, to)?
         .sort(

@@ -70,8 +70,18 @@ fn column_i64(frame: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, History
         .collect())
 }
 
-/// Refuses a scan of more than `max_rows` rows.
-fn check_rows(frame: &LazyFrame, max_rows: u64) -> Result<(), HistoryError> {
+/// Refuses a scan of more than `max_rows` rows: free when the index bounds the rows below the
+/// limit, one counting pass over the range otherwise.
+fn check_rows(
+    store: &HistoryStore,
+    symbol: &str,
+    (from_ns, to_ns): (i64, i64),
+    frame: &LazyFrame,
+    max_rows: u64,
+) -> Result<(), HistoryError> {
+    if max_rows == u64::MAX || store.rows_at_most(symbol, from_ns, to_ns)? <= max_rows {
+        return Ok(());
+    }
     let counted = frame
         .clone()
         .select([len().cast(DataType::UInt64).alias("rows")])
@@ -170,10 +180,8 @@ fn bars(
         .div_euclid(interval_ns)
         .saturating_add(i64::from(to_ns.rem_euclid(interval_ns) != 0))
         .saturating_mul(interval_ns);
-    let trades = store
-        .trades(symbol, start, end)?
-        .ok_or_else(|| HistoryError::UnknownSymbol(symbol.to_string()))?;
-    check_rows(&trades, max_rows)?;
+    let trades = store.trades(symbol, start, end)?;
+    check_rows(store, symbol, (start, end), &trades, max_rows)?;
     let bars = trades
         .sort(
             ["ts"],
@@ -226,6 +234,9 @@ fn bars(
             counts[row].unwrap_or(0),
         ));
     }
+    if candles.is_empty() && !store.holds(symbol)? {
+        return Err(HistoryError::UnknownSymbol(symbol.to_string()));
+    }
     Ok((candles, next))
 }
 
@@ -242,14 +253,9 @@ pub fn stats(
         return Err(HistoryError::BadQuery("window must be positive".into()));
     }
     let after_at = at_ns.saturating_add(1);
-    let trades = store
-        .trades(
-            symbol,
-            at_ns.saturating_sub(window_ns).saturating_add(1),
-            after_at,
-        )?
-        .ok_or_else(|| HistoryError::UnknownSymbol(symbol.to_string()))?;
-    check_rows(&trades, max_rows)?;
+    let window_from = at_ns.saturating_sub(window_ns).saturating_add(1);
+    let trades = store.trades(symbol, window_from, after_at)?;
+    check_rows(store, symbol, (window_from, after_at), &trades, max_rows)?;
     let result = trades
         .sort(
             ["ts"],
@@ -303,9 +309,7 @@ pub fn stats(
     };
     // Everything up to `at`: its count and latest trade (the files wholly before the window
     // are counted from the index; the latest trade is in the window when it is not empty).
-    let before = store
-        .trades(symbol, i64::MIN, after_at)?
-        .ok_or_else(|| HistoryError::UnknownSymbol(symbol.to_string()))?;
+    let before = store.trades(symbol, i64::MIN, after_at)?;
     let summary = before
         .sort(
             ["ts"],
@@ -318,6 +322,9 @@ pub fn stats(
         ])
         .collect()?;
     let trade_count = summary.column("count")?.u64()?.get(0).unwrap_or(0);
+    if trade_count == 0 && !store.holds(symbol)? {
+        return Err(HistoryError::UnknownSymbol(symbol.to_string()));
+    }
     let last = column_f64(&summary, "price")?
         .first()
         .copied()

@@ -7,9 +7,10 @@
 //! segment among them; raw-frame recordings (`*.frames.jsonl`) and unfinished writes
 //! (`*.partial`) are not trades and are left out.
 //!
-//! Each file version (path, length, modification time) is indexed once: its rows, and per
-//! symbol the rows and first and last time. A query opens only the files whose index says they
-//! hold the symbol within the range. Parquet files whose `ts` is a Datetime or integer epoch
+//! Each file version (path, length, modification time) is indexed once: its rows and its first
+//! and last time (one pass over `ts`), so a query opens only the files whose time range it
+//! overlaps. Per symbol ranges (a pass over `symbol` too) are computed only when needed:
+//! `/v1/history`, or telling a symbol the store never held from a range without its trades. Parquet files whose `ts` is a Datetime or integer epoch
 //! times and whose prices and sizes are numbers are scanned lazily (`scan_parquet`): the symbol
 //! and time filters are given to the scan in the file's own units, so row groups whose
 //! statistics exclude the range are skipped, and only `ts`, `symbol`, `price` and `size` are
@@ -63,12 +64,16 @@ pub struct FileIndex {
     pub path: PathBuf,
     /// Its format.
     pub format: ReplayFormat,
-    /// Trades in it.
+    /// Trades in it (0 when not indexed).
     pub rows: u64,
-    /// Per symbol: trades and time range.
-    pub symbols: BTreeMap<String, SymbolRange>,
     /// The earliest trade's time, epoch ns.
     pub first_ns: Option<i64>,
+    /// The latest trade's time, epoch ns.
+    pub last_ns: Option<i64>,
+    /// Per symbol: trades and time range — for a scanned file, computed the first time it is
+    /// needed (`/v1/history`, or telling an unknown symbol from an empty range), since it reads
+    /// the whole symbol column.
+    symbols: std::sync::OnceLock<BTreeMap<String, SymbolRange>>,
     access: Access,
 }
 
@@ -114,6 +119,10 @@ type Indexed = (u64, Option<SystemTime>, Arc<FileIndex>);
 pub struct HistoryStore {
     directories: Vec<PathBuf>,
     index: Mutex<HashMap<PathBuf, Indexed>>,
+    /// Whether Parquet files are indexed (their rows and time range read) before a query uses
+    /// them: worth it for a service that answers many; a one-shot query lets the scan's row-group
+    /// statistics do the pruning instead.
+    indexed: bool,
 }
 
 const NANOS_PER_MS: i64 = 1_000_000;
@@ -150,6 +159,17 @@ impl HistoryStore {
         HistoryStore {
             directories,
             index: Mutex::new(HashMap::new()),
+            indexed: true,
+        }
+    }
+
+    /// A store for one query (the command line): Parquet files are not indexed first — each is
+    /// scanned with the query's filters, its row groups pruned by their statistics — and files
+    /// are taken in name order (the recorder names them by their UTC start).
+    pub fn for_one_query(directories: Vec<PathBuf>) -> Self {
+        HistoryStore {
+            indexed: false,
+            ..HistoryStore::new(directories)
         }
     }
 
@@ -194,7 +214,7 @@ impl HistoryStore {
             let file = match cached {
                 Some(file) => file,
                 None => {
-                    let file = match index_file(&path, format) {
+                    let file = match index_file(&path, format, self.indexed) {
                         Ok(file) => Arc::new(file),
                         // A segment the trade log compacted and removed while we read it.
                         Err(HistoryError::Io { source, .. })
@@ -219,7 +239,7 @@ impl HistoryStore {
         let files = self.files()?;
         let mut symbols: BTreeMap<String, SymbolRange> = BTreeMap::new();
         for file in &files {
-            for (symbol, range) in &file.symbols {
+            for (symbol, range) in file.symbols()? {
                 symbols
                     .entry(symbol.clone())
                     .and_modify(|r| r.merge(range))
@@ -234,37 +254,65 @@ impl HistoryStore {
             symbols,
             files: files
                 .iter()
-                .map(|f| FileSummary {
-                    path: f.path.clone(),
-                    format: f.format.name(),
-                    rows: f.rows,
-                    symbols: f.symbols.len(),
-                    scanned: matches!(f.access, Access::Scan { .. }),
+                .map(|f| {
+                    Ok(FileSummary {
+                        path: f.path.clone(),
+                        format: f.format.name(),
+                        rows: f.rows,
+                        symbols: f.symbols()?.len(),
+                        scanned: matches!(f.access, Access::Scan { .. }),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, HistoryError>>()?,
         })
     }
 
     /// Every trade of `symbol` with a time in `[from_ns, to_ns)`, in arrival order (files
-    /// oldest first, rows in file order), as `ts` (epoch ns), `price`, `size`; `None` when no
-    /// file holds the symbol at all.
+    /// oldest first, rows in file order), as `ts` (epoch ns), `price`, `size`.
     pub fn trades(
         &self,
         symbol: &str,
         from_ns: i64,
         to_ns: i64,
-    ) -> Result<Option<LazyFrame>, HistoryError> {
+    ) -> Result<LazyFrame, HistoryError> {
         let files = self.files()?;
-        if !files.iter().any(|f| f.symbols.contains_key(symbol)) {
-            return Ok(None);
-        }
         let wanted = [symbol.to_string()];
-        let frame = self.scan(&files, Some(&wanted), from_ns, to_ns)?.select([
+        Ok(self.scan(&files, Some(&wanted), from_ns, to_ns)?.select([
             col("ts"),
             col("price"),
             col("size"),
-        ]);
-        Ok(Some(frame))
+        ]))
+    }
+
+    /// Whether any file holds a trade of `symbol` (what tells an unknown symbol from a range
+    /// without trades).
+    pub fn holds(&self, symbol: &str) -> Result<bool, HistoryError> {
+        for file in self.files()? {
+            if file.symbols()?.contains_key(symbol) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// At least as many rows as [`trades`](Self::trades) would give for `symbol` in
+    /// `[from_ns, to_ns)`, from the index alone: the symbol's rows in each file whose range
+    /// overlaps when the file's symbols are known, else all the file's rows.
+    pub fn rows_at_most(
+        &self,
+        symbol: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<u64, HistoryError> {
+        Ok(self
+            .files()?
+            .iter()
+            .filter(|file| file.overlaps(from_ns, to_ns))
+            .map(|file| match file.symbols.get() {
+                Some(symbols) => symbols.get(symbol).map_or(0, |range| range.rows),
+                None => file.rows,
+            })
+            .sum())
     }
 
     /// Every trade of `symbols` (all when `None`) with a time in `[from_ns, to_ns)`, in arrival
@@ -286,20 +334,18 @@ impl HistoryStore {
         from_ns: i64,
         to_ns: i64,
     ) -> Result<LazyFrame, HistoryError> {
-        let from_ms = from_ns.div_euclid(NANOS_PER_MS);
-        let to_ms = to_ns.saturating_sub(1).div_euclid(NANOS_PER_MS);
         let mut frames = Vec::new();
         for file in files {
-            let overlaps = |range: &SymbolRange| range.to_ms >= from_ms && range.from_ms <= to_ms;
-            let holds = match symbols {
-                Some(symbols) => symbols
-                    .iter()
-                    .any(|s| file.symbols.get(s).is_some_and(overlaps)),
-                None => file.symbols.values().any(overlaps),
-            };
-            if holds {
-                frames.push(file.trades(symbols, from_ns, to_ns)?);
+            if !file.overlaps(from_ns, to_ns) {
+                continue;
             }
+            // A file whose symbols are known and hold none of those asked is skipped.
+            if let (Some(known), Some(wanted)) = (file.symbols.get(), symbols)
+                && !wanted.iter().any(|s| known.contains_key(s))
+            {
+                continue;
+            }
+            frames.push(file.trades(symbols, from_ns, to_ns)?);
         }
         if frames.is_empty() {
             return Ok(empty_trades());
@@ -341,6 +387,23 @@ fn raw_at_least(value: i64, to_nanos: i64) -> i64 {
 }
 
 impl FileIndex {
+    /// Whether the file may hold trades within `[from_ns, to_ns)` (a file not indexed may).
+    fn overlaps(&self, from_ns: i64, to_ns: i64) -> bool {
+        match (self.first_ns, self.last_ns) {
+            (Some(first), Some(last)) => last >= from_ns && first < to_ns,
+            _ => self.rows == 0 && matches!(self.access, Access::Scan { .. }),
+        }
+    }
+
+    /// Per symbol: its trades and time range (read once per file version).
+    pub fn symbols(&self) -> Result<&BTreeMap<String, SymbolRange>, HistoryError> {
+        if let Some(symbols) = self.symbols.get() {
+            return Ok(symbols);
+        }
+        let computed = symbol_ranges(&self.path, &self.access)?;
+        Ok(self.symbols.get_or_init(|| computed))
+    }
+
     /// This file's trades of `symbols` (all when `None`) in `[from_ns, to_ns)`: `ts` (ns),
     /// `symbol`, `price`, `size`.
     fn trades(
@@ -449,8 +512,9 @@ fn scan_access(path: &Path) -> Result<Option<Access>, HistoryError> {
     Ok(Some(access))
 }
 
-/// Indexes one file: how to read it, its rows and its symbols' ranges.
-fn index_file(path: &Path, format: ReplayFormat) -> Result<FileIndex, HistoryError> {
+/// Indexes one file: how to read it, its rows and time range (and, for a file held in
+/// memory, its symbols' ranges at once).
+fn index_file(path: &Path, format: ReplayFormat, indexed: bool) -> Result<FileIndex, HistoryError> {
     let access = match format {
         ReplayFormat::Parquet => scan_access(path)?,
         _ => None,
@@ -459,7 +523,46 @@ fn index_file(path: &Path, format: ReplayFormat) -> Result<FileIndex, HistoryErr
         Some(access) => access,
         None => Access::Loaded(load(path, format)?),
     };
-    let frame = match &access {
+    if !indexed && matches!(access, Access::Scan { .. }) {
+        return Ok(FileIndex {
+            path: path.to_path_buf(),
+            format,
+            rows: 0,
+            first_ns: None,
+            last_ns: None,
+            symbols: std::sync::OnceLock::new(),
+            access,
+        });
+    }
+    let totals = times(path, &access)?
+        .select([
+            len().cast(DataType::UInt64).alias("rows"),
+            col("ts").min().alias("first"),
+            col("ts").max().alias("last"),
+        ])
+        .collect()
+        .map_err(|e| file_error(path, e))?;
+    let rows = totals.column("rows")?.u64()?.get(0).unwrap_or(0);
+    let first_ns = totals.column("first")?.i64()?.get(0);
+    let last_ns = totals.column("last")?.i64()?.get(0);
+    let symbols = std::sync::OnceLock::new();
+    if matches!(access, Access::Loaded(_)) {
+        let _ = symbols.set(symbol_ranges(path, &access)?);
+    }
+    Ok(FileIndex {
+        path: path.to_path_buf(),
+        format,
+        rows,
+        first_ns,
+        last_ns,
+        symbols,
+        access,
+    })
+}
+
+/// A file's `ts` (epoch ns) and `symbol` columns.
+fn times(path: &Path, access: &Access) -> Result<LazyFrame, HistoryError> {
+    Ok(match access {
         Access::Scan { to_nanos, .. } => {
             LazyFrame::scan_parquet(PlRefPath::try_from_path(path)?, ScanArgsParquet::default())?
                 .select([
@@ -468,8 +571,15 @@ fn index_file(path: &Path, format: ReplayFormat) -> Result<FileIndex, HistoryErr
                 ])
         }
         Access::Loaded(frame) => frame.clone().lazy().select([col("symbol"), col("ts")]),
-    };
-    let per_symbol = frame
+    })
+}
+
+/// Per symbol of a file: trades and time range.
+fn symbol_ranges(
+    path: &Path,
+    access: &Access,
+) -> Result<BTreeMap<String, SymbolRange>, HistoryError> {
+    let per_symbol = times(path, access)?
         .group_by([col("symbol")])
         .agg([
             len().cast(DataType::UInt64).alias("rows"),
@@ -501,15 +611,7 @@ fn index_file(path: &Path, format: ReplayFormat) -> Result<FileIndex, HistoryErr
             },
         );
     }
-    let first_ns = first_column.min();
-    Ok(FileIndex {
-        path: path.to_path_buf(),
-        format,
-        rows: symbols.values().map(|r| r.rows).sum(),
-        symbols,
-        first_ns,
-        access,
-    })
+    Ok(symbols)
 }
 
 /// Reads a file with the replay's readers into `ts` (ns), `symbol`, `price`, `size`.
