@@ -19,70 +19,22 @@
 //! (below 1 is faster). Needs Python with `duckdb`, `pandas` and `pyarrow`
 //! (`pip install duckdb pandas pyarrow`). Run with `cargo bench --bench history`.
 
+mod fixtures;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use polars::prelude::*;
 use tickstream::config::ServeArgs;
 use tickstream::{App, Settings};
 use tokio_util::sync::CancellationToken;
+
+use fixtures::history::{DAY_START, HOUR};
 
 const TRADES: usize = 5_000_000;
 const SYMBOLS: usize = 40;
 const SPY_TRADES: usize = 400_000;
 const RUNS: usize = 5;
-/// 2024-08-08T00:00:00Z, ns.
-const DAY_START: i64 = 1_723_075_200_000_000_000;
-const HOUR: i64 = 3_600_000_000_000;
-
-/// Writes the day as 24 hourly files; returns SPY's trades.
-fn write_day(dir: &Path) -> usize {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut spy = 0;
-    let per_hour = TRADES / 24;
-    for hour in 0..24i64 {
-        let start = DAY_START + hour * HOUR;
-        let mut ts = Vec::with_capacity(per_hour);
-        let mut symbol = Vec::with_capacity(per_hour);
-        let mut price = Vec::with_capacity(per_hour);
-        let mut size = Vec::with_capacity(per_hour);
-        let mut id = Vec::with_capacity(per_hour);
-        for i in 0..per_hour {
-            let t = start + (i as i64) * (HOUR / per_hour as i64);
-            let s = if rng.usize(0..TRADES) < SPY_TRADES {
-                spy += 1;
-                "SPY".to_string()
-            } else {
-                format!("S{:02}", rng.usize(0..SYMBOLS - 1))
-            };
-            ts.push(t);
-            symbol.push(s);
-            price.push(100.0 + rng.f64() * 10.0);
-            size.push(1.0 + rng.u32(0..500) as f64);
-            id.push((hour as u64) * per_hour as u64 + i as u64);
-        }
-        let feed = vec!["bench"; per_hour];
-        let mut frame = DataFrame::new(
-            per_hour,
-            vec![
-                Int64Chunked::from_vec("ts".into(), ts)
-                    .into_datetime(TimeUnit::Nanoseconds, None)
-                    .into_column(),
-                Column::new("symbol".into(), symbol),
-                Column::new("price".into(), price),
-                Column::new("size".into(), size),
-                Column::new("id".into(), id),
-                Column::new("feed".into(), feed),
-            ],
-        )
-        .expect("frame");
-        let name = format!("trades-20240808T{hour:02}0000Z.parquet");
-        let file = std::fs::File::create(dir.join(name)).expect("create");
-        ParquetWriter::new(file).finish(&mut frame).expect("write");
-    }
-    spy
-}
 
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
@@ -145,7 +97,7 @@ print(time.perf_counter() - t, len(bars))
 fn main() {
     let dir = tempfile::tempdir().expect("dir");
     let started = Instant::now();
-    let spy = write_day(dir.path());
+    let spy = fixtures::history::write_day(dir.path(), TRADES, SYMBOLS, SPY_TRADES);
     println!(
         "data: {TRADES} trades of {SYMBOLS} symbols in 24 hourly Parquet files, SPY {spy} trades (written in {:.1} s)",
         started.elapsed().as_secs_f64()

@@ -12,6 +12,11 @@
 //! (`tickstream_freshness_seconds`, one observation per live trade), sampled over a 10 s window
 //! of ingest alone and over each load run; p50 and p99 are interpolated within its buckets.
 //!
+//! History queries: the service also holds a generated day of 2,000,000 trades (24 hourly
+//! Parquet files, `--history`); two clients ask for one busy symbol's 1-minute bars over the
+//! whole day back to back (each query reads the day's files on the history pool's blocking
+//! threads) while the service ingests, and freshness is sampled as for the rows above.
+//!
 //! Run with `cargo bench --bench http` (needs `wrk`: `apt-get install wrk`).
 
 mod fixtures;
@@ -124,6 +129,34 @@ fn sample<T>(metrics: &Metrics, during: impl FnOnce() -> T) -> (T, Freshness, f6
     (value, freshness, ingest)
 }
 
+/// Two clients asking `url` back to back for `seconds`: the queries answered and their mean
+/// time, ms.
+async fn history_queries(url: &str, seconds: u64) -> (usize, f64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (client, url) = (client.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let response = client.get(&url).send().await.expect("history query");
+                assert!(response.status().is_success(), "{}", response.status());
+                let _ = response.bytes().await.expect("body");
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            times
+        }));
+    }
+    let mut times = Vec::new();
+    for task in tasks {
+        times.extend(task.await.expect("client"));
+    }
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    (times.len(), mean)
+}
+
 /// Runs `wrk` against `url`; requests/s and latency percentiles from its report.
 fn wrk(url: &str) -> (f64, f64, f64) {
     let output = Command::new("wrk")
@@ -223,6 +256,9 @@ fn main() {
     let trades = generated_every(SYMBOLS, TRADES, SPACING_NS);
     let symbols: Vec<String> = (0..SYMBOLS).map(|i| format!("S{i:05}")).collect();
     let cancel = CancellationToken::new();
+    let history_dir = tempfile::tempdir().expect("dir");
+    let busy = fixtures::history::write_day(history_dir.path(), 2_000_000, 20, 200_000);
+    println!("history: 2,000,000 trades in 24 hourly Parquet files, SPY {busy}");
     let (service_address, metrics) = runtime.block_on(async {
         let exchange = MockExchange::bind(
             ([127, 0, 0, 1], 0).into(),
@@ -241,6 +277,7 @@ fn main() {
         tokio::spawn(exchange.run(cancel.clone()));
         let settings = Settings::load(ServeArgs {
             feed: vec![format!("binance:{}@{url}", symbols.join(","))],
+            history: vec![history_dir.path().to_path_buf()],
             listen: Some("127.0.0.1:0".into()),
             no_alert_log: true,
             ..ServeArgs::default()
@@ -286,7 +323,28 @@ fn main() {
     let ((), idle, idle_ingest) = sample(&metrics, || {
         std::thread::sleep(Duration::from_secs(LOAD_SECONDS))
     });
+    let history_url = format!(
+        "http://{service_address}/v1/symbols/SPY/history/candles?from={}&to={}&interval=1m&limit=10000",
+        fixtures::history::DAY_START / 1_000_000,
+        (fixtures::history::DAY_START + 24 * fixtures::history::HOUR) / 1_000_000
+    );
+    let history_load = {
+        let ((queries, mean_ms), freshness, ingest) = sample(&metrics, || {
+            runtime.block_on(history_queries(&history_url, LOAD_SECONDS))
+        });
+        Load {
+            requests_per_second: queries as f64 / LOAD_SECONDS as f64,
+            p50_ms: mean_ms,
+            p99_ms: f64::NAN,
+            ingest_per_second: ingest,
+            freshness,
+        }
+    };
     let rows = [
+        (
+            "GET …/SPY/history/candles (a day of 1-minute bars; 2 clients back to back; p50 column: mean)",
+            history_load,
+        ),
         ("GET /v1/symbols/S00000/stats", load(&metrics, &stats_url)),
         (
             "GET /v1/symbols/S00000/indicators/rsi?interval=1m (cached)",
@@ -316,10 +374,14 @@ fn main() {
     };
     for (name, load) in &rows {
         println!(
-            "| {name} | {:.0} | {:.3} ms | {:.3} ms | {:.0} | {} |",
+            "| {name} | {:.0} | {:.3} ms | {} | {:.0} | {} |",
             load.requests_per_second,
             load.p50_ms,
-            load.p99_ms,
+            if load.p99_ms.is_nan() {
+                "—".to_string()
+            } else {
+                format!("{:.3} ms", load.p99_ms)
+            },
             load.ingest_per_second,
             show(&load.freshness)
         );
@@ -328,15 +390,19 @@ fn main() {
         "| (no HTTP load) | | | | {idle_ingest:.0} | {} |",
         show(&idle)
     );
-    let limit = rows[2].1.requests_per_second;
-    for (name, load) in &rows[..2] {
+    let limit = rows[3].1.requests_per_second;
+    for (name, load) in &rows[1..3] {
         println!(
             "{name}: {:.0} % of the bare handler's requests/s",
             100.0 * load.requests_per_second / limit
         );
     }
     println!(
-        "freshness observations: {:.0} (no load), {:.0} / {:.0} / {:.0} (under each load)",
-        idle.count, rows[0].1.freshness.count, rows[1].1.freshness.count, rows[2].1.freshness.count
+        "freshness observations: {:.0} (no load), {:.0} / {:.0} / {:.0} / {:.0} (under each load)",
+        idle.count,
+        rows[0].1.freshness.count,
+        rows[1].1.freshness.count,
+        rows[2].1.freshness.count,
+        rows[3].1.freshness.count
     );
 }
