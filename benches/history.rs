@@ -210,6 +210,31 @@ fn main() {
             }
         }
     }
+    // The layout's point: one hour of one symbol opens one file of the 24.
+    let hour_url = format!(
+        "http://{address}/v1/symbols/SPY/history/candles?from={}&to={}&interval=1m&limit=10000",
+        (DAY_START + 12 * HOUR) / 1_000_000,
+        (DAY_START + 13 * HOUR) / 1_000_000
+    );
+    let hour: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            runtime.block_on(async {
+                let t = Instant::now();
+                let _ = client
+                    .get(&hour_url)
+                    .send()
+                    .await
+                    .expect("request")
+                    .bytes()
+                    .await;
+                t.elapsed()
+            })
+        })
+        .collect();
+    println!(
+        "one hour of SPY (1 file of 24): {:.1} ms over HTTP, median of {RUNS}",
+        median(hour).as_secs_f64() * 1e3
+    );
     let duckdb = (!results[2].1.is_empty()).then(|| median(results[2].1.clone()));
     println!("SPY 1-minute bars over the day, median of {RUNS} (same files, same run):");
     for (name, times, rows) in &results {
