@@ -108,6 +108,23 @@ fn parse_length(name: &'static str, text: &str) -> Result<i64, ApiError> {
     crate::history::parse_length(name, text).map_err(ApiError::from)
 }
 
+/// The bars a request names: `from` and `to` (ns, `to` after `from`), and the interval as asked
+/// (default `1m`) and in ns.
+fn bars_of(
+    from: &str,
+    to: &str,
+    interval: Option<String>,
+) -> Result<(i64, i64, String, i64), ApiError> {
+    let from = parse_instant("from", from)?;
+    let to = parse_instant("to", to)?;
+    if to <= from {
+        return Err(ApiError::BadParameter("to must be after from".into()));
+    }
+    let text = interval.unwrap_or_else(|| "1m".to_string());
+    let nanos = parse_length("interval", &text)?;
+    Ok((from, to, text, nanos))
+}
+
 /// `GET /v1/history`.
 #[utoipa::path(
     get,
@@ -188,13 +205,7 @@ pub async fn history_candles(
     ApiPath(symbol): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryCandlesQuery>,
 ) -> Result<Json<HistoryCandles>, ApiError> {
-    let from = parse_instant("from", &query.from)?;
-    let to = parse_instant("to", &query.to)?;
-    if to <= from {
-        return Err(ApiError::BadParameter("to must be after from".into()));
-    }
-    let interval_text = query.interval.unwrap_or_else(|| "1m".to_string());
-    let interval = parse_length("interval", &interval_text)?;
+    let (from, to, interval_text, interval) = bars_of(&query.from, &query.to, query.interval)?;
     let limit = match query.limit {
         None => DEFAULT_HISTORY_CANDLES,
         Some(n) if (1..=MAX_CANDLES_PER_PAGE as i64).contains(&n) => n as usize,
@@ -370,13 +381,7 @@ pub async fn history_indicator(
     };
     let indicator = crate::indicators::Indicator::parse(&name, &params)
         .map_err(super::indicators::indicator_error)?;
-    let from = parse_instant("from", &query.from)?;
-    let to = parse_instant("to", &query.to)?;
-    if to <= from {
-        return Err(ApiError::BadParameter("to must be after from".into()));
-    }
-    let interval_text = query.interval.unwrap_or_else(|| "1m".to_string());
-    let interval = parse_length("interval", &interval_text)?;
+    let (from, to, interval_text, interval) = bars_of(&query.from, &query.to, query.interval)?;
     let timeout = state.limits.timeout();
     let wanted = symbol.clone();
     let series = pool(&state)?
