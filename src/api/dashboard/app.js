@@ -80,7 +80,13 @@
     },
     duration(ms) {
       if (!Number.isFinite(ms)) return '—';
-      return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+      const a = Math.abs(ms);
+      if (a < 1000) return `${ms} ms`;
+      if (a < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+      if (a < 3_600_000) return `${(ms / 60_000).toFixed(1)} min`;
+      if (a < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+      // A replayed recording's trades are as old as the recording.
+      return `${Math.round(ms / 86_400_000)} d`;
     },
   };
   const sign = (v) => (v > 0 ? 'up' : v < 0 ? 'down' : '');
