@@ -307,10 +307,14 @@ pub fn stats(
             last_ms: i("last")?.map(|t| t.div_euclid(NANOS_PER_MS)),
         }
     };
-    // Everything up to `at`: its count and latest trade (the files wholly before the window
-    // are counted from the index; the latest trade is in the window when it is not empty).
-    let before = store.trades(symbol, i64::MIN, after_at)?;
-    let summary = before
+    // Everything up to `at`: its count and latest trade. The files that end before the window
+    // are counted from the index; the rest are scanned up to `at`. The latest trade is the
+    // window's when it is not empty, else the scanned rest's, else in the latest counted file.
+    let (counted, counted_latest_ms) = store.counted_before(symbol, window_from)?;
+    let rest = store
+        .trades_where(symbol, i64::MIN, after_at, |file| {
+            !file.ends_before(window_from)
+        })?
         .sort(
             ["ts"],
             SortMultipleOptions::default().with_maintain_order(true),
@@ -321,16 +325,42 @@ pub fn stats(
             col("ts").last().alias("ts"),
         ])
         .collect()?;
-    let trade_count = summary.column("count")?.u64()?.get(0).unwrap_or(0);
+    let trade_count = counted + rest.column("count")?.u64()?.get(0).unwrap_or(0);
     if trade_count == 0 && !store.holds(symbol)? {
         return Err(HistoryError::UnknownSymbol(symbol.to_string()));
     }
-    let last = column_f64(&summary, "price")?
-        .first()
-        .copied()
-        .flatten()
-        .zip(column_i64(&summary, "ts")?.first().copied().flatten())
-        .map(|(price, ts)| (price, ts.div_euclid(NANOS_PER_MS)));
+    let last_of = |frame: &DataFrame| -> Result<Option<(f64, i64)>, HistoryError> {
+        Ok(column_f64(frame, "price")?
+            .first()
+            .copied()
+            .flatten()
+            .zip(column_i64(frame, "ts")?.first().copied().flatten())
+            .map(|(price, ts)| (price, ts.div_euclid(NANOS_PER_MS))))
+    };
+    let last = match last_of(&rest)? {
+        Some(last) => Some(last),
+        None => match counted_latest_ms {
+            // The counted files whose range ends at that millisecond hold it.
+            Some(latest_ms) => {
+                let from = latest_ms.saturating_mul(NANOS_PER_MS);
+                let tail = store
+                    .trades_where(symbol, from, window_from, |file| {
+                        file.ends_before(window_from)
+                    })?
+                    .sort(
+                        ["ts"],
+                        SortMultipleOptions::default().with_maintain_order(true),
+                    )
+                    .select([
+                        col("price").last().alias("price"),
+                        col("ts").last().alias("ts"),
+                    ])
+                    .collect()?;
+                last_of(&tail)?
+            }
+            None => None,
+        },
+    };
     Ok(HistoryStats {
         last,
         trade_count,

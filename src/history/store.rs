@@ -284,6 +284,45 @@ impl HistoryStore {
         ]))
     }
 
+    /// Like [`trades`](Self::trades), over only the files `keep` accepts.
+    pub fn trades_where(
+        &self,
+        symbol: &str,
+        from_ns: i64,
+        to_ns: i64,
+        keep: impl Fn(&FileIndex) -> bool,
+    ) -> Result<LazyFrame, HistoryError> {
+        let files: Vec<Arc<FileIndex>> = self.files()?.into_iter().filter(|f| keep(f)).collect();
+        let wanted = [symbol.to_string()];
+        Ok(self.scan(&files, Some(&wanted), from_ns, to_ns)?.select([
+            col("ts"),
+            col("price"),
+            col("size"),
+        ]))
+    }
+
+    /// `symbol`'s trades in the indexed files that end before `boundary_ns`, from the index
+    /// alone (each file's symbol ranges are read once per file version): how many, and the
+    /// time (ms) of the latest.
+    pub fn counted_before(
+        &self,
+        symbol: &str,
+        boundary_ns: i64,
+    ) -> Result<(u64, Option<i64>), HistoryError> {
+        let mut rows = 0;
+        let mut latest = None;
+        for file in self.files()? {
+            if !file.ends_before(boundary_ns) {
+                continue;
+            }
+            if let Some(range) = file.symbols()?.get(symbol) {
+                rows += range.rows;
+                latest = latest.max(Some(range.to_ms));
+            }
+        }
+        Ok((rows, latest))
+    }
+
     /// Whether any file holds a trade of `symbol` (what tells an unknown symbol from a range
     /// without trades).
     pub fn holds(&self, symbol: &str) -> Result<bool, HistoryError> {
@@ -393,6 +432,11 @@ impl FileIndex {
             (Some(first), Some(last)) => last >= from_ns && first < to_ns,
             _ => self.rows == 0 && matches!(self.access, Access::Scan { .. }),
         }
+    }
+
+    /// Whether the file is indexed and its last trade is before `boundary_ns`.
+    pub fn ends_before(&self, boundary_ns: i64) -> bool {
+        self.last_ns.is_some_and(|last| last < boundary_ns)
     }
 
     /// Per symbol: its trades and time range (read once per file version).

@@ -645,3 +645,62 @@ async fn the_command_line_gives_the_http_answers_and_exports_a_range() {
     ));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trade_counts_and_last_trades_hold_across_hourly_files() {
+    // The day as hourly Parquet files, as the recorder leaves it: files that end before a
+    // window are counted from the index, the rest scanned; the answers must not change.
+    let trades = load_trades(EQUITIES);
+    let frame = trades_frame(&trades);
+    let dir = tempfile::tempdir().expect("dir");
+    let hour_ms = 3_600_000i64;
+    let hours: std::collections::BTreeSet<i64> = trades
+        .iter()
+        .map(|t| t.exchange_ts / 1_000_000 / hour_ms)
+        .collect();
+    for hour in &hours {
+        let part = frame
+            .clone()
+            .lazy()
+            .filter((col("ts_ms") / lit(hour_ms)).eq(lit(*hour)))
+            .collect()
+            .expect("hour");
+        write_parquet(&part, &dir.path().join(format!("trades-{hour}.parquet")));
+    }
+    assert!(hours.len() > 5, "{} files", hours.len());
+    let app = history_service(dir.path()).await;
+    let first = trades.iter().map(|t| t.exchange_ts).min().expect("trades") / 1_000_000;
+    let last = trades.iter().map(|t| t.exchange_ts).max().expect("trades") / 1_000_000;
+    for i in 0..15 {
+        let at = first + (last - first) * i / 14;
+        for symbol in ["IBM", "AIG"] {
+            // Trades are in time order in the file; ties keep it.
+            let upto: Vec<_> = trades
+                .iter()
+                .filter(|t| t.symbol.as_str() == symbol && t.exchange_ts / 1_000_000 <= at)
+                .collect();
+            for window in ["1s", "1m", "15m"] {
+                let (status, body) = app
+                    .get(&format!(
+                        "/v1/symbols/{symbol}/history/stats?at={at}&window={window}"
+                    ))
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                assert_eq!(body["trade_count"], upto.len(), "{symbol} at {at} {window}");
+                // The file is in time order: the last one up to `at` is the latest.
+                let expected_last = upto.last();
+                assert_eq!(
+                    body["last_price"].as_f64(),
+                    expected_last.map(|t| t.price),
+                    "{symbol} at {at} {window}"
+                );
+                assert_eq!(
+                    body["last_ms"].as_i64(),
+                    expected_last.map(|t| t.exchange_ts / 1_000_000),
+                    "{symbol} at {at} {window}"
+                );
+            }
+        }
+    }
+    app.stop().await;
+}
