@@ -78,11 +78,14 @@ pub fn parse_instant(name: &str, text: &str) -> Result<i64, HistoryError> {
             "{name} must be epoch milliseconds or RFC 3339 (2013-10-07T14:30:00Z), not {text:?}"
         ))
     };
+    // An integer is epoch milliseconds here (the replay tells a unit by magnitude instead);
+    // anything else is read as the replay reads RFC 3339.
     if let Ok(ms) = text.parse::<i64>() {
         return ms.checked_mul(1_000_000).ok_or_else(bad);
     }
-    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| bad())?;
-    time.timestamp_nanos_opt().ok_or_else(bad)
+    crate::replay::fields::parse_timestamp(text)
+        .map(|(ts, _)| ts)
+        .map_err(|_| bad())
 }
 
 /// Parses a bar or window length that must be a whole, positive number of milliseconds;
