@@ -1,7 +1,8 @@
 //! History against DuckDB and pandas: 1-minute candles of one busy symbol over a day.
 //!
 //! The data: a day of 5,000,000 trades of 40 symbols, one of them ("SPY") with 400,000, written
-//! as the recorder writes them — one Parquet file per hour (`trades-<UTC start>.parquet`: `ts` a
+//! as the recorder writes them — one Parquet file per hour in the day's partition
+//! (`2024-08-08/trades-<UTC start>.parquet`: `ts` a
 //! nanosecond Datetime, `symbol`, `price`, `size`, `id`, `feed`), in time order, with polars'
 //! default row groups. Then, on the same files in the same run, the same question — SPY's
 //! 1-minute bars (open, high, low, close, volume, VWAP, count) over the whole day:
@@ -9,11 +10,15 @@
 //! - tickstream over HTTP (`/v1/symbols/SPY/history/candles`, one page of 1,440 bars): the first
 //!   request (which also indexes the 24 files) and then warm ones;
 //! - `tickstream query candles --format csv` (a new process each time: it indexes every run);
-//! - DuckDB (`duckdb.sql(...)` over `trades-*.parquet`, `time_bucket`, `arg_min`/`arg_max` for
+//! - DuckDB (`duckdb.sql(...)` over `*/trades-*.parquet`, `time_bucket`, `arg_min`/`arg_max` for
 //!   open and close), timed inside Python from `connect` to the fetched rows;
 //! - pandas (`read_parquet` of the columns used — its `filters` cannot compare polars'
 //!   string-view columns —, the symbol selected, then a groupby on the minute), timed the same
 //!   way.
+//!
+//! What the layout makes a query read is measured from the files' own metadata (pyarrow): the
+//! compressed bytes of the column chunks (`ts`, `symbol`, `price`, `size`) of the row groups whose
+//! `ts` statistics overlap the range, for one hour and for the whole day, beside the store's size.
 //!
 //! Each is run 5 times, alternating; medians are printed with tickstream's ratio to DuckDB's
 //! (below 1 is faster). Needs Python with `duckdb`, `pandas` and `pyarrow`
@@ -69,7 +74,7 @@ rows = con.sql("""
   select time_bucket(interval 1 minute, ts) as start, arg_min(price, ts) as open, max(price) as high,
          min(price) as low, arg_max(price, ts) as close, sum(size) as volume,
          sum(price * size) / sum(size) as vwap, count(*) as count
-  from read_parquet('{}/trades-*.parquet') where symbol = 'SPY' group by start order by start""").fetchall()
+  from read_parquet('{}/*/trades-*.parquet') where symbol = 'SPY' group by start order by start""").fetchall()
 print(time.perf_counter() - t, len(rows))
 "#,
         dir.display()
@@ -81,7 +86,7 @@ fn pandas_script(dir: &Path) -> String {
         r#"
 import time, glob, pandas as pd
 t = time.perf_counter()
-df = pd.read_parquet(sorted(glob.glob('{}/trades-*.parquet')), columns=['ts', 'symbol', 'price', 'size'])
+df = pd.read_parquet(sorted(glob.glob('{}/*/trades-*.parquet')), columns=['ts', 'symbol', 'price', 'size'])
 df = df[df['symbol'] == 'SPY']
 df['notional'] = df['price'] * df['size']
 g = df.groupby(df['ts'].dt.floor('1min'), sort=True)
@@ -92,6 +97,60 @@ print(time.perf_counter() - t, len(bars))
 "#,
         dir.display()
     )
+}
+
+/// The compressed bytes of the column chunks a query of `[from_ns, to_ns)` reads: `ts`,
+/// `symbol`, `price`, `size` of every row group whose `ts` statistics overlap the range.
+fn bytes_script(dir: &Path, from_ns: i64, to_ns: i64) -> String {
+    format!(
+        r#"
+import glob, os, pyarrow.parquet as pq
+files = sorted(glob.glob('{dir}/*/trades-*.parquet'))
+total = sum(os.path.getsize(f) for f in files)
+read, groups = 0, 0
+for f in files:
+    meta = pq.ParquetFile(f).metadata
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        cols = {{rg.column(c).path_in_schema: rg.column(c) for c in range(rg.num_columns)}}
+        st = cols['ts'].statistics
+        lo, hi = st.min, st.max
+        lo = lo.value if hasattr(lo, 'value') else int(lo.timestamp() * 1e9) if hasattr(lo, 'timestamp') else int(lo)
+        hi = hi.value if hasattr(hi, 'value') else int(hi.timestamp() * 1e9) if hasattr(hi, 'timestamp') else int(hi)
+        if hi < {from_ns} or lo >= {to_ns}:
+            continue
+        groups += 1
+        read += sum(cols[c].total_compressed_size for c in ('ts', 'symbol', 'price', 'size'))
+print(read, groups, total, len(files))
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Prints what a query of `[from_ns, to_ns)` reads (see [`bytes_script`]).
+fn print_bytes(dir: &Path, what: &str, from_ns: i64, to_ns: i64) {
+    let Ok(output) = Command::new("python3")
+        .arg("-c")
+        .arg(bytes_script(dir, from_ns, to_ns))
+        .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let numbers: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if let [read, groups, total, files] = numbers[..] {
+        println!(
+            "{what}: reads {:.2} MB of column chunks in {groups} row group(s) of {total_mb:.1} MB in {files} files ({:.1} %)",
+            read as f64 / 1e6,
+            100.0 * read as f64 / total as f64,
+            total_mb = total as f64 / 1e6,
+        );
+    } else {
+        eprintln!("bytes: {}", String::from_utf8_lossy(&output.stderr));
+    }
 }
 
 fn main() {
@@ -235,6 +294,20 @@ fn main() {
         "one hour of SPY (1 file of 24): {:.1} ms over HTTP, median of {RUNS}",
         median(hour).as_secs_f64() * 1e3
     );
+    if have_python {
+        print_bytes(
+            dir.path(),
+            "one hour of one symbol",
+            DAY_START + 12 * HOUR,
+            DAY_START + 13 * HOUR,
+        );
+        print_bytes(
+            dir.path(),
+            "the whole day of one symbol",
+            DAY_START,
+            DAY_START + 24 * HOUR,
+        );
+    }
     let duckdb = (!results[2].1.is_empty()).then(|| median(results[2].1.clone()));
     println!("SPY 1-minute bars over the day, median of {RUNS} (same files, same run):");
     for (name, times, rows) in &results {

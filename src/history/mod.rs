@@ -16,7 +16,7 @@ pub mod query;
 pub mod store;
 
 pub use query::{CandlePage, HistoryCandle, HistoryStats};
-pub use store::{HistoryStore, StoreSummary};
+pub use store::{HistoryStore, SkippedFile, StoreSummary};
 
 /// Most rows one query may scan (after the time and symbol filters), by default.
 pub const DEFAULT_MAX_ROWS: u64 = 50_000_000;

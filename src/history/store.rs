@@ -2,9 +2,10 @@
 //! `LazyFrame` of `ts` (epoch ns), `price`, `size` for one symbol and a time range.
 //!
 //! The files: every `.parquet`/`.pq`, `.csv` and `.jsonl`/`.ndjson`/`.json` (optionally `.gz` or
-//! `.zst`) directly in a directory, with the replay's columns — the trade log's compacted
-//! `trades-<UTC start>.parquet` (hourly, in applied order) and its open `ticks-*.jsonl`
-//! segment among them; raw-frame recordings (`*.frames.jsonl`) and unfinished writes
+//! `.zst`) in a directory or in its partitions one level below (`YYYY-MM-DD` or Hive-style
+//! `key=value` directories; other subdirectories are not read), with the replay's columns — the
+//! trade log's compacted `<UTC day>/trades-<UTC start>.parquet` (hourly, in applied order) and
+//! its open `ticks-*.jsonl` segment among them; raw-frame recordings (`*.frames.jsonl`) and unfinished writes
 //! (`*.partial`) are not trades and are left out.
 //!
 //! Each file version (path, length, modification time) is indexed once: its rows and its first
@@ -52,7 +53,12 @@ impl SymbolRange {
 enum Access {
     /// `scan_parquet`; `ts` is raw values that times `to_nanos` give epoch ns (a Datetime of
     /// any unit, or integer epoch times whose unit its magnitude told).
-    Scan { time_type: DataType, to_nanos: i64 },
+    /// `schema` is the file's: consecutive files with the same one are scanned together.
+    Scan {
+        time_type: DataType,
+        to_nanos: i64,
+        schema: SchemaRef,
+    },
     /// Read by the replay readers: `ts` (ns), `symbol`, `price`, `size`, in file order.
     Loaded(DataFrame),
 }
@@ -93,6 +99,18 @@ pub struct StoreSummary {
     pub symbols: BTreeMap<String, SymbolRange>,
     /// Per file.
     pub files: Vec<FileSummary>,
+    /// Files in the directories that are not readable trade files, left out (with why).
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// A file the store left out.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SkippedFile {
+    /// The file.
+    #[schema(value_type = String)]
+    pub path: PathBuf,
+    /// Why it could not be read as trades.
+    pub error: String,
 }
 
 /// One file of a [`StoreSummary`].
@@ -111,8 +129,9 @@ pub struct FileSummary {
     pub scanned: bool,
 }
 
-/// An indexed file with the version (length, modification time) it was indexed at.
-type Indexed = (u64, Option<SystemTime>, Arc<FileIndex>);
+/// An indexed file — or why it could not be read — with the version (length, modification time)
+/// it was indexed at.
+type Indexed = (u64, Option<SystemTime>, Result<Arc<FileIndex>, Arc<str>>);
 
 /// The store: its directories and the index of their files.
 #[derive(Debug)]
@@ -139,6 +158,19 @@ fn file_error(path: &Path, message: impl std::fmt::Display) -> HistoryError {
         path: path.to_path_buf(),
         message: message.to_string(),
     }
+}
+
+/// Whether a directory is a partition the store reads: a day (`YYYY-MM-DD`, the recorder's) or
+/// a Hive-style `key=value` directory. Other subdirectories (a user's outputs) are not history.
+fn is_partition(path: &Path) -> bool {
+    crate::record::is_day_partition(path)
+        || path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.split_once('='))
+            .is_some_and(|(key, value)| {
+                !key.is_empty() && !value.is_empty() && !key.starts_with('.')
+            })
 }
 
 /// Whether a directory entry is a trade file of the store.
@@ -183,23 +215,34 @@ impl HistoryStore {
     pub fn files(&self) -> Result<Vec<Arc<FileIndex>>, HistoryError> {
         let mut found = Vec::new();
         for directory in &self.directories {
-            let entries = match std::fs::read_dir(directory) {
-                Ok(entries) => entries,
-                // A recording directory the recorder has not made yet holds nothing yet.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(io_error(directory)(error)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(io_error(directory))?;
-                let path = entry.path();
-                let Some(format) = is_trade_file(&path) else {
-                    continue;
+            let mut pending = vec![(directory.clone(), true)];
+            while let Some((directory, top)) = pending.pop() {
+                let entries = match std::fs::read_dir(&directory) {
+                    Ok(entries) => entries,
+                    // A recording directory the recorder has not made yet holds nothing yet; a
+                    // partition removed meanwhile neither.
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(error) => return Err(io_error(&directory)(error)),
                 };
-                let Ok(metadata) = entry.metadata() else {
-                    continue; // removed meanwhile (a compacted segment)
-                };
-                if metadata.is_file() {
-                    found.push((path, format, metadata.len(), metadata.modified().ok()));
+                for entry in entries {
+                    let entry = entry.map_err(io_error(&directory))?;
+                    let path = entry.path();
+                    let Ok(metadata) = entry.metadata() else {
+                        continue; // removed meanwhile (a compacted segment)
+                    };
+                    if metadata.is_dir() {
+                        // Partitions (the recorder's days, or `key=value`): one level down.
+                        if top && is_partition(&path) {
+                            pending.push((path, false));
+                        }
+                        continue;
+                    }
+                    let Some(format) = is_trade_file(&path) else {
+                        continue;
+                    };
+                    if metadata.is_file() {
+                        found.push((path, format, metadata.len(), metadata.modified().ok()));
+                    }
                 }
             }
         }
@@ -210,25 +253,36 @@ impl HistoryStore {
             let cached = index
                 .get(&path)
                 .filter(|(l, m, _)| *l == length && *m == modified)
-                .map(|(_, _, file)| Arc::clone(file));
+                .map(|(_, _, file)| file.clone());
             let file = match cached {
                 Some(file) => file,
                 None => {
                     let file = match index_file(&path, format, self.indexed) {
-                        Ok(file) => Arc::new(file),
+                        Ok(file) => Ok(Arc::new(file)),
                         // A segment the trade log compacted and removed while we read it.
                         Err(HistoryError::Io { source, .. })
                             if source.kind() == std::io::ErrorKind::NotFound =>
                         {
                             continue;
                         }
-                        Err(error) => return Err(error),
+                        // Not a trade file (another program's output beside the recordings):
+                        // said once per version of the file, and left out.
+                        Err(error) => {
+                            tracing::warn!(
+                                file = %path.display(),
+                                %error,
+                                "leaving a file that is not a readable trade file out of the history"
+                            );
+                            Err(Arc::<str>::from(error.to_string()))
+                        }
                     };
-                    index.insert(path.clone(), (length, modified, Arc::clone(&file)));
+                    index.insert(path.clone(), (length, modified, file.clone()));
                     file
                 }
             };
-            files.push(file);
+            if let Ok(file) = file {
+                files.push(file);
+            }
         }
         files.sort_by(|a, b| (a.first_ns, &a.path).cmp(&(b.first_ns, &b.path)));
         Ok(files)
@@ -246,8 +300,22 @@ impl HistoryStore {
                     .or_insert(*range);
             }
         }
+        let mut skipped: Vec<SkippedFile> = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(path, (_, _, file))| {
+                file.as_ref().err().map(|error| SkippedFile {
+                    path: path.clone(),
+                    error: error.to_string(),
+                })
+            })
+            .collect();
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(StoreSummary {
             directories: self.directories.clone(),
+            skipped,
             rows: files.iter().map(|f| f.rows).sum(),
             from_ms: symbols.values().map(|r| r.from_ms).min(),
             to_ms: symbols.values().map(|r| r.to_ms).max(),
@@ -374,6 +442,9 @@ impl HistoryStore {
         to_ns: i64,
     ) -> Result<LazyFrame, HistoryError> {
         let mut frames = Vec::new();
+        // Consecutive Parquet files with one schema are one multi-file scan: polars reads them
+        // in parallel, in order, each pruned by its own statistics.
+        let mut group: Vec<&FileIndex> = Vec::new();
         for file in files {
             if !file.overlaps(from_ns, to_ns) {
                 continue;
@@ -384,7 +455,16 @@ impl HistoryStore {
             {
                 continue;
             }
-            frames.push(file.trades(symbols, from_ns, to_ns)?);
+            if let Some(last) = group.last()
+                && !last.scans_with(file)
+            {
+                frames.push(trades_of(&group, symbols, from_ns, to_ns)?);
+                group.clear();
+            }
+            group.push(file);
+        }
+        if !group.is_empty() {
+            frames.push(trades_of(&group, symbols, from_ns, to_ns)?);
         }
         if frames.is_empty() {
             return Ok(empty_trades());
@@ -399,6 +479,67 @@ impl HistoryStore {
                 ..Default::default()
             },
         )?)
+    }
+}
+
+/// The trades of `group` (files that [`FileIndex::scans_with`] each other, or one file) of
+/// `symbols` (all when `None`) within `[from_ns, to_ns)`, as `ts` (ns), `symbol`, `price`, `size`,
+/// in file then row order.
+fn trades_of(
+    group: &[&FileIndex],
+    symbols: Option<&[String]>,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<LazyFrame, HistoryError> {
+    let symbol_filter = |column: Expr| -> Option<Expr> {
+        symbols?
+            .iter()
+            .map(|s| column.clone().eq(lit(s.as_str())))
+            .reduce(|a, b| a.or(b))
+    };
+    let Some(first) = group.first() else {
+        return Ok(empty_trades());
+    };
+    match &first.access {
+        Access::Scan {
+            time_type,
+            to_nanos,
+            ..
+        } => {
+            let paths = group
+                .iter()
+                .map(|file| PlRefPath::try_from_path(&file.path))
+                .collect::<Result<Vec<_>, _>>()?;
+            let low = lit(raw_at_least(from_ns, *to_nanos)).cast(time_type.clone());
+            let high = lit(raw_at_least(to_ns, *to_nanos)).cast(time_type.clone());
+            let mut filter = col("ts").gt_eq(low).and(col("ts").lt(high));
+            if let Some(symbols) = symbol_filter(col("symbol").cast(DataType::String)) {
+                filter = symbols.and(filter);
+            }
+            Ok(LazyFrame::scan_parquet_files(
+                paths.into_iter().collect(),
+                ScanArgsParquet::default(),
+            )?
+            .filter(filter)
+            .select([
+                (col("ts").cast(DataType::Int64) * lit(*to_nanos)).alias("ts"),
+                col("symbol").cast(DataType::String),
+                col("price").cast(DataType::Float64),
+                col("size").cast(DataType::Float64),
+            ]))
+        }
+        Access::Loaded(frame) => {
+            let mut filter = col("ts").gt_eq(lit(from_ns)).and(col("ts").lt(lit(to_ns)));
+            if let Some(symbols) = symbol_filter(col("symbol")) {
+                filter = symbols.and(filter);
+            }
+            Ok(frame.clone().lazy().filter(filter).select([
+                col("ts"),
+                col("symbol"),
+                col("price"),
+                col("size"),
+            ]))
+        }
     }
 }
 
@@ -448,54 +589,11 @@ impl FileIndex {
         Ok(self.symbols.get_or_init(|| computed))
     }
 
-    /// This file's trades of `symbols` (all when `None`) in `[from_ns, to_ns)`: `ts` (ns),
-    /// `symbol`, `price`, `size`.
-    fn trades(
-        &self,
-        symbols: Option<&[String]>,
-        from_ns: i64,
-        to_ns: i64,
-    ) -> Result<LazyFrame, HistoryError> {
-        let symbol_filter = |column: Expr| -> Option<Expr> {
-            let symbols = symbols?;
-            symbols
-                .iter()
-                .map(|s| column.clone().eq(lit(s.as_str())))
-                .reduce(|a, b| a.or(b))
-        };
-        match &self.access {
-            Access::Scan {
-                time_type,
-                to_nanos,
-            } => {
-                let path = PlRefPath::try_from_path(&self.path)?;
-                let low = lit(raw_at_least(from_ns, *to_nanos)).cast(time_type.clone());
-                let high = lit(raw_at_least(to_ns, *to_nanos)).cast(time_type.clone());
-                let mut filter = col("ts").gt_eq(low).and(col("ts").lt(high));
-                if let Some(symbols) = symbol_filter(col("symbol").cast(DataType::String)) {
-                    filter = symbols.and(filter);
-                }
-                Ok(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?
-                    .filter(filter)
-                    .select([
-                        (col("ts").cast(DataType::Int64) * lit(*to_nanos)).alias("ts"),
-                        col("symbol").cast(DataType::String),
-                        col("price").cast(DataType::Float64),
-                        col("size").cast(DataType::Float64),
-                    ]))
-            }
-            Access::Loaded(frame) => {
-                let mut filter = col("ts").gt_eq(lit(from_ns)).and(col("ts").lt(lit(to_ns)));
-                if let Some(symbols) = symbol_filter(col("symbol")) {
-                    filter = symbols.and(filter);
-                }
-                Ok(frame.clone().lazy().filter(filter).select([
-                    col("ts"),
-                    col("symbol"),
-                    col("price"),
-                    col("size"),
-                ]))
-            }
+    /// Whether `other` is read in one scan with this file (both Parquet with one schema).
+    fn scans_with(&self, other: &FileIndex) -> bool {
+        match (&self.access, &other.access) {
+            (Access::Scan { schema: a, .. }, Access::Scan { schema: b, .. }) => a == b,
+            _ => false,
         }
     }
 }
@@ -527,6 +625,7 @@ fn scan_access(path: &Path) -> Result<Option<Access>, HistoryError> {
             Access::Scan {
                 time_type: DataType::Datetime(*unit, zone.clone()),
                 to_nanos,
+                schema: schema.clone(),
             }
         }
         Some(t) if t.is_integer() => {
@@ -549,6 +648,7 @@ fn scan_access(path: &Path) -> Result<Option<Access>, HistoryError> {
             Access::Scan {
                 time_type: DataType::Int64,
                 to_nanos: if value == 0 { 1 } else { nanos / value },
+                schema: schema.clone(),
             }
         }
         _ => return Ok(None),

@@ -1,7 +1,8 @@
 //! The recorder: writes what the live feeds delivered as raw-frame JSON lines
 //! (`*.frames.jsonl`, the format [`crate::replay::frames`] replays through the real parsers), and
-//! their normalized trades as Parquet (`trades-<UTC start>.parquet`, via polars, the columns
-//! `--replay` reads: `ts` as a nanosecond Datetime, `symbol`, `price`, `size`, `id`).
+//! their normalized trades through the trade log ([`ticklog`]), compacted to Parquet by day
+//! (`<UTC day>/trades-<UTC start>.parquet`, via polars, the columns `--replay` reads: `ts` as a
+//! nanosecond Datetime, `symbol`, `price`, `size`, `id`, `feed`).
 //!
 //! Connectors hand every frame received, every frame sent (with credentials masked) and
 //! `connect`/`close` markers to a bounded channel; one writer thread appends them to
@@ -89,21 +90,46 @@ struct Output {
     hour: DateTime<Utc>,
 }
 
-/// The files of `directory` whose names have one of the `(prefix, suffix)` pairs, in no order.
+/// The files of `directory`, and of its day partitions (subdirectories named `YYYY-MM-DD`, where
+/// the trade log compacts), whose names have one of the `(prefix, suffix)` pairs, in no order.
 pub fn files_named(directory: &Path, kinds: &[(&str, &str)]) -> std::io::Result<Vec<PathBuf>> {
-    Ok(std::fs::read_dir(directory)?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| {
-                    kinds
-                        .iter()
-                        .any(|(prefix, suffix)| name.starts_with(prefix) && name.ends_with(suffix))
-                })
+    let named = |path: &Path| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| {
+                kinds
+                    .iter()
+                    .any(|(prefix, suffix)| name.starts_with(prefix) && name.ends_with(suffix))
+            })
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(directory)?.flatten() {
+        let path = entry.path();
+        if is_day_partition(&path) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            // A partition removed meanwhile (by the user) holds nothing.
+            let Ok(inner) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            files.extend(
+                inner
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .filter(|path| named(path)),
+            );
+        } else if named(&path) {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// Whether `path` is named like a day partition (`YYYY-MM-DD`).
+pub fn is_day_partition(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| {
+            name.len() == 10 && chrono::NaiveDate::parse_from_str(name, "%Y-%m-%d").is_ok()
         })
-        .collect())
 }
 
 /// The start of `time`'s hour: recordings rotate at the top of each hour.

@@ -10,9 +10,9 @@
 //! for each batch to be on disk before it publishes it, so nothing a reader has seen is lost.
 //!
 //! A segment rotates past [`SEGMENT_TRADES`] trades or at the top of each hour, and a closed one
-//! is compacted into `trades-<UTC start>.parquet` (the columns `--replay` and the history read:
-//! `ts` as a nanosecond Datetime, `symbol`, `price`, `size`, `id`, `feed`), fsynced, then the
-//! segment is removed. Segments left by a crash are compacted when the writer starts. A torn
+//! is compacted into `DIR/<UTC day>/trades-<UTC start>.parquet` — one directory per day it was
+//! recorded, `YYYY-MM-DD` — (the columns `--replay` and the history read: `ts` as a nanosecond
+//! Datetime, `symbol`, `price`, `size`, `id`, `feed`), fsynced, then the segment is removed. Segments left by a crash are compacted when the writer starts. A torn
 //! last record (a line cut by the crash) is detected and skipped, never fatal.
 
 use std::io::Write;
@@ -243,14 +243,30 @@ pub fn compact(segment: &Path) -> Result<u64, RecordError> {
             .and_then(|name| name.to_str())
             .unwrap_or("ticks-unknown.jsonl");
         let stem = name.trim_start_matches("ticks-").trim_end_matches(".jsonl");
+        let directory = match (segment.parent(), day_of_stamp(stem)) {
+            (Some(parent), Some(day)) => parent.join(day),
+            (Some(parent), None) => parent.to_path_buf(),
+            (None, _) => PathBuf::new(),
+        };
+        if !directory.as_os_str().is_empty() && !directory.is_dir() {
+            std::fs::create_dir_all(&directory).map_err(io_error(&directory))?;
+            sync_directory(&directory);
+        }
         write_parquet(
-            &segment.with_file_name(format!("trades-{stem}.parquet")),
+            &directory.join(format!("trades-{stem}.parquet")),
             &read.records,
         )?;
     }
     std::fs::remove_file(segment).map_err(io_error(segment))?;
     sync_directory(segment);
     Ok(read.records.len() as u64)
+}
+
+/// The day partition (`YYYY-MM-DD`, UTC) of a segment named by its start `stamp`
+/// (`YYYYMMDDTHHMMSS.fffZ`); `None` for a name that does not start with a date.
+pub fn day_of_stamp(stamp: &str) -> Option<String> {
+    let date = chrono::NaiveDate::parse_from_str(stamp.get(..8)?, "%Y%m%d").ok()?;
+    Some(date.format("%Y-%m-%d").to_string())
 }
 
 /// The open segment.
@@ -497,6 +513,24 @@ mod tests {
             bytes.push(b'\n');
         }
         bytes
+    }
+
+    #[test]
+    fn a_segment_is_compacted_into_the_day_it_was_recorded() {
+        let dir = tempfile::tempdir().expect("dir");
+        let segment = dir.path().join("ticks-20261202T230000.000Z.jsonl");
+        let records: Vec<LogRecord> = (0..3).map(record).collect();
+        std::fs::write(&segment, encode(&records)).expect("write");
+        assert_eq!(compact(&segment).expect("compacts"), 3);
+        assert!(!segment.exists());
+        let file = dir
+            .path()
+            .join("2026-12-02")
+            .join("trades-20261202T230000.000Z.parquet");
+        assert!(file.is_file(), "{file:?}");
+        let found = super::super::files_named(dir.path(), &[("trades-", ".parquet")]);
+        assert_eq!(found.expect("lists"), vec![file]);
+        assert_eq!(day_of_stamp("unknown"), None);
     }
 
     #[test]

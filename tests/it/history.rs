@@ -648,7 +648,7 @@ async fn the_command_line_gives_the_http_answers_and_exports_a_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trade_counts_and_last_trades_hold_across_hourly_files() {
-    // The day as hourly Parquet files, as the recorder leaves it: files that end before a
+    // The day as hourly Parquet files in a day partition, as the recorder leaves it: files that end before a
     // window are counted from the index, the rest scanned; the answers must not change.
     let trades = load_trades(EQUITIES);
     let frame = trades_frame(&trades);
@@ -665,10 +665,37 @@ async fn trade_counts_and_last_trades_hold_across_hourly_files() {
             .filter((col("ts_ms") / lit(hour_ms)).eq(lit(*hour)))
             .collect()
             .expect("hour");
-        write_parquet(&part, &dir.path().join(format!("trades-{hour}.parquet")));
+        // In day partitions, as the recorder compacts them.
+        let day = chrono::DateTime::from_timestamp_millis(hour * hour_ms)
+            .expect("a time")
+            .format("%Y-%m-%d")
+            .to_string();
+        std::fs::create_dir_all(dir.path().join(&day)).expect("day");
+        write_parquet(
+            &part,
+            &dir.path().join(day).join(format!("trades-{hour}.parquet")),
+        );
     }
     assert!(hours.len() > 5, "{} files", hours.len());
+    // Beside them, what is not history: a file that is not trades (left out and said why), and
+    // a user's own directory holding a copy of the day (not a partition: not read).
+    std::fs::write(dir.path().join("notes.csv"), "not,a\ntrade,file\n").expect("write");
+    std::fs::create_dir(dir.path().join("out")).expect("dir");
+    write_parquet(&frame, &dir.path().join("out").join("copy.parquet"));
     let app = history_service(dir.path()).await;
+    let (status, summary) = app.get("/v1/history").await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(summary["files"].as_array().map(Vec::len), Some(hours.len()));
+    assert_eq!(summary["rows"], trades.len(), "{summary}");
+    let skipped = summary["skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 1, "{summary}");
+    assert!(
+        skipped[0]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("notes.csv"))
+            && !skipped[0]["error"].as_str().unwrap_or("").is_empty(),
+        "{summary}"
+    );
     let first = trades.iter().map(|t| t.exchange_ts).min().expect("trades") / 1_000_000;
     let last = trades.iter().map(|t| t.exchange_ts).max().expect("trades") / 1_000_000;
     for i in 0..15 {

@@ -419,13 +419,31 @@ async fn a_recorded_live_session_replays_to_the_same_statistics_without_secrets(
     live.stop().await;
     stop_mock.cancel();
 
-    let mut files: Vec<_> = std::fs::read_dir(directory.path())
-        .expect("dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    assert_eq!(files.len(), 2, "raw frames and trades: {files:?}");
+    // Raw frames at the top; the trades compacted into the day they were recorded.
+    let list = |path: &std::path::Path| {
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        entries
+    };
+    let top = list(directory.path());
+    assert_eq!(top.len(), 2, "raw frames and a day of trades: {top:?}");
+    let (day, frames) = (&top[0], &top[1]);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let name = day.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assert!(
+        name == today || name == yesterday,
+        "a day partition: {top:?}"
+    );
+    let days = list(day);
+    assert_eq!(days.len(), 1, "one trade file: {days:?}");
+    let files = [frames.clone(), days[0].clone()];
     let (frames, parquet) = (files[0].clone(), files[1].clone());
     assert!(
         frames.to_string_lossy().ends_with(".frames.jsonl"),

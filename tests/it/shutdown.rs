@@ -26,9 +26,13 @@ fn log_fields(line: &str) -> HashMap<String, String> {
 
 /// Every row of the Parquet trade files in `directory`, in file then row order.
 fn recorded_trades(directory: &Path) -> Vec<(i64, String, f64, i64)> {
+    // Compacted into day partitions (`DIR/YYYY-MM-DD/`).
     let mut files: Vec<_> = std::fs::read_dir(directory)
         .expect("recording directory")
         .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .flat_map(|day| std::fs::read_dir(day).expect("day partition").flatten())
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
         .collect();
