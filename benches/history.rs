@@ -22,7 +22,8 @@
 //!
 //! Each is run 5 times, alternating; medians are printed with tickstream's ratio to DuckDB's
 //! (below 1 is faster). Needs Python with `duckdb`, `pandas` and `pyarrow`
-//! (`pip install duckdb pandas pyarrow`). Run with `cargo bench --bench history`.
+//! (`pip install duckdb pandas pyarrow`). Run with `cargo bench --bench history`;
+//! `HISTORY_BENCH_KEEP=DIR` leaves a copy of the day in `DIR` to profile a query on.
 
 mod fixtures;
 
@@ -35,6 +36,10 @@ use tickstream::{App, Settings};
 use tokio_util::sync::CancellationToken;
 
 use fixtures::history::{DAY_START, HOUR};
+
+// The binary's allocator, so the in-process service is measured as the binary runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TRADES: usize = 5_000_000;
 const SYMBOLS: usize = 40;
@@ -155,6 +160,10 @@ fn print_bytes(dir: &Path, what: &str, from_ns: i64, to_ns: i64) {
 
 fn main() {
     let dir = tempfile::tempdir().expect("dir");
+    // `HISTORY_BENCH_KEEP=DIR` also leaves the day in DIR, to profile a query on it afterwards.
+    if let Some(keep) = std::env::var_os("HISTORY_BENCH_KEEP") {
+        fixtures::history::write_day(Path::new(&keep), TRADES, SYMBOLS, SPY_TRADES);
+    }
     let started = Instant::now();
     let spy = fixtures::history::write_day(dir.path(), TRADES, SYMBOLS, SPY_TRADES);
     println!(

@@ -10,6 +10,12 @@ use tickstream::config::{Cli, Command, ExportArgs, LogFormat, MockExchangeArgs, 
 use tickstream::{App, Settings};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system allocator: polars' large short-lived buffers cost glibc a
+/// fresh `mmap` (and page faults) each; a history query from the command line spent a fifth of
+/// its time in the kernel (`docs/history.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
