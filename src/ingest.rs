@@ -98,7 +98,7 @@ impl LiveClock {
     }
 
     /// Takes the offset of a trade; returns whether it came from a live feed.
-    fn observe(&mut self, trade: &crate::model::Trade) -> bool {
+    pub fn observe(&mut self, trade: &crate::model::Trade) -> bool {
         let Some(samples) = self.offsets.get_mut(&trade.feed) else {
             return false;
         };
@@ -160,6 +160,8 @@ pub struct AnalyticsTask {
     /// The durable trade log (`--record`): every trade applied goes there before it is
     /// published.
     log: Option<TradeLog>,
+    /// A cluster partition's task: its symbols leave the snapshot store when it ends.
+    retire_on_end: bool,
 }
 
 /// Where the analytics task's results go.
@@ -210,7 +212,15 @@ impl AnalyticsTask {
             arrivals: Vec::new(),
             stream_batch: StreamBatch::default(),
             log: None,
+            retire_on_end: false,
         }
+    }
+
+    /// Takes this task's symbols out of the snapshot store when it ends (a cluster partition
+    /// that moved to another node: its owner answers for them now).
+    pub fn retiring_on_end(mut self) -> Self {
+        self.retire_on_end = true;
+        self
     }
 
     /// Keeps a quiet market's stream clock moving with the live `feeds`' measured offsets.
@@ -340,6 +350,9 @@ impl AnalyticsTask {
         }
         self.publish(&mut ended);
         self.stream_batch.send(&self.stream);
+        if self.retire_on_end {
+            self.publisher.retire();
+        }
         tracing::debug!("analytics task stopped");
     }
 
@@ -387,6 +400,35 @@ impl AnalyticsTask {
                             self.arrivals.push(trade.receive_ts);
                         }
                     }
+                }
+            }
+            CoreEvent::Clocked { trades, alerts } => {
+                let before = self.pending_alerts.len();
+                for (clock, trade) in &trades {
+                    self.engine.observe_event_time(*clock);
+                    if self.engine.apply(trade) == Outcome::Applied {
+                        self.evaluator.on_trade(
+                            &self.engine,
+                            trade.symbol.as_str(),
+                            trade.exchange_ts,
+                            &mut self.pending_alerts,
+                        );
+                    }
+                }
+                if !alerts {
+                    self.pending_alerts.truncate(before);
+                }
+            }
+            CoreEvent::Clock { event, now, alerts } => {
+                let before = self.pending_alerts.len();
+                self.engine.observe_event_time(event);
+                if self.engine.now().is_some_and(|current| now > current) {
+                    self.engine.advance_clock(now);
+                    self.evaluator
+                        .on_clock(&self.engine, &mut self.pending_alerts);
+                }
+                if !alerts {
+                    self.pending_alerts.truncate(before);
                 }
             }
             CoreEvent::Quotes(quotes) => {
@@ -457,10 +499,12 @@ impl AnalyticsTask {
             self.metrics.trades_late.inc_by(tally.late);
             self.metrics.trades_duplicate.inc_by(tally.duplicate);
         }
+        // From the store: a cluster node's partitions each have a task of their own.
+        let store = self.publisher.store();
         self.metrics
             .symbols
-            .set(i64::try_from(self.engine.symbol_count()).unwrap_or(i64::MAX));
-        if let Some(now) = self.engine.now() {
+            .set(i64::try_from(store.len()).unwrap_or(i64::MAX));
+        if let Some(now) = store.clock() {
             self.metrics.stream_clock.set(now as f64 * 1e-9);
         }
         for (feed_id, error) in ended.drain(..) {

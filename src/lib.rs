@@ -32,6 +32,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod fanout;
 pub mod feeds;

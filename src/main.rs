@@ -33,6 +33,11 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Serve(args) => runtime.block_on(serve(*args, log_format)),
+        // The same process, publishing to the cluster instead of running the core.
+        Command::Ingest(mut args) => {
+            args.ingest = true;
+            runtime.block_on(serve(*args, log_format))
+        }
         Command::MockExchange(args) => runtime.block_on(mock_exchange(*args)),
         // History answers run on a blocking thread of the runtime (CSV files are read by the
         // replay readers, which are async).

@@ -309,6 +309,26 @@ pub struct Metrics {
     pub core_queue_depth: Gauge,
     /// Alerts waiting in the channel out of the core (at its last publication).
     pub alert_queue_depth: Gauge,
+    /// Cluster (ingest): messages acknowledged by JetStream.
+    pub cluster_published: Counter,
+    /// Cluster (ingest): messages JetStream's duplicate window dropped (a resend that had landed).
+    pub cluster_duplicates: Counter,
+    /// Cluster (ingest): messages sent again after a failed or unacknowledged publish.
+    pub cluster_resent: Counter,
+    /// Cluster (ingest): times the publish buffer was full and the sources were made to wait.
+    pub cluster_buffer_full: Counter,
+    /// Cluster (ingest): messages received from the sources and not yet acknowledged.
+    pub cluster_buffered: Gauge,
+    /// Cluster (node): messages consumed from the stream.
+    pub cluster_consumed: Counter,
+    /// Cluster (node): messages that were not valid ticks (counted and skipped).
+    pub cluster_malformed: Counter,
+    /// Cluster (node): partitions this node owns.
+    pub cluster_partitions_owned: Gauge,
+    /// Cluster (node): partitions taken (each rebuilt from the stream).
+    pub cluster_partitions_taken: Counter,
+    /// Cluster (node): partitions given up (to another node, or when a lease was lost).
+    pub cluster_partitions_released: Counter,
 }
 
 /// Upper bounds of the freshness histogram's buckets, seconds: fine below a millisecond, where
@@ -379,6 +399,16 @@ impl Metrics {
             freshness_max: Gauge::default(),
             core_queue_depth: Gauge::default(),
             alert_queue_depth: Gauge::default(),
+            cluster_published: Counter::default(),
+            cluster_duplicates: Counter::default(),
+            cluster_resent: Counter::default(),
+            cluster_buffer_full: Counter::default(),
+            cluster_buffered: Gauge::default(),
+            cluster_consumed: Counter::default(),
+            cluster_malformed: Counter::default(),
+            cluster_partitions_owned: Gauge::default(),
+            cluster_partitions_taken: Counter::default(),
+            cluster_partitions_released: Counter::default(),
         };
         let counters = [
             (
@@ -445,6 +475,46 @@ impl Metrics {
                 "http_accept_errors",
                 "Errors accepting HTTP connections (such as running out of file descriptors)",
                 &metrics.http_accept_errors,
+            ),
+            (
+                "cluster_published",
+                "Messages acknowledged by JetStream (ingest)",
+                &metrics.cluster_published,
+            ),
+            (
+                "cluster_duplicates",
+                "Messages JetStream's duplicate window dropped: resends that had landed (ingest)",
+                &metrics.cluster_duplicates,
+            ),
+            (
+                "cluster_resent",
+                "Messages sent again after a failed or unacknowledged publish (ingest)",
+                &metrics.cluster_resent,
+            ),
+            (
+                "cluster_buffer_full",
+                "Times the publish buffer was full and the sources waited (ingest)",
+                &metrics.cluster_buffer_full,
+            ),
+            (
+                "cluster_consumed",
+                "Messages consumed from the stream (node)",
+                &metrics.cluster_consumed,
+            ),
+            (
+                "cluster_malformed",
+                "Messages on the stream that were not valid ticks, skipped (node)",
+                &metrics.cluster_malformed,
+            ),
+            (
+                "cluster_partitions_taken",
+                "Partitions this node took, each rebuilt from the stream (node)",
+                &metrics.cluster_partitions_taken,
+            ),
+            (
+                "cluster_partitions_released",
+                "Partitions this node gave up (node)",
+                &metrics.cluster_partitions_released,
             ),
         ];
         for (name, help, counter) in counters {
@@ -577,6 +647,16 @@ impl Metrics {
             "alert_queue_depth",
             "Alerts waiting in the bounded channel out of the analytics core",
             metrics.alert_queue_depth.clone(),
+        );
+        registry.register(
+            "cluster_buffered",
+            "Messages received from the sources and not yet acknowledged by JetStream (ingest)",
+            metrics.cluster_buffered.clone(),
+        );
+        registry.register(
+            "cluster_partitions_owned",
+            "Partitions this node owns (node)",
+            metrics.cluster_partitions_owned.clone(),
         );
         registry.register(
             "stream_clock_timestamp_seconds",

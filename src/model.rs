@@ -169,6 +169,24 @@ pub enum CoreEvent {
     Recovered(Vec<Trade>),
     /// Best bid/offer updates.
     Quotes(Vec<Quote>),
+    /// Trades of a cluster partition, each with the cluster's event-time clock once it was
+    /// seen (applied after moving the clock there: [`crate::cluster`]); `alerts: false` while a
+    /// node rebuilds a partition's state from the stream (the previous owner delivered those).
+    Clocked {
+        /// `(clock, trade)`, in stream order.
+        trades: Vec<(Timestamp, Trade)>,
+        /// Whether alerts these trades fire are delivered.
+        alerts: bool,
+    },
+    /// The cluster's clocks moved without a trade of this partition.
+    Clock {
+        /// The event-time clock.
+        event: Timestamp,
+        /// The stream clock (at or after `event`; later when a quiet live market moved it).
+        now: Timestamp,
+        /// Whether alerts the move fires are delivered.
+        alerts: bool,
+    },
     /// A source ended after the trades before this event: cleanly (`None`) or with an error.
     SourceEnded {
         /// The feed that ended.

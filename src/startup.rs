@@ -27,6 +27,7 @@ use crate::alerts::{AlertEvaluator, RuleBook};
 use crate::analytics::Engine;
 use crate::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
 use crate::api::{self, AppState, SharedState};
+use crate::cluster::Role;
 use crate::config::Settings;
 use crate::fanout::STREAM_CAPACITY;
 use crate::health::FeedRegistry;
@@ -34,7 +35,7 @@ use crate::indicators::cache::IndicatorCache;
 use crate::ingest::{AnalyticsTask, Outlets};
 use crate::metrics::Metrics;
 use crate::record::Recorders;
-use crate::shutdown::{DRAIN_DEADLINE, spawn_reported_on_thread};
+use crate::shutdown::{DRAIN_DEADLINE, spawn_reported, spawn_reported_on_thread};
 use crate::sources::{CORE_CHANNEL_CAPACITY, Sources};
 
 /// A built, not yet running service.
@@ -97,6 +98,11 @@ impl App {
             api_token: settings.http.api_token.clone(),
             limits: crate::api::HttpLimits::new(settings.http.limits),
             cors: settings.http.cors.clone(),
+            cluster: settings
+                .cluster
+                .as_ref()
+                .filter(|cluster| cluster.role == Role::Node)
+                .map(|_| Arc::new(crate::cluster::lease::LeaseShared::default())),
             history: (!settings.recording.history.is_empty()).then(|| {
                 crate::api::history::HistoryPool::with_defaults(crate::history::HistoryStore::new(
                     settings.recording.history.clone(),
@@ -157,40 +163,83 @@ impl App {
             _ => None,
         };
         let (events_tx, events_rx) = mpsc::channel(CORE_CHANNEL_CAPACITY);
-        let engine = Engine::new(
-            Arc::clone(&settings.analytics.windows),
-            settings.analytics.allowed_lateness,
-        )
-        .with_candles(
-            Arc::clone(&settings.analytics.intervals),
-            settings.analytics.candle_history,
-        )
-        .with_dedup_capacity(settings.analytics.dedup_ids);
-        let outlets = Outlets {
-            publisher: SnapshotPublisher::new(Arc::clone(&state.snapshots)),
-            feeds: Arc::clone(&state.feeds),
-            metrics: Arc::clone(&metrics),
-            alerts,
-            alert_log: Arc::clone(&state.alerts),
-            stream: state.stream.clone(),
-        };
-        let evaluator = AlertEvaluator::new(Arc::clone(&state.rules));
-        let mut analytics = AnalyticsTask::new(engine, evaluator, events_rx, outlets)
-            .with_live_clock(&sources.live_ids(), settings.analytics.allowed_lateness);
-        let (recorder, recorder_threads) = match recorders {
-            Some(Recorders {
-                frames,
-                trades,
-                threads,
-            }) => {
-                let durable =
-                    settings.recording.fsync == crate::record::ticklog::FsyncPolicy::Every;
-                analytics = analytics.with_trade_log(trades, durable);
-                (Some(frames), Some(threads))
+        // The core, as configured: one per process, or one per partition an analytics node owns.
+        let analytics = settings.analytics.clone();
+        let make_engine: crate::cluster::node::EngineFactory = Arc::new(move || {
+            Engine::new(Arc::clone(&analytics.windows), analytics.allowed_lateness)
+                .with_candles(Arc::clone(&analytics.intervals), analytics.candle_history)
+                .with_dedup_capacity(analytics.dedup_ids)
+        });
+        let (recorder, recorder_threads) = match settings.cluster.clone() {
+            None => {
+                let engine = make_engine();
+                let outlets = Outlets {
+                    publisher: SnapshotPublisher::new(Arc::clone(&state.snapshots)),
+                    feeds: Arc::clone(&state.feeds),
+                    metrics: Arc::clone(&metrics),
+                    alerts,
+                    alert_log: Arc::clone(&state.alerts),
+                    stream: state.stream.clone(),
+                };
+                let evaluator = AlertEvaluator::new(Arc::clone(&state.rules));
+                let mut analytics = AnalyticsTask::new(engine, evaluator, events_rx, outlets)
+                    .with_live_clock(&sources.live_ids(), settings.analytics.allowed_lateness);
+                let recording = match recorders {
+                    Some(Recorders {
+                        frames,
+                        trades,
+                        threads,
+                    }) => {
+                        let durable =
+                            settings.recording.fsync == crate::record::ticklog::FsyncPolicy::Every;
+                        analytics = analytics.with_trade_log(trades, durable);
+                        (Some(frames), Some(threads))
+                    }
+                    None => (None, None),
+                };
+                spawn_reported_on_thread(&tasks, "analytics", analytics.run(cancel.child_token()))?;
+                recording
             }
-            None => (None, None),
+            Some(cluster) if cluster.role == Role::Ingest => {
+                let publisher = crate::cluster::start_ingest(
+                    &cluster,
+                    crate::cluster::horizon(settings.recovery_horizon()),
+                    settings.analytics.allowed_lateness,
+                    events_rx,
+                    Arc::clone(&state.feeds),
+                    Arc::clone(&metrics),
+                    &sources.live_ids(),
+                )
+                .await?;
+                spawn_reported_on_thread(&tasks, "publisher", publisher.run(cancel.child_token()))?;
+                // The stream is the trade log: only raw frames are recorded here.
+                match recorders {
+                    Some(Recorders {
+                        frames, threads, ..
+                    }) => (Some(frames), Some(threads)),
+                    None => (None, None),
+                }
+            }
+            Some(cluster) => {
+                drop(events_rx);
+                let node = crate::cluster::NodeStart {
+                    cluster,
+                    horizon: crate::cluster::horizon(settings.recovery_horizon()),
+                    engine: Arc::clone(&make_engine),
+                    http: listener.local_addr()?.to_string(),
+                    rules: Arc::clone(&state.rules),
+                    snapshots: Arc::clone(&state.snapshots),
+                    feeds: Arc::clone(&state.feeds),
+                    metrics: Arc::clone(&metrics),
+                    alerts,
+                    alert_log: Arc::clone(&state.alerts),
+                    stream: state.stream.clone(),
+                    leases: state.cluster.clone().unwrap_or_default(),
+                };
+                spawn_reported(&tasks, "cluster-node", node.run(cancel.child_token()));
+                (None, None)
+            }
         };
-        spawn_reported_on_thread(&tasks, "analytics", analytics.run(cancel.child_token()))?;
         // Only the sources hold senders: once they stop, the analytics task sees the channel
         // close and knows it has drained everything.
         let feeds = Arc::clone(&state.feeds);

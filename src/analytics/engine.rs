@@ -507,6 +507,22 @@ impl Engine {
         }
     }
 
+    /// Moves the clocks as a trade at `ts` of a symbol this engine does not hold would have: an
+    /// analytics node's partition hears the cluster's event-time clock this way, so its symbols'
+    /// windows and lateness are judged as one process holding every symbol would judge them. A
+    /// time the lateness no longer admits moves nothing.
+    pub fn observe_event_time(&mut self, ts: Timestamp) {
+        if self.clock.classify(ts) == Admission::Late {
+            return;
+        }
+        if self.clock.observe(ts) == Admission::InOrder {
+            self.unsettled += 1;
+            if self.unsettled >= SETTLE_EVERY {
+                self.expire_due(ts);
+            }
+        }
+    }
+
     /// Moves the stream clock forward without a trade (a quiet market) and drains what expired.
     /// The event-time clock stays: a trade is never made late by this.
     pub fn advance_clock(&mut self, ts: Timestamp) {

@@ -1,9 +1,13 @@
 //! Where the core publishes per-symbol snapshots for readers.
 //!
-//! The analytics task is the only writer. After each batch it swaps in a new
+//! An analytics task is the only writer of its symbols. After each batch it swaps in a new
 //! [`SymbolSnapshot`] for every symbol that changed ([`arc_swap::ArcSwap`], one slot per symbol)
-//! and then publishes the stream clock. HTTP handlers load those slots without ever taking a lock
+//! and then publishes its stream clock. HTTP handlers load those slots without ever taking a lock
 //! the core needs per trade: the map of slots is write-locked only when a new symbol appears.
+//!
+//! One process usually has one writer. An analytics node of a cluster has one per partition it
+//! owns, each with its own clock: a symbol's answers are as of its writer's clock, and a writer
+//! whose partition moves away takes its symbols out ([`SnapshotPublisher::retire`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,10 +23,13 @@ const NO_CLOCK: i64 = i64::MIN;
 
 type Slot = Arc<ArcSwap<SymbolSnapshot>>;
 
+/// A writer's stream clock, shared by its symbols' entries.
+type Clock = Arc<AtomicI64>;
+
 /// The latest snapshot of every symbol, and the stream clock they are exact for.
 #[derive(Debug)]
 pub struct SnapshotStore {
-    slots: RwLock<BTreeMap<Symbol, Slot>>,
+    slots: RwLock<BTreeMap<Symbol, (Slot, Clock)>>,
     clock: AtomicI64,
 }
 
@@ -53,17 +60,23 @@ impl SnapshotStore {
     /// than the snapshot's own `as_of`: a symbol that did not change stays exact as the clock
     /// advances, because the core republishes every symbol whose windows the clock changes).
     pub fn get(&self, symbol: &str) -> Option<(Arc<SymbolSnapshot>, Timestamp)> {
-        let clock = self.clock();
-        let slot = self.read_slots().get(symbol).cloned()?;
+        let (slot, clock) = self.read_slots().get(symbol).cloned()?;
         let snapshot = slot.load_full();
-        let as_of = clock.map_or(snapshot.as_of, |c| c.max(snapshot.as_of));
+        let as_of = match clock.load(Ordering::Acquire) {
+            NO_CLOCK => snapshot.as_of,
+            clock => clock.max(snapshot.as_of),
+        };
         Some((snapshot, as_of))
     }
 
     /// Every symbol's latest snapshot, sorted by symbol, with the stream time they are exact for.
     pub fn all(&self) -> (Vec<Arc<SymbolSnapshot>>, Option<Timestamp>) {
         let clock = self.clock();
-        let snapshots: Vec<_> = self.read_slots().values().map(|s| s.load_full()).collect();
+        let snapshots: Vec<_> = self
+            .read_slots()
+            .values()
+            .map(|(s, _)| s.load_full())
+            .collect();
         let as_of = snapshots.iter().map(|s| s.as_of).max().max(clock);
         (snapshots, as_of)
     }
@@ -78,7 +91,7 @@ impl SnapshotStore {
         self.len() == 0
     }
 
-    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Symbol, Slot>> {
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Symbol, (Slot, Clock)>> {
         // A poisoned lock only means a writer panicked between two map operations; the map itself
         // is always consistent, so readers go on.
         self.slots
@@ -93,6 +106,7 @@ impl SnapshotStore {
 pub struct SnapshotPublisher {
     store: Arc<SnapshotStore>,
     slots: HashMap<Symbol, Slot>,
+    clock: Clock,
 }
 
 impl SnapshotPublisher {
@@ -101,6 +115,29 @@ impl SnapshotPublisher {
         SnapshotPublisher {
             store,
             slots: HashMap::new(),
+            clock: Arc::new(AtomicI64::new(NO_CLOCK)),
+        }
+    }
+
+    /// The store published into.
+    pub fn store(&self) -> &Arc<SnapshotStore> {
+        &self.store
+    }
+
+    /// Takes this writer's symbols out of the store (its partition moved to another node).
+    pub fn retire(&mut self) {
+        let mut slots = self
+            .store
+            .slots
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (symbol, _) in self.slots.drain() {
+            if slots
+                .get(&symbol)
+                .is_some_and(|(_, clock)| Arc::ptr_eq(clock, &self.clock))
+            {
+                slots.remove(&symbol);
+            }
         }
     }
 
@@ -130,11 +167,12 @@ impl SnapshotPublisher {
                 .slots
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(symbol.clone(), Arc::clone(&slot));
+                .insert(symbol.clone(), (Arc::clone(&slot), Arc::clone(&self.clock)));
             self.slots.insert(symbol, slot);
         }
         if let Some(clock) = clock {
-            self.store.clock.store(clock, Ordering::Release);
+            self.clock.store(clock, Ordering::Release);
+            self.store.clock.fetch_max(clock, Ordering::AcqRel);
         }
     }
 }

@@ -117,6 +117,8 @@ pub struct SharedState {
     pub cors: cors::CorsPolicy,
     /// The history store and its query pool, when one is configured.
     pub history: Option<history::HistoryPool>,
+    /// An analytics node's view of its cluster (`GET /v1/cluster`); `None` on a single process.
+    pub cluster: Option<Arc<crate::cluster::lease::LeaseShared>>,
 }
 
 impl AppState {
@@ -150,6 +152,7 @@ impl AppState {
             limits: HttpLimits::new(DEFAULT_HTTP_LIMITS),
             cors: cors::CorsPolicy::default(),
             history: None,
+            cluster: None,
         })
     }
 }

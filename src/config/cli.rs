@@ -61,6 +61,10 @@ pub enum Command {
     Query(Box<QueryArgs>),
     /// Write a range of the recordings to one Parquet file (for pandas, DuckDB, polars).
     Export(Box<ExportArgs>),
+    /// Scale-out: run the sources (`--feed`, `--replay`) and publish their trades and quotes to
+    /// a NATS JetStream stream partitioned by symbol (`--nats`), for analytics nodes
+    /// (`tickstream serve --nats`) to consume. Serves its feeds' health and metrics over HTTP.
+    Ingest(Box<ServeArgs>),
 }
 
 /// What `tickstream query` asks.
@@ -258,6 +262,29 @@ pub struct ServeArgs {
     /// lines or Parquet files with the replay's columns. Default: the `--record` directory.
     #[arg(long, value_name = "DIR")]
     pub history: Vec<PathBuf>,
+    /// Scale-out: the NATS servers of a JetStream cluster (`nats://host:port`, comma-separated
+    /// or repeated). With `serve`, this process is an analytics node: it owns a share of the
+    /// partitions and takes its trades from the stream (no `--feed` or `--replay` of its own);
+    /// with `ingest`, where its sources' trades are published.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub nats: Vec<String>,
+    /// This process's name in the cluster: letters, digits, `-` and `_` (default: the host name
+    /// and the HTTP port).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Partitions of the stream when `ingest` creates it (default 16; fixed once created).
+    #[arg(long, value_name = "N", value_parser = whole_number::<u32>)]
+    pub partitions: Option<u32>,
+    /// Replicas of the stream and buckets when created (default 3 on a clustered server, 1 on a
+    /// lone one).
+    #[arg(long, value_name = "N", value_parser = whole_number::<usize>)]
+    pub replicas: Option<usize>,
+    /// How long the stream keeps ticks (default 24h, and at least the state's horizon).
+    #[arg(long, value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Set by `tickstream ingest`.
+    #[arg(skip)]
+    pub ingest: bool,
     /// Read integer timestamps of replayed files in this unit (`s`, `ms`, `us`, `ns`) whatever
     /// their magnitude; by default each file's unit is told from its first timestamp.
     #[arg(long, value_name = "UNIT", value_enum)]

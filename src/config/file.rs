@@ -70,6 +70,11 @@ pub(super) struct FileConfig {
     pub(super) backoff_max: Option<String>,
     pub(super) circuit_failures: Option<u32>,
     pub(super) circuit_open_for: Option<String>,
+    pub(super) nats: Option<Vec<String>>,
+    pub(super) node: Option<String>,
+    pub(super) partitions: Option<u32>,
+    pub(super) replicas: Option<usize>,
+    pub(super) retention: Option<String>,
 }
 
 pub(super) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -101,6 +101,8 @@ pub struct Settings {
     pub indicators: CacheSettings,
     /// Alert rules and where alerts go.
     pub alerts: AlertSettings,
+    /// Scale-out on NATS JetStream (`--nats`); `None`: a single process, the default.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// The HTTP API's settings.
@@ -205,7 +207,8 @@ impl Settings {
 
     fn from_parts(mut args: ServeArgs, mut file: FileConfig) -> Result<Self, ConfigError> {
         let http = HttpSettings::validate(&mut args, &mut file)?;
-        let sources = SourceConfig::validate(&mut args, &mut file)?;
+        let mut sources = SourceConfig::validate(&mut args, &mut file)?;
+        let cluster = cluster_settings(&mut args, &mut file, &mut sources, http.listen)?;
         let recording = RecordingSettings::validate(&mut args, &mut file)?;
         let analytics = AnalyticsSettings::validate(&mut args, &mut file)?;
         let indicators = indicator_cache(&mut args, &mut file)?;
@@ -223,6 +226,7 @@ impl Settings {
             analytics,
             indicators,
             alerts,
+            cluster,
         })
     }
 
@@ -649,6 +653,134 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
         .or(addresses.first())
         .copied()
         .ok_or_else(|| invalid("listen", format!("{text:?}: {host:?} has no address")))
+}
+
+/// The cluster's settings, when `--nats` (or `nats` in the file) names servers. An analytics
+/// node has no sources of its own: `--feed` and `--replay` belong to `tickstream ingest`, and the
+/// demo does not run.
+fn cluster_settings(
+    args: &mut ServeArgs,
+    file: &mut FileConfig,
+    sources: &mut SourceConfig,
+    listen: std::net::SocketAddr,
+) -> Result<Option<crate::cluster::ClusterSettings>, ConfigError> {
+    use crate::cluster::{
+        ClusterSettings, DEFAULT_PARTITIONS, DEFAULT_RETENTION, MAX_PARTITIONS, Role,
+    };
+    let servers = if args.nats.is_empty() {
+        file.nats.take().unwrap_or_default()
+    } else {
+        std::mem::take(&mut args.nats)
+    };
+    let servers: Vec<String> = servers
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let node = pick(&mut args.node, &mut file.node);
+    let partitions = pick(&mut args.partitions, &mut file.partitions);
+    let replicas = pick(&mut args.replicas, &mut file.replicas);
+    let retention = pick(&mut args.retention, &mut file.retention);
+    if servers.is_empty() {
+        if args.ingest {
+            return Err(invalid(
+                "nats",
+                "`tickstream ingest` publishes to NATS: give the servers with --nats nats://host:4222",
+            ));
+        }
+        for (option, given) in [
+            ("node", node.is_some()),
+            ("partitions", partitions.is_some()),
+            ("replicas", replicas.is_some()),
+            ("retention", retention.is_some()),
+        ] {
+            if given {
+                return Err(invalid(option, "is a cluster option: it needs --nats"));
+            }
+        }
+        return Ok(None);
+    }
+    for server in &servers {
+        server.parse::<async_nats::ServerAddr>().map_err(|error| {
+            invalid(
+                "nats",
+                format!("{server:?} is not a NATS server address: {error}"),
+            )
+        })?;
+    }
+    let role = if args.ingest {
+        Role::Ingest
+    } else {
+        Role::Node
+    };
+    if role == Role::Node {
+        if !sources.demo {
+            return Err(invalid(
+                "nats",
+                "an analytics node takes its trades from the cluster's stream; run --feed and --replay with `tickstream ingest`",
+            ));
+        }
+        sources.demo = false;
+    } else if sources.demo {
+        return Err(invalid(
+            "nats",
+            "`tickstream ingest` needs sources: give --feed or --replay",
+        ));
+    }
+    let node = match node {
+        Some(node) => node,
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node".to_string());
+            let host: String = host
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("{host}-{}", listen.port())
+        }
+    };
+    if node.is_empty()
+        || node.len() > 64
+        || !node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(
+            "node",
+            format!("{node:?}: a node's name is 1 to 64 letters, digits, `-` or `_`"),
+        ));
+    }
+    let partitions = partitions.unwrap_or(DEFAULT_PARTITIONS);
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err(invalid(
+            "partitions",
+            format!("{partitions}: between 1 and {MAX_PARTITIONS}"),
+        ));
+    }
+    if replicas.is_some_and(|r| !(1..=5).contains(&r)) {
+        return Err(invalid("replicas", "between 1 and 5"));
+    }
+    let retention = match retention {
+        Some(text) => parse_duration("retention", &text)?,
+        None => DEFAULT_RETENTION,
+    };
+    Ok(Some(ClusterSettings {
+        servers,
+        role,
+        node,
+        partitions,
+        replicas,
+        retention,
+    }))
 }
 
 fn invalid(option: &'static str, message: impl Into<String>) -> ConfigError {

@@ -190,9 +190,7 @@ mod tests {
                     assert!(error.is_none());
                     ended.push((feed.0, order.len()));
                 }
-                CoreEvent::Quotes(_) | CoreEvent::Recovered(_) => {
-                    panic!("replays carry no quotes and nothing recovered")
-                }
+                other => panic!("replays carry trades and ends only: {other:?}"),
             }
         }
         assert_eq!(

@@ -56,6 +56,7 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
             "ingest",
             "history",
             "fanout",
+            "cluster",
         ],
         &["api", "startup", "config"],
     ),

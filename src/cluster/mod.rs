@@ -1,0 +1,374 @@
+//! Scale-out on NATS JetStream: ingest processes publish every normalized trade and quote to a
+//! stream partitioned by symbol; analytics nodes own shares of the partitions by leases and run
+//! today's core on what they own; any node answers any symbol.
+//!
+//! - [`partition`]: which partition a symbol is in, and its subjects (`ticks.<p>.<symbol>`);
+//! - [`wire`]: the messages on the stream (JSON), each trade carrying the ingest's event-time
+//!   clock so that a partition's windows are those of one process seeing every symbol;
+//! - [`publish`]: the ingest role's publisher — batched, acknowledged asynchronously, resent
+//!   after an outage (the stream's duplicate window drops what landed twice);
+//! - [`lease`]: partition ownership by leases in a JetStream key-value bucket;
+//! - [`node`]: the analytics node — a core per owned partition, rebuilt from the stream when it
+//!   takes one.
+//!
+//! Single node stays the default: nothing here runs without `--nats`. See `docs/scale-out.md`.
+
+pub mod lease;
+pub mod node;
+pub mod partition;
+pub mod publish;
+pub mod wire;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+/// The JetStream stream of ticks.
+pub const STREAM: &str = "TICKSTREAM_TICKS";
+/// The key-value bucket of the cluster's fixed settings (the partition count).
+pub const CONFIG_BUCKET: &str = "tickstream_config";
+/// The key-value bucket of leases (node heartbeats and partition owners); entries expire.
+pub const LEASE_BUCKET: &str = "tickstream_leases";
+/// How long the stream's duplicate window is: a resend within it is dropped.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The default partition count of a new stream.
+pub const DEFAULT_PARTITIONS: u32 = 16;
+/// The largest partition count.
+pub const MAX_PARTITIONS: u32 = 1024;
+/// How long the stream keeps ticks by default (at least the state's horizon is kept).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Which part a process plays in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Runs the sources and publishes their trades and quotes (`tickstream ingest`).
+    Ingest,
+    /// Owns partitions and answers queries (`tickstream serve --nats`).
+    Node,
+}
+
+/// A cluster's settings (`--nats` and its companions).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The NATS servers to connect to (any of the cluster's).
+    pub servers: Vec<String>,
+    /// This process's part.
+    pub role: Role,
+    /// This process's name in the cluster (unique among nodes).
+    pub node: String,
+    /// The partition count when this process creates the stream (fixed once created).
+    pub partitions: u32,
+    /// The stream's and buckets' replicas (default 3 when the server is clustered, else 1).
+    pub replicas: Option<usize>,
+    /// How long the stream keeps ticks.
+    pub retention: Duration,
+}
+
+/// What went wrong talking to the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The servers cannot be reached or refused us.
+    #[error("cannot connect to NATS at {servers}: {message}")]
+    Connect {
+        /// The servers tried.
+        servers: String,
+        /// Why.
+        message: String,
+    },
+    /// A JetStream request failed.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// The stream exists with settings this process cannot work with.
+    #[error("the stream {STREAM} {0}")]
+    Stream(String),
+}
+
+impl ClusterError {
+    /// A JetStream failure, said with what was being done.
+    pub fn jetstream(doing: &str, error: impl std::fmt::Display) -> Self {
+        ClusterError::JetStream(format!("{doing}: {error}"))
+    }
+}
+
+/// Connects to the servers; the client reconnects by itself after, with backoff.
+pub async fn connect(settings: &ClusterSettings) -> Result<async_nats::Client, ClusterError> {
+    let servers = settings.servers.join(",");
+    let addresses = settings
+        .servers
+        .iter()
+        .map(|server| server.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ClusterError::Connect {
+            servers: servers.clone(),
+            message: error.to_string(),
+        })?;
+    let name = format!("tickstream-{}", settings.node);
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("NATS connected"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("NATS disconnected; reconnecting")
+                }
+                other => tracing::debug!(event = %other, "NATS"),
+            }
+        })
+        .connect(addresses)
+        .await
+        .map_err(|error| ClusterError::Connect {
+            servers,
+            message: error.to_string(),
+        })
+}
+
+/// How many replicas the stream and buckets get: as configured, else 3 on a clustered server
+/// and 1 on a lone one.
+pub fn replicas(client: &async_nats::Client, settings: &ClusterSettings) -> usize {
+    settings.replicas.unwrap_or_else(|| {
+        if client.server_info().cluster.is_some() {
+            3
+        } else {
+            1
+        }
+    })
+}
+
+/// A JetStream context for the role: publishes wait for room among `in_flight` unacknowledged
+/// ones rather than failing.
+pub fn context(client: async_nats::Client, in_flight: usize) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .max_ack_inflight(in_flight)
+        .backpressure_on_inflight(true)
+        .build(client)
+}
+
+/// Opens a key-value bucket, creating it when it is missing. The bucket's stream is created
+/// here as the key-value conventions describe it (`KV_<bucket>`, subjects `$KV.<bucket>.>`, one
+/// value per key, roll-ups allowed, direct gets): async-nats' own `create_key_value` first asks
+/// for the account's information in a shape a 2.9 server does not send.
+pub async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<jetstream::kv::Store, ClusterError> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_string()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        duplicate_window: if max_age.is_zero() {
+            DUPLICATE_WINDOW
+        } else {
+            max_age.min(DUPLICATE_WINDOW)
+        },
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ClusterError::jetstream(&format!("creating the bucket {bucket}"), e))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| ClusterError::jetstream(&format!("opening the bucket {bucket}"), e))
+}
+
+/// The partition count of the cluster: read from the config bucket, or — for an ingest, the
+/// first to come — written there, with the stream created to match.
+pub async fn open_stream(
+    js: &jetstream::Context,
+    settings: &ClusterSettings,
+    replicas: usize,
+    horizon: Duration,
+) -> Result<u32, ClusterError> {
+    let config = open_bucket(
+        js,
+        CONFIG_BUCKET,
+        "tickstream: the cluster's fixed settings",
+        Duration::ZERO,
+        replicas,
+    )
+    .await?;
+    let partitions = loop {
+        if let Some(value) = config
+            .get("partitions")
+            .await
+            .map_err(|e| ClusterError::jetstream("reading the partition count", e))?
+        {
+            let text = String::from_utf8_lossy(&value);
+            break text.trim().parse::<u32>().map_err(|_| {
+                ClusterError::Stream(format!(
+                    "has a partition count that is not a number: {text:?}"
+                ))
+            })?;
+        }
+        if settings.role != Role::Ingest {
+            // Nodes wait for the first ingest to fix it.
+            tracing::info!("waiting for an ingest process to create the stream");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // The first ingest fixes it; a concurrent one reads the winner's.
+        let _ = config
+            .create("partitions", settings.partitions.to_string().into())
+            .await;
+    };
+    if settings.role == Role::Ingest && partitions != settings.partitions {
+        tracing::warn!(
+            asked = settings.partitions,
+            partitions,
+            "the stream was created with another partition count; it is fixed, so it is kept"
+        );
+    }
+    let retention = settings.retention.max(horizon);
+    if settings.role == Role::Ingest {
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: STREAM.to_string(),
+            description: Some(format!("tickstream ticks, {partitions} partitions")),
+            subjects: vec![format!("{}.>", partition::SUBJECT_PREFIX)],
+            max_age: retention,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ClusterError::jetstream("creating the stream", e))?;
+    }
+    Ok(partitions)
+}
+
+/// Starts the ingest role: connects, creates the stream if it is the first, and returns the
+/// publisher of the sources' `events`.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_ingest(
+    cluster: &ClusterSettings,
+    horizon: Duration,
+    lateness: i64,
+    events: tokio::sync::mpsc::Receiver<crate::model::CoreEvent>,
+    feeds: std::sync::Arc<crate::health::FeedRegistry>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    live: &[crate::model::FeedId],
+) -> Result<publish::Publisher, ClusterError> {
+    let client = connect(cluster).await?;
+    let replicas = replicas(&client, cluster);
+    let js = context(client, publish::IN_FLIGHT);
+    let partitions = open_stream(&js, cluster, replicas, horizon).await?;
+    tracing::info!(
+        servers = %cluster.servers.join(","),
+        partitions,
+        replicas,
+        "ingest: publishing the sources' trades to {STREAM}"
+    );
+    Ok(
+        publish::Publisher::new(js, partitions, events, feeds, metrics, lateness)
+            .with_live_clock(live, lateness),
+    )
+}
+
+/// How far back a partition's state reaches, from the state's own horizon (ns: the longest
+/// window or candle history, plus the lateness): plus a minute for the machines' clocks.
+pub fn horizon(state_horizon: i64) -> Duration {
+    Duration::from_nanos(u64::try_from(state_horizon).unwrap_or(0)) + Duration::from_secs(60)
+}
+
+/// What an analytics node starts with.
+pub struct NodeStart {
+    /// The cluster's settings.
+    pub cluster: ClusterSettings,
+    /// How far back a partition's state reaches ([`horizon`]).
+    pub horizon: Duration,
+    /// Makes a partition's core.
+    pub engine: node::EngineFactory,
+    /// Where this node's HTTP API listens.
+    pub http: String,
+    /// The alert rules.
+    pub rules: std::sync::Arc<crate::alerts::RuleBook>,
+    /// Where snapshots go.
+    pub snapshots: std::sync::Arc<crate::analytics::snapshot::SnapshotStore>,
+    /// Feeds.
+    pub feeds: std::sync::Arc<crate::health::FeedRegistry>,
+    /// Metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// To the alert sink task.
+    pub alerts: tokio::sync::mpsc::Sender<std::sync::Arc<crate::alerts::Alert>>,
+    /// The recent alerts.
+    pub alert_log: std::sync::Arc<crate::alerts::sink::AlertLog>,
+    /// The live stream.
+    pub stream: tokio::sync::broadcast::Sender<crate::fanout::StreamEvent>,
+    /// Shared with `GET /v1/cluster`.
+    pub leases: std::sync::Arc<lease::LeaseShared>,
+}
+
+impl NodeStart {
+    /// Connects (retrying until the cluster and its stream are there), then runs the leases
+    /// and the owned partitions until `cancel`.
+    pub async fn run(self, cancel: tokio_util::sync::CancellationToken) {
+        let started = async {
+            let client = connect(&self.cluster).await?;
+            let replicas = replicas(&client, &self.cluster);
+            let js = context(client, publish::IN_FLIGHT);
+            let horizon = self.horizon;
+            let partitions = open_stream(&js, &self.cluster, replicas, horizon).await?;
+            let me = lease::NodeRecord {
+                node: self.cluster.node.clone(),
+                http: self.http.clone(),
+                started_ms: crate::model::wall_clock_now() / 1_000_000,
+            };
+            let leases = lease::Leases::open(
+                &js,
+                me,
+                partitions,
+                replicas,
+                std::sync::Arc::clone(&self.leases),
+            )
+            .await?;
+            Ok::<_, ClusterError>((js, horizon, partitions, leases))
+        };
+        let (js, horizon, partitions, leases) = tokio::select! {
+            started = started => match started {
+                Ok(started) => started,
+                Err(error) => {
+                    tracing::error!(%error, "cannot join the cluster");
+                    return;
+                }
+            },
+            () = cancel.cancelled() => return,
+        };
+        tracing::info!(node = %self.cluster.node, partitions, "analytics node: joining the cluster");
+        let context = std::sync::Arc::new(node::NodeContext::new(
+            js,
+            self.cluster.node.clone(),
+            horizon,
+            self.engine,
+            self.rules,
+            self.snapshots,
+            self.feeds,
+            self.metrics,
+            self.alerts,
+            self.alert_log,
+            self.stream,
+            self.leases,
+        ));
+        let (owned_tx, owned_rx) = tokio::sync::watch::channel(std::collections::BTreeMap::new());
+        let lease_cancel = cancel.child_token();
+        let lease_task = tokio::spawn(leases.run(owned_tx, lease_cancel.clone()));
+        // The partitions stop when the leases say so, or when the node stops.
+        node::run(context, owned_rx, cancel.clone()).await;
+        lease_cancel.cancel();
+        let _ = lease_task.await;
+    }
+}
