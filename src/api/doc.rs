@@ -17,7 +17,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::{AppState, alerts, candles, history, indicators, stats, stream, stream_ws, system};
+use super::{
+    AppState, alerts, candles, cluster, history, indicators, stats, stream, stream_ws, system,
+};
 
 /// The description's fixed parts; the paths come from [`routes`].
 #[derive(OpenApi)]
@@ -60,6 +62,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::rules, alerts::add_rule))
         .routes(routes!(alerts::remove_rule))
         .routes(routes!(system::info))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(history::history))
         .routes(routes!(history::history_candles))
         .routes(routes!(history::history_stats))

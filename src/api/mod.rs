@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod candles;
+pub mod cluster;
 pub mod cors;
 pub mod dashboard;
 pub mod doc;
@@ -166,6 +167,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // An analytics node of a cluster answers for symbols another node owns by asking it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::forward,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -198,7 +204,9 @@ pub async fn serve(
     drain: Duration,
 ) {
     let metrics = Arc::clone(&state.metrics);
-    server::serve(listener, router(state), settings, metrics, shutdown, drain).await;
+    let router = router(state.clone());
+    cluster::set_responder(&state, &router);
+    server::serve(listener, router, settings, metrics, shutdown, drain).await;
 }
 
 /// Bounds on the HTTP API's work.

@@ -105,16 +105,52 @@ pub struct ClusterView {
     pub read_at_ms: i64,
 }
 
-/// State shared between the lease task and the node.
-#[derive(Debug, Default)]
+/// State shared between the lease task, the node and the HTTP API.
+#[derive(Default)]
 pub struct LeaseShared {
     /// Partitions whose task is running on this node (a lease is deleted only once its task
     /// stopped).
     pub running: Mutex<BTreeSet<u32>>,
+    /// Partitions this node answers for: running and caught up with the stream.
+    pub serving: Mutex<BTreeSet<u32>>,
+    /// The stream's partition count (0 until the node has joined).
+    pub partitions: std::sync::atomic::AtomicU32,
+    /// The NATS connection (once joined): forwarded requests go through it.
+    pub client: std::sync::OnceLock<async_nats::Client>,
+    /// Answers the requests other nodes forward (the API's routes, set when it starts).
+    pub responder: std::sync::OnceLock<Arc<dyn super::query::Responder>>,
     /// Each running partition's progress.
     pub progress: Mutex<HashMap<u32, Progress>>,
     /// The last view of the cluster.
     pub view: Mutex<ClusterView>,
+}
+
+impl std::fmt::Debug for LeaseShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseShared")
+            .field("running", &self.running)
+            .field("serving", &self.serving)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseShared {
+    /// Whether this node answers for `partition` itself.
+    pub fn serves(&self, partition: u32) -> bool {
+        self.serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&partition)
+    }
+
+    /// The partition count, once joined.
+    pub fn partition_count(&self) -> Option<u32> {
+        match self.partitions.load(std::sync::atomic::Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
 /// The lease task.
@@ -128,6 +164,8 @@ pub struct Leases {
     held: BTreeMap<u32, u64>,
     /// Partitions given up, whose lease is deleted once their task stopped.
     releasing: BTreeSet<u32>,
+    /// When each held lease was taken, epoch ms.
+    since: BTreeMap<u32, i64>,
     last_renewed: Instant,
 }
 
@@ -192,6 +230,7 @@ impl Leases {
             shared,
             held: BTreeMap::new(),
             releasing: BTreeSet::new(),
+            since: BTreeMap::new(),
             last_renewed: Instant::now(),
         })
     }
@@ -219,6 +258,7 @@ impl Leases {
                     "leases not renewed for {FENCE_AFTER:?}: giving up every partition before they can be taken"
                 );
                 self.held.clear();
+                self.since.clear();
                 owned.send_replace(BTreeMap::new());
             }
         }
@@ -318,6 +358,7 @@ impl Leases {
                             .delete_expect_revision(lease_key(partition), Some(revision))
                             .await;
                         self.held.remove(&partition);
+                        self.since.remove(&partition);
                         self.releasing.remove(&partition);
                     } else {
                         // Still renewed until the task stopped: no one may take it meanwhile.
@@ -340,6 +381,7 @@ impl Leases {
                             "lost a partition's lease (not renewed in time, or taken)"
                         );
                         self.held.remove(&partition);
+                        self.since.remove(&partition);
                         renewed_all = false;
                     }
                 }
@@ -364,6 +406,7 @@ impl Leases {
             if let Ok(revision) = self.leases.create(lease_key(partition), value.into()).await {
                 tracing::info!(partition, "took a partition");
                 self.held.insert(partition, revision);
+                self.since.insert(partition, record.since_ms);
                 leases.insert(partition, record);
             }
         }
@@ -412,7 +455,7 @@ impl Leases {
         let p = progress.get(&partition).copied().unwrap_or_default();
         Some(LeaseRecord {
             node: self.me.node.clone(),
-            since_ms: epoch_ms(),
+            since_ms: self.since.get(&partition).copied().unwrap_or_else(epoch_ms),
             applied: p.applied,
             pending: p.pending,
             rebuilding: p.rebuilding || !progress.contains_key(&partition),

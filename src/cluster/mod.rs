@@ -17,6 +17,7 @@ pub mod lease;
 pub mod node;
 pub mod partition;
 pub mod publish;
+pub mod query;
 pub mod wire;
 
 use std::time::Duration;
@@ -320,6 +321,7 @@ impl NodeStart {
         let started = async {
             let client = connect(&self.cluster).await?;
             let replicas = replicas(&client, &self.cluster);
+            let _ = self.leases.client.set(client.clone());
             let js = context(client, publish::IN_FLIGHT);
             let horizon = self.horizon;
             let partitions = open_stream(&js, &self.cluster, replicas, horizon).await?;
@@ -348,6 +350,9 @@ impl NodeStart {
             },
             () = cancel.cancelled() => return,
         };
+        self.leases
+            .partitions
+            .store(partitions, std::sync::atomic::Ordering::Release);
         tracing::info!(node = %self.cluster.node, partitions, "analytics node: joining the cluster");
         let context = std::sync::Arc::new(node::NodeContext::new(
             js,

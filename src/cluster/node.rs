@@ -141,6 +141,47 @@ impl NodeContext {
         }
     }
 
+    /// The partition has caught up with the stream: this node answers for it from now on, and
+    /// serves the queries other nodes forward.
+    fn start_serving(&self, partition: u32, stop: &CancellationToken) {
+        let newly = self
+            .leases
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition);
+        if !newly {
+            return;
+        }
+        tracing::info!(partition, "partition caught up with the stream: serving it");
+        let Some(client) = self.leases.client.get().cloned() else {
+            return;
+        };
+        let leases = Arc::clone(&self.leases);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            // The API sets its responder when it starts serving.
+            let responder = loop {
+                if let Some(responder) = leases.responder.get() {
+                    break Arc::clone(responder);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    () = stop.cancelled() => return,
+                }
+            };
+            super::query::serve(client, partition, responder, stop).await;
+        });
+    }
+
+    fn stop_serving(&self, partition: u32) {
+        self.leases
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition);
+    }
+
     fn set_running(&self, partition: u32, running: bool) {
         let mut all = self
             .leases
@@ -225,7 +266,9 @@ async fn run_partition(
             0
         }
     };
-    // The core drains what it was sent, publishes, and takes its symbols out of the store.
+    // Answered elsewhere from now on; the core drains what it was sent, publishes, and takes
+    // its symbols out of the store.
+    context.stop_serving(partition);
     drop(events);
     let _ = core_done.await;
     if applied > 0
@@ -317,6 +360,7 @@ async fn consume(
     let mut applied = 0u64;
     let mut deliver = consumer::DeliverPolicy::ByStartTime { start_time: start };
     let mut symbols: HashMap<String, Symbol> = HashMap::new();
+    let mut caught_up = false;
     tracing::info!(partition, rebuild_until, from = %start, "taking a partition: rebuilding its state from the stream");
     'consumer: loop {
         // A consumer of this node's from before (a restart) is replaced: it starts over.
@@ -332,6 +376,9 @@ async fn consume(
             })
             .await
             .map_err(|e| ClusterError::jetstream("creating a partition's consumer", e))?;
+        if pull.cached_info().num_pending == 0 {
+            context.start_serving(partition, stop);
+        }
         let mut messages = pull
             .stream()
             .max_messages_per_batch(PULL_BATCH)
@@ -368,6 +415,9 @@ async fn consume(
                             }
                         }
                         applied = sequence;
+                        if pending == 0 {
+                            caught_up = true;
+                        }
                         context.set_progress(
                             partition,
                             Some(Progress {
@@ -413,6 +463,9 @@ async fn consume(
             batch.flush(events).await;
             if events.is_closed() {
                 return Ok(applied);
+            }
+            if caught_up {
+                context.start_serving(partition, stop);
             }
         }
     }
