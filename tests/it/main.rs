@@ -31,6 +31,7 @@
 mod alerts;
 mod architecture;
 mod candles_vs_polars;
+mod cluster;
 mod connections;
 mod dashboard;
 mod edges;

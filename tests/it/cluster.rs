@@ -1,0 +1,391 @@
+//! Scale-out on a real NATS JetStream cluster (three `nats-server` processes on loopback): the
+//! real binary as `tickstream ingest` and as analytics nodes, every answer compared with one
+//! process replaying the same recorded day.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tickstream::cluster::partition::partition_of;
+use tickstream::config::ServeArgs;
+
+use crate::support::*;
+
+/// The real binary in one role, its HTTP address, and its log.
+struct Proc {
+    child: std::process::Child,
+    address: String,
+    client: reqwest::Client,
+    _log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let (child, address, log) = start_binary(&strings(args));
+        Proc {
+            child,
+            address,
+            client: reqwest::Client::new(),
+            _log: log,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        match self
+            .client
+            .get(format!("http://{}{path}", self.address))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("http://{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits for the exit.
+    fn terminate(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn node(urls: &str, name: &str) -> Proc {
+    Proc::start(&[
+        "serve",
+        "--nats",
+        urls,
+        "--node",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+}
+
+/// Waits (up to `limit`) for `check` to hold; returns how long it took.
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+/// Whether every partition has an owner that has caught up, and no consumer lags — as `node`
+/// sees the cluster — with the owners among `owners`.
+async fn settled(node: &Proc, owners: &[&str]) -> bool {
+    let (status, body) = node.get("/v1/cluster").await;
+    if status != 200 || body["partitions"].as_u64().unwrap_or(0) == 0 {
+        return false;
+    }
+    body["partition_owners"]
+        .as_array()
+        .is_some_and(|partitions| {
+            partitions.iter().all(|p| {
+                p["owner"]
+                    .as_str()
+                    .is_some_and(|owner| owners.contains(&owner))
+                    && p["desired"] == p["owner"]
+                    && p["lease"]["rebuilding"] == false
+                    && p["lease"]["pending"] == 0
+            })
+        })
+}
+
+/// Every answer about `symbols` that must equal a single process's.
+fn paths(symbols: &[&str]) -> Vec<String> {
+    let mut paths = Vec::new();
+    for symbol in symbols {
+        paths.push(format!("/v1/symbols/{symbol}/stats"));
+        for interval in ["1s", "1m", "5m"] {
+            paths.push(format!("/v1/symbols/{symbol}/candles?interval={interval}"));
+        }
+        for indicator in ["sma", "ema", "rsi", "macd", "bbands", "atr"] {
+            paths.push(format!(
+                "/v1/symbols/{symbol}/indicators/{indicator}?interval=1m"
+            ));
+        }
+    }
+    paths
+}
+
+/// Every path answered by `node` exactly as by the single process.
+async fn assert_same_answers(single: &TestApp, node: &Proc, symbols: &[&str], context: &str) {
+    for path in paths(symbols) {
+        let (expected_status, expected) = single.get(&path).await;
+        assert_eq!(expected_status, 200, "{path}: {expected}");
+        let (status, actual) = node.get(&path).await;
+        assert_eq!(status, 200, "{context} {path}: {actual}");
+        assert_eq!(
+            actual, expected,
+            "{context}: {path} differs from one process's answer"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_equal_one_process_through_a_node_kill_and_a_server_kill() {
+    if !nats_available("cluster") {
+        return;
+    }
+    let mut nats = NatsCluster::start(3).await;
+    let urls = nats.urls();
+    let day = data_path(EQUITIES);
+    let day = day.to_str().expect("path");
+    let single = TestApp::spawn(ServeArgs {
+        replay: vec![day.into()],
+        ..ServeArgs::default()
+    })
+    .await;
+    single.wait_for_feeds().await;
+
+    let mut a = node(&urls, "a");
+    let mut b = node(&urls, "b");
+    // Paced, so that the faults below land while the day is still being published.
+    let ingest = Proc::start(&[
+        "ingest",
+        "--nats",
+        &urls,
+        "--partitions",
+        "8",
+        "--replay",
+        day,
+        "--speed",
+        "3000",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    // Both nodes own partitions and the stream has IBM's first trades.
+    wait_until(
+        "two nodes sharing the partitions",
+        Duration::from_secs(60),
+        || settled(&a, &["a", "b"]),
+    )
+    .await;
+    wait_until("trades flowing", Duration::from_secs(60), || async {
+        ingest.metric("tickstream_cluster_published_total").await > 5_000.0
+    })
+    .await;
+
+    // Kill IBM's owner mid-stream: its partitions move to the other node.
+    let ibm = partition_of("IBM", 8) as usize;
+    let (_, view) = a.get("/v1/cluster").await;
+    let owner = view["partition_owners"][ibm]["owner"]
+        .as_str()
+        .expect("IBM's partition has an owner")
+        .to_string();
+    let (victim, survivor, survivor_name) = if owner == "a" {
+        (&mut a, &b, "b")
+    } else {
+        (&mut b, &a, "a")
+    };
+    victim.kill();
+    let moved = wait_until(
+        "the killed node's partitions served by the survivor",
+        Duration::from_secs(20),
+        || async {
+            let (_, view) = survivor.get("/v1/cluster").await;
+            view["partition_owners"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().all(|p| p["served_here"] == true))
+        },
+    )
+    .await;
+    eprintln!("partitions moved {moved:?} after the SIGKILL");
+    // The lease expires after 5 s; the next round (1 s) takes it; the rebuild is quick.
+    assert!(moved < Duration::from_secs(12), "moved after {moved:?}");
+    let (status, stats) = survivor.get("/v1/symbols/IBM/stats").await;
+    assert_eq!(status, 200, "{stats}");
+
+    // Kill one NATS server of three while the day is published: nothing is lost.
+    let (_, feeds) = ingest.get("/v1/feeds").await;
+    assert_eq!(feeds["feeds"][0]["state"], "running", "mid-stream: {feeds}");
+    nats.kill(1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The killed node comes back (its partitions return to it) and a third node joins.
+    let killed_name = if survivor_name == "a" { "b" } else { "a" };
+    let restarted = node(&urls, killed_name);
+    let c = node(&urls, "c");
+    let (a, b) = if killed_name == "a" {
+        (restarted, b)
+    } else {
+        (a, restarted)
+    };
+    wait_until("the ingest finished", Duration::from_secs(120), || async {
+        let (_, feeds) = ingest.get("/v1/feeds").await;
+        feeds["feeds"][0]["state"] == "finished"
+    })
+    .await;
+    // The killed server rejoins.
+    nats.restart(1).await;
+    let (_, feeds) = ingest.get("/v1/feeds").await;
+    assert_eq!(
+        feeds["feeds"][0]["trades"], 49_644,
+        "every trade of the day acknowledged by the stream: {feeds}"
+    );
+    for n in [&a, &b, &c] {
+        wait_until("three nodes settled", Duration::from_secs(60), || {
+            settled(n, &["a", "b", "c"])
+        })
+        .await;
+    }
+    for (name, n) in [("a", &a), ("b", &b), ("c", &c)] {
+        assert_same_answers(
+            &single,
+            n,
+            &["IBM", "AIG"],
+            &format!("three nodes, node {name}"),
+        )
+        .await;
+    }
+    // Node c leaves cleanly: its partitions go back to a and b.
+    let mut c = c;
+    c.terminate();
+    for n in [&a, &b] {
+        wait_until("two nodes settled", Duration::from_secs(30), || {
+            settled(n, &["a", "b"])
+        })
+        .await;
+    }
+    for (name, n) in [("a", &a), ("b", &b)] {
+        assert_same_answers(
+            &single,
+            n,
+            &["IBM", "AIG"],
+            &format!("two nodes, node {name}"),
+        )
+        .await;
+    }
+    let (status, body) = a.get("/v1/symbols/NOPE/stats").await;
+    assert_eq!(status, 404, "{body}");
+    single.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_day_is_dropped_by_the_duplicate_window_and_counted() {
+    if !nats_available("cluster") {
+        return;
+    }
+    let nats = NatsCluster::start(1).await;
+    let urls = nats.urls();
+    // Binance's raw frames: every trade has the venue's id, so a resend has the same message id.
+    let frames = data_path("binance_btcusdt_20240808.frames.jsonl");
+    let frames = frames.to_str().expect("path");
+    let single = TestApp::spawn(ServeArgs {
+        replay: vec![frames.into()],
+        ..ServeArgs::default()
+    })
+    .await;
+    single.wait_for_feeds().await;
+    let (_, reference) = single.get("/v1/symbols/BTCUSDT/stats").await;
+    let trades = reference["trade_count"].as_u64().expect("trades");
+    assert!(trades > 9_000, "{reference}");
+
+    let a = node(&urls, "a");
+    let ingest = |run: &str| {
+        Proc::start(&[
+            "ingest",
+            "--nats",
+            &urls,
+            "--node",
+            run,
+            "--replay",
+            frames,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+    };
+    let finished = |proc: &Proc| {
+        let address = proc.address.clone();
+        async move {
+            let body: Value = reqwest::get(format!("http://{address}/v1/feeds"))
+                .await
+                .expect("feeds")
+                .json()
+                .await
+                .expect("json");
+            body["feeds"][0]["state"] == "finished"
+        }
+    };
+    let first = ingest("first");
+    wait_until("the first ingest finished", Duration::from_secs(60), || {
+        finished(&first)
+    })
+    .await;
+    assert_eq!(
+        first.metric("tickstream_cluster_duplicates_total").await,
+        0.0
+    );
+    wait_until("the node settled", Duration::from_secs(30), || {
+        settled(&a, &["a"])
+    })
+    .await;
+    assert_same_answers(&single, &a, &["BTCUSDT"], "after the first ingest").await;
+
+    // The same trades again, as an ingest restarted after a crash resends what it had not seen
+    // acknowledged: JetStream drops every one within its duplicate window, and says so.
+    let second = ingest("second");
+    wait_until(
+        "the second ingest finished",
+        Duration::from_secs(60),
+        || finished(&second),
+    )
+    .await;
+    assert_eq!(
+        second.metric("tickstream_cluster_duplicates_total").await as u64,
+        trades,
+        "every resent trade dropped as a duplicate"
+    );
+    wait_until("the node settled", Duration::from_secs(30), || {
+        settled(&a, &["a"])
+    })
+    .await;
+    let (_, stats) = a.get("/v1/symbols/BTCUSDT/stats").await;
+    assert_eq!(
+        stats["trade_count"], trades,
+        "no trade counted twice: {stats}"
+    );
+    assert_same_answers(&single, &a, &["BTCUSDT"], "after the resend").await;
+    single.stop().await;
+}
