@@ -169,6 +169,164 @@ pub async fn forward(State(state): State<AppState>, request: Request, next: Next
     }
 }
 
+/// Gathers the cross-symbol answers (`/v1/symbols`, `/v1/stats`) from every live node: each
+/// answers for the partitions it serves, and the parts are merged as one process would have
+/// answered (sorted, ranked and limited again). When the parts do not cover every partition —
+/// one is moving between nodes — the answer is a 503 saying which, rather than a list that
+/// silently lacks symbols.
+pub async fn gather(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(shared) = state.cluster.clone() else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    let cross = path == "/v1/symbols" || path == "/v1/stats";
+    if !cross || request.headers().contains_key(FORWARDED) {
+        return next.run(request).await;
+    }
+    let (Some(partitions), Some(client)) = (shared.partition_count(), shared.client.get().cloned())
+    else {
+        return ApiError::Unavailable("this node has not joined its cluster yet".to_string())
+            .into_response();
+    };
+    let asked = ForwardRequest {
+        method: request.method().to_string(),
+        uri: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.to_string(), |p| p.to_string()),
+    };
+    let is_stats = path == "/v1/stats";
+    // The local answer has checked the parameters; a bad limit never gets this far.
+    let limit = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("limit="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(super::stats::DEFAULT_LIMIT);
+    let mut covered: std::collections::BTreeSet<u32> = shared
+        .serving
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let local = next.run(request).await;
+    if local.status() != StatusCode::OK {
+        return local;
+    }
+    let Ok(local) = axum::body::to_bytes(local.into_body(), MAX_FORWARDED_BODY).await else {
+        return ApiError::Internal("reading this node's part".to_string()).into_response();
+    };
+    let Ok(mut merged) = serde_json::from_slice::<serde_json::Value>(&local) else {
+        return ApiError::Internal("this node's part is not JSON".to_string()).into_response();
+    };
+    let (me, others) = {
+        let view = shared.view.lock().unwrap_or_else(|p| p.into_inner());
+        let others: Vec<String> = view
+            .nodes
+            .iter()
+            .map(|n| n.node.clone())
+            .filter(|n| *n != view.node)
+            .collect();
+        (view.node.clone(), others)
+    };
+    let asks = others
+        .iter()
+        .map(|node| query::ask_node(&client, node, &asked));
+    for (node, part) in others
+        .iter()
+        .zip(futures_util::future::join_all(asks).await)
+    {
+        let (reply, served) = match part {
+            Ok(part) => part,
+            Err(error) => {
+                tracing::debug!(%node, %error, "a node's part is missing");
+                continue;
+            }
+        };
+        if reply.status != 200 {
+            continue;
+        }
+        let Ok(part) = serde_json::from_slice::<serde_json::Value>(&reply.body) else {
+            continue;
+        };
+        covered.extend(served);
+        merge(&mut merged, part, is_stats);
+    }
+    let missing: Vec<u32> = (0..partitions).filter(|p| !covered.contains(p)).collect();
+    if !missing.is_empty() {
+        return ApiError::Unavailable(format!(
+            "partitions {missing:?} have no node answering right now (moving between nodes, or being rebuilt); node {me} asked {} other node(s); retry shortly",
+            others.len()
+        ))
+        .into_response();
+    }
+    finish(&mut merged, is_stats, limit);
+    Json(merged).into_response()
+}
+
+/// Adds a node's part to the merged answer.
+fn merge(merged: &mut serde_json::Value, part: serde_json::Value, is_stats: bool) {
+    if let (Some(into), Some(from)) = (
+        merged["symbols"].as_array_mut(),
+        part["symbols"].as_array().cloned(),
+    ) {
+        into.extend(from);
+    }
+    let as_of = merged["as_of_ms"].as_i64().max(part["as_of_ms"].as_i64());
+    merged["as_of_ms"] = as_of.map_or(serde_json::Value::Null, serde_json::Value::from);
+    if is_stats {
+        let total = merged["total"].as_u64().unwrap_or(0) + part["total"].as_u64().unwrap_or(0);
+        merged["total"] = total.into();
+    }
+}
+
+/// Sorts, deduplicates (a symbol answered by two nodes while its partition moved) and limits
+/// the merged rows as one process would.
+fn finish(merged: &mut serde_json::Value, is_stats: bool, limit: usize) {
+    let sort = merged["sort"].as_str().unwrap_or("symbol").to_string();
+    let descending = merged["order"] == "desc";
+    let Some(rows) = merged["symbols"].as_array_mut() else {
+        return;
+    };
+    let symbol = |row: &serde_json::Value| row["symbol"].as_str().unwrap_or("").to_string();
+    rows.sort_by_key(symbol);
+    rows.dedup_by_key(|row| symbol(row));
+    if is_stats {
+        rows.sort_by(|a, b| {
+            let by_symbol = symbol(a).cmp(&symbol(b));
+            if sort == "symbol" {
+                return if descending {
+                    by_symbol.reverse()
+                } else {
+                    by_symbol
+                };
+            }
+            match (a[&sort].as_f64(), b[&sort].as_f64()) {
+                (Some(x), Some(y)) => {
+                    let ordering = x.total_cmp(&y);
+                    let ordering = if descending {
+                        ordering.reverse()
+                    } else {
+                        ordering
+                    };
+                    ordering.then(by_symbol)
+                }
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => by_symbol,
+            }
+        });
+    }
+    if is_stats {
+        rows.truncate(limit);
+    }
+    let count = rows.len();
+    if !is_stats {
+        merged["count"] = count.into();
+    }
+}
+
 /// Answers forwarded requests through this node's own routes.
 pub struct RouterResponder(pub axum::Router);
 

@@ -172,6 +172,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             cluster::forward,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::gather,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -354,6 +354,14 @@ impl NodeStart {
             .partitions
             .store(partitions, std::sync::atomic::Ordering::Release);
         tracing::info!(node = %self.cluster.node, partitions, "analytics node: joining the cluster");
+        if let Some(client) = self.leases.client.get().cloned() {
+            tokio::spawn(query::serve_node(
+                client,
+                self.cluster.node.clone(),
+                std::sync::Arc::clone(&self.leases),
+                cancel.child_token(),
+            ));
+        }
         let context = std::sync::Arc::new(node::NodeContext::new(
             js,
             self.cluster.node.clone(),

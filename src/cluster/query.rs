@@ -69,6 +69,9 @@ pub enum ForwardError {
     /// NATS failed.
     #[error("asking the owner of partition {0}: {1}")]
     Nats(u32, String),
+    /// A live node did not answer for its part.
+    #[error("node {0} did not answer for its partitions")]
+    NodeSilent(String),
 }
 
 /// Asks partition `partition`'s owner.
@@ -113,16 +116,101 @@ pub async fn serve(
     responder: Arc<dyn Responder>,
     stop: CancellationToken,
 ) {
-    let mut requests = match client
+    let subscribed = client
         .queue_subscribe(subject(partition), OWNERS.to_string())
-        .await
-    {
-        Ok(subscriber) => subscriber,
-        Err(error) => {
-            tracing::error!(partition, %error, "cannot serve a partition's queries");
-            return;
+        .await;
+    match subscribed {
+        Ok(requests) => answer(client, requests, responder, None, stop).await,
+        Err(error) => tracing::error!(partition, %error, "cannot serve a partition's queries"),
+    }
+}
+
+/// The subject of node `node`'s own service: its part of the cross-symbol answers.
+pub fn node_subject(node: &str) -> String {
+    format!("tickstream.node.{node}")
+}
+
+/// Serves this node's part of cross-symbol requests (`/v1/symbols`, `/v1/stats`) until `stop`:
+/// each answer says which partitions it covers (header `Tickstream-Partitions`), so the asking
+/// node knows whether the parts it gathered cover every partition.
+pub async fn serve_node(
+    client: async_nats::Client,
+    node: String,
+    shared: Arc<super::lease::LeaseShared>,
+    stop: CancellationToken,
+) {
+    let responder = loop {
+        if let Some(responder) = shared.responder.get() {
+            break Arc::clone(responder);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            () = stop.cancelled() => return,
         }
     };
+    match client.subscribe(node_subject(&node)).await {
+        Ok(requests) => answer(client, requests, responder, Some(shared), stop).await,
+        Err(error) => tracing::error!(%error, "cannot serve this node's queries"),
+    }
+}
+
+/// The partitions an answer covers, as its header says them.
+fn partitions_header(served: &std::collections::BTreeSet<u32>) -> String {
+    served
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Asks node `node` for its part of a cross-symbol answer; returns it and the partitions it
+/// covers.
+pub async fn ask_node(
+    client: &async_nats::Client,
+    node: &str,
+    request: &ForwardRequest,
+) -> Result<(ForwardReply, Vec<u32>), ForwardError> {
+    let payload = serde_json::to_vec(request).unwrap_or_default();
+    let asked = tokio::time::timeout(
+        ASK_TIMEOUT,
+        client.request(node_subject(node), payload.into()),
+    )
+    .await
+    .map_err(|_| ForwardError::NodeSilent(node.to_string()))?;
+    let message = asked.map_err(|_| ForwardError::NodeSilent(node.to_string()))?;
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(name))
+            .map(|value| value.as_str().to_string())
+    };
+    let status = header("Tickstream-Status")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ForwardError::NodeSilent(node.to_string()))?;
+    let partitions = header("Tickstream-Partitions")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    Ok((
+        ForwardReply {
+            status,
+            content_type: header("Content-Type"),
+            body: message.payload,
+        },
+        partitions,
+    ))
+}
+
+/// Answers the requests of one subscription with `responder`.
+async fn answer(
+    client: async_nats::Client,
+    mut requests: async_nats::Subscriber,
+    responder: Arc<dyn Responder>,
+    served: Option<Arc<super::lease::LeaseShared>>,
+    stop: CancellationToken,
+) {
     loop {
         let message = tokio::select! {
             message = requests.next() => match message {
@@ -136,8 +224,13 @@ pub async fn serve(
         };
         let client = client.clone();
         let responder = Arc::clone(&responder);
+        let served = served.clone();
         // Each request on its own: a slow one does not hold the others.
         tokio::spawn(async move {
+            // The partitions covered are read before answering: the answer covers at least them.
+            let covered = served.as_ref().map(|shared| {
+                partitions_header(&shared.serving.lock().unwrap_or_else(|p| p.into_inner()))
+            });
             let answer = match serde_json::from_slice::<ForwardRequest>(&message.payload) {
                 Ok(request) => responder.respond(request).await,
                 Err(error) => ForwardReply {
@@ -153,6 +246,9 @@ pub async fn serve(
             headers.insert("Tickstream-Status", answer.status.to_string().as_str());
             if let Some(content_type) = &answer.content_type {
                 headers.insert("Content-Type", content_type.as_str());
+            }
+            if let Some(covered) = covered {
+                headers.insert("Tickstream-Partitions", covered.as_str());
             }
             let _ = client
                 .publish_with_headers(reply, headers, answer.body)

@@ -134,7 +134,13 @@ async fn settled(node: &Proc, owners: &[&str]) -> bool {
 
 /// Every answer about `symbols` that must equal a single process's.
 fn paths(symbols: &[&str]) -> Vec<String> {
-    let mut paths = Vec::new();
+    // Across symbols: gathered from every node, merged, ranked and limited again.
+    let mut paths = vec![
+        "/v1/symbols".to_string(),
+        "/v1/stats".to_string(),
+        "/v1/stats?window=5m&sort=volume&limit=1".to_string(),
+        "/v1/stats?window=1h&sort=change_pct&order=asc".to_string(),
+    ];
     for symbol in symbols {
         paths.push(format!("/v1/symbols/{symbol}/stats"));
         for interval in ["1s", "1m", "5m"] {

@@ -548,6 +548,7 @@ async fn the_openapi_description_is_served_and_documents_every_route() {
         ("/v1/symbols/{symbol}/history/candles", "get"),
         ("/v1/symbols/{symbol}/history/stats", "get"),
         ("/v1/symbols/{symbol}/history/indicators/{name}", "get"),
+        ("/v1/cluster", "get"),
     ];
     for (path, method) in routes {
         let operation = &paths[path][method];
