@@ -137,12 +137,15 @@ pub fn replicas(client: &async_nats::Client, settings: &ClusterSettings) -> usiz
     })
 }
 
-/// A JetStream context for the role: publishes wait for room among `in_flight` unacknowledged
-/// ones rather than failing.
+/// A JetStream context for the role: publishes wait for room among unacknowledged ones rather
+/// than failing. The client's own bound is twice the publisher's `in_flight`: after a failure
+/// the publisher drops its acknowledgement futures, and the client holds their slots until
+/// their answers come or time out (5 s), so new sends are not starved meanwhile.
 pub fn context(client: async_nats::Client, in_flight: usize) -> jetstream::Context {
     jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
-        .max_ack_inflight(in_flight)
+        .ack_timeout(Duration::from_secs(5))
+        .max_ack_inflight(in_flight * 2)
         .backpressure_on_inflight(true)
         .build(client)
 }

@@ -31,7 +31,6 @@
 mod alerts;
 mod architecture;
 mod candles_vs_polars;
-mod cluster;
 mod connections;
 mod dashboard;
 mod edges;

@@ -4,16 +4,13 @@
 //! - [`oracles`]: the polars batch oracle for windows and candles, and the comparisons;
 //! - [`app`]: the real service, in process on a random loopback port ([`app::TestApp`]) or as
 //!   the built binary;
-//! - [`peers`]: what the service talks to: the mock exchange;
-//! - [`nats`]: a real NATS JetStream cluster on loopback, for the scale-out tests.
+//! - [`peers`]: what the service talks to: the mock exchange.
 
 pub mod app;
-pub mod nats;
 pub mod oracles;
 pub mod peers;
 
 pub use app::*;
-pub use nats::*;
 pub use oracles::*;
 pub use peers::*;
 

@@ -8,24 +8,34 @@ use serde_json::Value;
 use tickstream::cluster::partition::partition_of;
 use tickstream::config::ServeArgs;
 
+use crate::nats::{NatsCluster, nats_available};
 use crate::support::*;
 
-/// The real binary in one role, its HTTP address, and its log.
+/// The real binary in one role, its HTTP address, and its log (printed when a test fails).
 struct Proc {
+    name: String,
     child: std::process::Child,
     address: String,
     client: reqwest::Client,
-    _log: std::sync::mpsc::Receiver<String>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Proc {
     fn start(args: &[&str]) -> Proc {
-        let (child, address, log) = start_binary(&strings(args));
+        let (child, address, lines) = start_binary(&strings(args));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines {
+                kept.lock().expect("log").push(line);
+            }
+        });
         Proc {
+            name: args.iter().take(5).copied().collect::<Vec<_>>().join(" "),
             child,
             address,
             client: reqwest::Client::new(),
-            _log: log,
+            log,
         }
     }
 
@@ -80,6 +90,14 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+            let start = log.len().saturating_sub(60);
+            eprintln!("--- the last log lines of `{}` ---", self.name);
+            for line in &log[start..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
