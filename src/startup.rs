@@ -201,17 +201,17 @@ impl App {
                 recording
             }
             Some(cluster) if cluster.role == Role::Ingest => {
-                let publisher = crate::cluster::start_ingest(
-                    &cluster,
+                let ingest = crate::cluster::run_ingest(
+                    cluster,
                     crate::cluster::horizon(settings.recovery_horizon()),
                     settings.analytics.allowed_lateness,
                     events_rx,
                     Arc::clone(&state.feeds),
                     Arc::clone(&metrics),
-                    &sources.live_ids(),
-                )
-                .await?;
-                spawn_reported_on_thread(&tasks, "publisher", publisher.run(cancel.child_token()))?;
+                    sources.live_ids(),
+                    cancel.child_token(),
+                );
+                spawn_reported_on_thread(&tasks, "publisher", ingest)?;
                 // The stream is the trade log: only raw frames are recorded here.
                 match recorders {
                     Some(Recorders {

@@ -156,6 +156,8 @@ impl LeaseShared {
 /// The lease task.
 pub struct Leases {
     leases: kv::Store,
+    /// The lease bucket's stream (to list the live heartbeats).
+    stream: async_nats::jetstream::stream::Stream,
     config: kv::Store,
     me: NodeRecord,
     partitions: u32,
@@ -218,12 +220,17 @@ impl Leases {
             replicas,
         )
         .await?;
+        let stream = js
+            .get_stream(format!("KV_{}", super::LEASE_BUCKET))
+            .await
+            .map_err(|e| ClusterError::jetstream("opening the lease bucket", e))?;
         let config = js
             .get_key_value(super::CONFIG_BUCKET)
             .await
             .map_err(|e| ClusterError::jetstream("opening the config bucket", e))?;
         Ok(Leases {
             leases,
+            stream,
             config,
             me,
             partitions,
@@ -295,15 +302,20 @@ impl Leases {
             .await
             .map_err(|e| ClusterError::jetstream("writing the heartbeat", e))?;
         let mut nodes = Vec::new();
-        let mut keys = self
-            .leases
-            .keys()
+        // The live heartbeats' keys, from the bucket's stream information (one request; the
+        // key-value `keys()` creates a consumer per call, which a 2.9 cluster that lost a
+        // server times out on).
+        let prefix = format!("$KV.{}.nodes.", super::LEASE_BUCKET);
+        let mut subjects = self
+            .stream
+            .info_with_subjects(format!("{prefix}>"))
             .await
-            .map_err(|e| ClusterError::jetstream("listing the leases", e))?;
+            .map_err(|e| ClusterError::jetstream("listing the nodes", e))?;
         let mut names = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| ClusterError::jetstream("listing the leases", e))?;
-            if let Some(name) = key.strip_prefix("nodes.") {
+        while let Some(subject) = subjects.next().await {
+            let (subject, _) =
+                subject.map_err(|e| ClusterError::jetstream("listing the nodes", e))?;
+            if let Some(name) = subject.strip_prefix(&prefix) {
                 names.push(name.to_string());
             }
         }

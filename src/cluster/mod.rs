@@ -126,15 +126,25 @@ pub async fn connect(settings: &ClusterSettings) -> Result<async_nats::Client, C
 }
 
 /// How many replicas the stream and buckets get: as configured, else 3 on a clustered server
-/// and 1 on a lone one.
-pub fn replicas(client: &async_nats::Client, settings: &ClusterSettings) -> usize {
-    settings.replicas.unwrap_or_else(|| {
-        if client.server_info().cluster.is_some() {
-            3
-        } else {
-            1
+/// and 1 on a lone one — as the server says once connected (the client connects in the
+/// background: until then it knows nothing of the server).
+pub async fn replicas(client: &async_nats::Client, settings: &ClusterSettings) -> usize {
+    if let Some(replicas) = settings.replicas {
+        return replicas;
+    }
+    let mut waited = false;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if !waited {
+            tracing::info!(servers = %settings.servers.join(","), "waiting for a NATS server");
+            waited = true;
         }
-    })
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if client.server_info().cluster.is_some() {
+        3
+    } else {
+        1
+    }
 }
 
 /// A JetStream context for the role: publishes wait for room among unacknowledged ones rather
@@ -255,32 +265,60 @@ pub async fn open_stream(
     Ok(partitions)
 }
 
-/// Starts the ingest role: connects, creates the stream if it is the first, and returns the
-/// publisher of the sources' `events`.
+/// Runs the ingest role until `cancel`: connects (retrying while the cluster is unreachable or
+/// electing its leaders), creates the stream if it is the first ingest, then publishes the
+/// sources' `events` until they end. Meanwhile the sources wait on the channel (backpressure).
 #[allow(clippy::too_many_arguments)]
-pub async fn start_ingest(
-    cluster: &ClusterSettings,
+pub async fn run_ingest(
+    cluster: ClusterSettings,
     horizon: Duration,
     lateness: i64,
     events: tokio::sync::mpsc::Receiver<crate::model::CoreEvent>,
     feeds: std::sync::Arc<crate::health::FeedRegistry>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-    live: &[crate::model::FeedId],
-) -> Result<publish::Publisher, ClusterError> {
-    let client = connect(cluster).await?;
-    let replicas = replicas(&client, cluster);
-    let js = context(client, publish::IN_FLIGHT);
-    let partitions = open_stream(&js, cluster, replicas, horizon).await?;
-    tracing::info!(
-        servers = %cluster.servers.join(","),
-        partitions,
-        replicas,
-        "ingest: publishing the sources' trades to {STREAM}"
-    );
-    Ok(
-        publish::Publisher::new(js, partitions, events, feeds, metrics, lateness)
-            .with_live_clock(live, lateness),
-    )
+    live: Vec<crate::model::FeedId>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let setup = async {
+        let client = match connect(&cluster).await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "cannot publish to the cluster");
+                return None;
+            }
+        };
+        let replicas = replicas(&client, &cluster).await;
+        let js = context(client, publish::IN_FLIGHT);
+        let mut pause = Duration::from_millis(500);
+        let partitions = loop {
+            match open_stream(&js, &cluster, replicas, horizon).await {
+                Ok(partitions) => break partitions,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?pause, "cannot open the stream yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        tracing::info!(
+            servers = %cluster.servers.join(","),
+            partitions,
+            replicas,
+            "ingest: publishing the sources' trades to {STREAM}"
+        );
+        Some((js, partitions))
+    };
+    let (js, partitions) = tokio::select! {
+        ready = setup => match ready {
+            Some(ready) => ready,
+            None => return,
+        },
+        () = cancel.cancelled() => return,
+    };
+    publish::Publisher::new(js, partitions, events, feeds, metrics, lateness)
+        .with_live_clock(&live, lateness)
+        .run(cancel)
+        .await;
 }
 
 /// How far back a partition's state reaches, from the state's own horizon (ns: the longest
@@ -321,38 +359,56 @@ impl NodeStart {
     /// Connects (retrying until the cluster and its stream are there), then runs the leases
     /// and the owned partitions until `cancel`.
     pub async fn run(self, cancel: tokio_util::sync::CancellationToken) {
-        let started = async {
-            let client = connect(&self.cluster).await?;
-            let replicas = replicas(&client, &self.cluster);
+        let joined = async {
+            let client = match connect(&self.cluster).await {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::error!(%error, "cannot join the cluster");
+                    return None;
+                }
+            };
+            let replicas = replicas(&client, &self.cluster).await;
             let _ = self.leases.client.set(client.clone());
             let js = context(client, publish::IN_FLIGHT);
-            let horizon = self.horizon;
-            let partitions = open_stream(&js, &self.cluster, replicas, horizon).await?;
             let me = lease::NodeRecord {
                 node: self.cluster.node.clone(),
                 http: self.http.clone(),
                 started_ms: crate::model::wall_clock_now() / 1_000_000,
             };
-            let leases = lease::Leases::open(
-                &js,
-                me,
-                partitions,
-                replicas,
-                std::sync::Arc::clone(&self.leases),
-            )
-            .await?;
-            Ok::<_, ClusterError>((js, horizon, partitions, leases))
-        };
-        let (js, horizon, partitions, leases) = tokio::select! {
-            started = started => match started {
-                Ok(started) => started,
-                Err(error) => {
-                    tracing::error!(%error, "cannot join the cluster");
-                    return;
+            // The cluster may be electing its leaders, or waiting for the first ingest: retried.
+            let mut pause = Duration::from_millis(500);
+            loop {
+                let attempt = async {
+                    let partitions =
+                        open_stream(&js, &self.cluster, replicas, self.horizon).await?;
+                    let leases = lease::Leases::open(
+                        &js,
+                        me.clone(),
+                        partitions,
+                        replicas,
+                        std::sync::Arc::clone(&self.leases),
+                    )
+                    .await?;
+                    Ok::<_, ClusterError>((partitions, leases))
+                };
+                match attempt.await {
+                    Ok((partitions, leases)) => return Some((js, partitions, leases)),
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?pause, "cannot join the cluster yet");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
                 }
+            }
+        };
+        let (js, partitions, leases) = tokio::select! {
+            joined = joined => match joined {
+                Some(joined) => joined,
+                None => return,
             },
             () = cancel.cancelled() => return,
         };
+        let horizon = self.horizon;
         self.leases
             .partitions
             .store(partitions, std::sync::atomic::Ordering::Release);

@@ -145,12 +145,6 @@ impl NatsCluster {
             let _ = child.wait();
         }
     }
-
-    /// Starts server `i` again on its ports and store.
-    pub async fn restart(&mut self, i: usize) {
-        self.spawn(i);
-        self.wait_healthy().await;
-    }
 }
 
 impl Drop for NatsCluster {
