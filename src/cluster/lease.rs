@@ -311,25 +311,27 @@ impl Leases {
             .info_with_subjects(format!("{prefix}>"))
             .await
             .map_err(|e| ClusterError::jetstream("listing the nodes", e))?;
-        let mut names = Vec::new();
+        let mut listed = Vec::new();
         while let Some(subject) = subjects.next().await {
             let (subject, _) =
                 subject.map_err(|e| ClusterError::jetstream("listing the nodes", e))?;
             if let Some(name) = subject.strip_prefix(&prefix) {
-                names.push(name.to_string());
+                listed.push(name.to_string());
             }
         }
-        for name in &names {
+        // A node that stopped deleted its heartbeat: the delete marker stays listed until it
+        // expires, but reads as no record, so only the heartbeats read count.
+        for name in &listed {
             if let Ok(Some(value)) = self.leases.get(format!("nodes.{name}")).await
                 && let Ok(record) = serde_json::from_slice::<NodeRecord>(&value)
             {
                 nodes.push(record);
             }
         }
-        if !names.contains(&self.me.node) {
-            names.push(self.me.node.clone());
+        if !nodes.iter().any(|n| n.node == self.me.node) {
             nodes.push(self.me.clone());
         }
+        let mut names: Vec<String> = nodes.iter().map(|n| n.node.clone()).collect();
         names.sort();
         nodes.sort_by(|a, b| a.node.cmp(&b.node));
         let running = self.running();

@@ -377,6 +377,15 @@ async fn consume(
             .await
             .map_err(|e| ClusterError::jetstream("creating a partition's consumer", e))?;
         if pull.cached_info().num_pending == 0 {
+            // Nothing to rebuild (a partition without messages in the horizon).
+            context.set_progress(
+                partition,
+                Some(Progress {
+                    applied,
+                    pending: 0,
+                    rebuilding: false,
+                }),
+            );
             context.start_serving(partition, stop);
         }
         let mut messages = pull

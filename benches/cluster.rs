@@ -1,0 +1,503 @@
+//! Scale-out throughput on this machine: trades per second through NATS JetStream, published by
+//! `tickstream ingest` and applied by 1, 2 and 3 analytics nodes (`tickstream serve --nats`),
+//! beside the limits measured in the same run with the same server and the same messages:
+//!
+//! - publishing: a bare async-nats publisher sending the ingest's own messages (same subjects,
+//!   sizes and message ids, into a second stream), acknowledgements pipelined as deep;
+//! - consuming: a bare async-nats pull consumer of the ticks stream that only counts.
+//!
+//! The server is one `nats-server` (Debian's; JetStream, file storage) on loopback with its store
+//! in a temporary directory; the data is generated (500,000 trades of 64 symbols, 16
+//! partitions). The nodes are timed from their start until every partition is caught up (their
+//! `/v1/cluster`: owners, no pending message), which includes taking the leases (a second's
+//! round); the consume time from the moment every partition has an owner is printed too. Each
+//! process's CPU seconds are printed beside it: on two cores, that says what limits it.
+//!
+//! Needs `nats-server` (`apt-get install nats-server`). Run with `cargo bench --bench cluster`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+const TRADES: usize = 500_000;
+const SYMBOLS: usize = 64;
+const PARTITIONS: u32 = 16;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// CPU seconds a process has used (user + system), from `/proc`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+/// The tickstream binary in one role, with its HTTP address.
+struct Proc {
+    child: Child,
+    address: String,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickstream"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tickstream starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if !sent && let Some(at) = line.find("address=") {
+                    let address = line[at + 8..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send(address);
+                    sent = true;
+                }
+            }
+        });
+        let address = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the service logs its address");
+        Proc { child, address }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        match reqwest::get(format!("http://{}{path}", self.address)).await {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    fn stop(mut self) -> f64 {
+        let cpu = cpu_seconds(self.child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        cpu
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_trades(path: &Path) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    writeln!(out, "ts,symbol,price,size").expect("write");
+    let start_ms = 1_723_075_200_000i64;
+    let mut rng = fastrand::Rng::with_seed(19);
+    for i in 0..TRADES {
+        writeln!(
+            out,
+            "{},S{:02},{:.2},{}",
+            start_ms + i as i64,
+            i % SYMBOLS,
+            100.0 + rng.f64() * 10.0,
+            1 + rng.u32(0..500)
+        )
+        .expect("write");
+    }
+}
+
+/// The bare publisher: the ingest's messages, republished as they are into a second stream.
+async fn bare_publish(
+    js: &jetstream::Context,
+    messages: &[(String, Vec<u8>, Option<String>)],
+) -> Duration {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "BENCH_BARE".to_string(),
+        subjects: vec!["bare.>".to_string()],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    let started = Instant::now();
+    let mut acks = std::collections::VecDeque::new();
+    for (subject, payload, id) in messages {
+        let mut publish =
+            jetstream::message::PublishMessage::build().payload(payload.clone().into());
+        if let Some(id) = id {
+            publish = publish.message_id(id);
+        }
+        let ack = js
+            .send_publish(format!("bare.{subject}"), publish)
+            .await
+            .expect("publish");
+        acks.push_back(ack);
+        if acks.len() >= 4096
+            && let Some(ack) = acks.pop_front()
+        {
+            ack.await.expect("ack");
+        }
+    }
+    for ack in acks {
+        ack.await.expect("ack");
+    }
+    started.elapsed()
+}
+
+/// The bare consumer: every message of the ticks stream, counted.
+async fn bare_consume(js: &jetstream::Context, expected: u64) -> Duration {
+    let stream = js.get_stream("TICKSTREAM_TICKS").await.expect("stream");
+    let started = Instant::now();
+    let pull = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("bench-bare".to_string()),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut messages = pull
+        .stream()
+        .max_messages_per_batch(1024)
+        .messages()
+        .await
+        .expect("messages");
+    let mut count = 0u64;
+    while count < expected {
+        match messages.next().await {
+            Some(Ok(_)) => count += 1,
+            Some(Err(error)) => panic!("bare consumer: {error}"),
+            None => break,
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = stream.delete_consumer("bench-bare").await;
+    elapsed
+}
+
+/// Messages the nodes have consumed, summed.
+async fn consumed(nodes: &[Proc]) -> f64 {
+    let mut total = 0.0;
+    for node in nodes {
+        total += metric(node, "tickstream_cluster_consumed_total").await;
+    }
+    total
+}
+
+async fn metric(node: &Proc, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("http://{}/metrics", node.address)).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until `nodes` have consumed `expected` messages (from a fresh start).
+async fn wait_consumed(nodes: &[&Proc], expected: u64) {
+    wait_consumed_from(nodes, 0.0, expected).await;
+}
+
+/// Waits until `nodes` have consumed `expected` messages more than `before`.
+async fn wait_consumed_from(nodes: &[&Proc], before: f64, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never consumed {expected} messages"
+        );
+        let mut total = 0.0;
+        for node in nodes {
+            total += metric(node, "tickstream_cluster_consumed_total").await;
+        }
+        if total - before >= expected as f64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until every partition is owned by its desired owner among `names`.
+async fn wait_settled(node: &Proc, names: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the nodes never settled");
+        let view = node.get("/v1/cluster").await;
+        let partitions = view["partition_owners"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if partitions.len() == PARTITIONS as usize
+            && partitions.iter().all(|p| {
+                p["owner"]
+                    .as_str()
+                    .is_some_and(|o| names.iter().any(|n| n == o))
+                    && p["desired"] == p["owner"]
+                    && p["served_here"].is_boolean()
+                    && p["lease"]["rebuilding"] == false
+            })
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The bare publisher and the bare consumer at once, on a stream of their own.
+async fn end_to_end_limit(
+    js: &jetstream::Context,
+    messages: &[(String, Vec<u8>, Option<String>)],
+) -> Duration {
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: "BENCH_E2E".to_string(),
+            subjects: vec!["e2e.>".to_string()],
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let pull = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("bench-e2e".to_string()),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let expected = messages.len();
+    let started = Instant::now();
+    let consume = tokio::spawn(async move {
+        let mut stream = pull
+            .stream()
+            .max_messages_per_batch(1024)
+            .messages()
+            .await
+            .expect("messages");
+        let mut count = 0;
+        while count < expected {
+            match stream.next().await {
+                Some(Ok(_)) => count += 1,
+                _ => break,
+            }
+        }
+    });
+    let mut acks = std::collections::VecDeque::new();
+    for (subject, payload, id) in messages {
+        let mut publish =
+            jetstream::message::PublishMessage::build().payload(payload.clone().into());
+        if let Some(id) = id {
+            publish = publish.message_id(id);
+        }
+        acks.push_back(
+            js.send_publish(format!("e2e.{subject}"), publish)
+                .await
+                .expect("publish"),
+        );
+        if acks.len() >= 4096
+            && let Some(ack) = acks.pop_front()
+        {
+            ack.await.expect("ack");
+        }
+    }
+    for ack in acks {
+        ack.await.expect("ack");
+    }
+    let _ = consume.await;
+    started.elapsed()
+}
+
+fn main() {
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!(
+            "cluster bench skipped: nats-server is not installed (apt-get install nats-server)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("trades.csv");
+    write_trades(&csv);
+    let port = free_port();
+    let mut server = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path().join("store"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    let url = format!("nats://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let csv_path = csv.to_str().expect("path").to_string();
+    println!(
+        "{TRADES} trades of {SYMBOLS} symbols, {PARTITIONS} partitions, one nats-server (JetStream, file store) on loopback, 2 vCPUs"
+    );
+    runtime.block_on(async {
+        std::thread::sleep(Duration::from_millis(500));
+        // Publishing: the ingest.
+        let started = Instant::now();
+        let ingest = Proc::start(&[
+            "ingest", "--nats", &url, "--partitions", "16", "--replay", &csv_path, "--speed", "max",
+            "--listen", "127.0.0.1:0",
+        ]);
+        loop {
+            let feeds = ingest.get("/v1/feeds").await;
+            if feeds["feeds"][0]["state"] == "finished" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let publish_time = started.elapsed();
+        let ingest_cpu = ingest.stop();
+        let client = async_nats::connect(&url).await.expect("connect");
+        let js = jetstream::new(client);
+        let mut stream = js.get_stream("TICKSTREAM_TICKS").await.expect("the ticks stream");
+        let stored = stream.info().await.expect("info").state.messages;
+        // The same messages, as the ingest wrote them, for the bare publisher.
+        let mut messages = Vec::with_capacity(stored as usize);
+        {
+            let pull = stream
+                .create_consumer(consumer::pull::Config {
+                    durable_name: Some("bench-copy".to_string()),
+                    ack_policy: consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .expect("consumer");
+            let mut copy = pull.stream().max_messages_per_batch(1024).messages().await.expect("messages");
+            while (messages.len() as u64) < stored {
+                let Some(Ok(message)) = copy.next().await else { break };
+                let id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.as_str().to_string());
+                messages.push((message.subject.to_string(), message.payload.to_vec(), id));
+            }
+            let _ = stream.delete_consumer("bench-copy").await;
+        }
+        let bare_publish_time = bare_publish(&js, &messages).await;
+        let rate = |n: u64, t: Duration| n as f64 / t.as_secs_f64();
+        println!("publishing ({stored} messages: {TRADES} trades and the clock messages):");
+        println!(
+            "  tickstream ingest (CSV replay → JetStream, acknowledged): {:.0} trades/s, {:.2} s, ingest CPU {:.1} s",
+            rate(TRADES as u64, publish_time),
+            publish_time.as_secs_f64(),
+            ingest_cpu
+        );
+        println!(
+            "  limit: bare async-nats publisher, the same messages: {:.0} msgs/s, {:.2} s — ratio {:.2}",
+            rate(stored, bare_publish_time),
+            bare_publish_time.as_secs_f64(),
+            bare_publish_time.as_secs_f64() / publish_time.as_secs_f64()
+        );
+        // Consuming: the limit, then 1, 2 and 3 nodes.
+        let bare = bare_consume(&js, stored).await;
+        println!("consuming (every partition rebuilt from the stream, {stored} messages):");
+        println!(
+            "  limit: bare async-nats pull consumer that counts: {:.0} msgs/s, {:.2} s",
+            rate(stored, bare),
+            bare.as_secs_f64()
+        );
+        // One node rebuilding the whole stream (taking every partition at once).
+        {
+            let started = Instant::now();
+            let node = Proc::start(&[
+                "serve", "--nats", &url, "--node", "rebuild", "--listen", "127.0.0.1:0",
+            ]);
+            wait_consumed(&[&node], stored).await;
+            let took = started.elapsed();
+            let cpu = node.stop();
+            println!(
+                "  1 node rebuilding every partition from the stream: {:.0} trades/s ({:.2} s from its start), {:.2}× the bare consumer; node CPU {cpu:.1} s",
+                rate(TRADES as u64, took),
+                took.as_secs_f64(),
+                rate(TRADES as u64, took) / rate(stored, bare)
+            );
+        }
+        // End to end: K nodes that already own their partitions; the ingest publishes the day;
+        // timed from the ingest's start until every node has consumed every message.
+        let limit = end_to_end_limit(&js, &messages).await;
+        println!("end to end (ingest → JetStream → nodes, {stored} messages):");
+        println!(
+            "  limit: the bare publisher and the bare consumer at once: {:.0} msgs/s ({:.2} s)",
+            rate(stored, limit),
+            limit.as_secs_f64()
+        );
+        for nodes in 1..=3usize {
+            stream.purge().await.expect("purge");
+            let procs: Vec<Proc> = (0..nodes)
+                .map(|i| {
+                    Proc::start(&[
+                        "serve", "--nats", &url, "--node", &format!("e2e{nodes}-{i}"), "--listen",
+                        "127.0.0.1:0",
+                    ])
+                })
+                .collect();
+            let names: Vec<String> = (0..nodes).map(|i| format!("e2e{nodes}-{i}")).collect();
+            wait_settled(&procs[0], &names).await;
+            let before: f64 = consumed(&procs).await;
+            let started = Instant::now();
+            let ingest = Proc::start(&[
+                "ingest", "--nats", &url, "--replay", &csv_path, "--speed", "max", "--listen",
+                "127.0.0.1:0",
+            ]);
+            let refs: Vec<&Proc> = procs.iter().collect();
+            wait_consumed_from(&refs, before, TRADES as u64).await;
+            let took = started.elapsed();
+            let ingest_cpu = ingest.stop();
+            let cpu: Vec<f64> = procs.into_iter().map(Proc::stop).collect();
+            println!(
+                "  {nodes} node(s): {:.0} trades/s ({:.2} s) — {:.2}× the limit; ingest CPU {ingest_cpu:.1} s, nodes' CPU {:?} s",
+                rate(TRADES as u64, took),
+                took.as_secs_f64(),
+                limit.as_secs_f64() / took.as_secs_f64(),
+                cpu.iter().map(|c| (c * 10.0).round() / 10.0).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("nats-server CPU over the whole run: {:.1} s", cpu_seconds(server.id()));
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+}
