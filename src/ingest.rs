@@ -362,8 +362,7 @@ impl AnalyticsTask {
             .alerts_fired
             .inc_by(self.pending_alerts.len() as u64);
         for alert in self.pending_alerts.drain(..) {
-            let alert = Arc::new(alert);
-            self.alert_log.push(Arc::clone(&alert));
+            let alert = self.alert_log.record(alert);
             if self.alerts.try_send(alert).is_err() {
                 self.metrics
                     .alerts_dropped

@@ -53,6 +53,9 @@ pub struct AlertLog {
     recent: Mutex<VecDeque<Arc<Alert>>>,
     capacity: usize,
     run: u64,
+    /// The last id given by [`AlertLog::record`] (changed only under the `recent` lock, so ids
+    /// grow in the log's order even when several cores fire: a cluster node's partitions).
+    issued: std::sync::atomic::AtomicU64,
 }
 
 impl AlertLog {
@@ -67,6 +70,7 @@ impl AlertLog {
             recent: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
             run,
+            issued: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -94,6 +98,26 @@ impl AlertLog {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Alert>>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a fired alert under the next id of this process (ids grow in the log's order),
+    /// and returns it as recorded.
+    pub fn record(&self, mut alert: Alert) -> Arc<Alert> {
+        use std::sync::atomic::Ordering;
+        let mut recent = self.lock();
+        let id = self
+            .issued
+            .load(Ordering::Acquire)
+            .max(recent.back().map_or(0, |a| a.id))
+            + 1;
+        self.issued.store(id, Ordering::Release);
+        alert.id = id;
+        let alert = Arc::new(alert);
+        if recent.len() == self.capacity {
+            recent.pop_front();
+        }
+        recent.push_back(Arc::clone(&alert));
+        alert
     }
 
     /// Records an alert.
@@ -447,6 +471,21 @@ mod tests {
             ts_ms: id as i64,
             message: "m".into(),
         }
+    }
+
+    #[test]
+    fn recorded_alerts_get_growing_ids_whoever_fired_them() {
+        // Two cores (a cluster node's partitions) each number their alerts from 1.
+        let log = AlertLog::new(10);
+        let ids: Vec<u64> = [alert(1, "A"), alert(1, "B"), alert(2, "A"), alert(2, "B")]
+            .into_iter()
+            .map(|a| log.record(a).id)
+            .collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        assert_eq!(log.last_id(), 4);
+        let (after, missed) = log.after(2, 10);
+        assert_eq!(after.iter().map(|a| a.id).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(missed, 0);
     }
 
     #[test]
