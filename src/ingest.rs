@@ -423,9 +423,11 @@ impl AnalyticsTask {
                 self.engine.observe_event_time(event);
                 if self.engine.now().is_some_and(|current| now > current) {
                     self.engine.advance_clock(now);
-                    self.evaluator
-                        .on_clock(&self.engine, &mut self.pending_alerts);
                 }
+                // The other partitions' trades moved the clock: `stale` rules are checked at it,
+                // as one process checks them after every trade.
+                self.evaluator
+                    .on_clock(&self.engine, &mut self.pending_alerts);
                 if !alerts {
                     self.pending_alerts.truncate(before);
                 }

@@ -118,6 +118,22 @@ pub struct Rule {
     pub spec: RuleSpec,
 }
 
+/// Every rule kind's name, as written.
+pub const KINDS: [&str; 7] = [
+    "price_above",
+    "price_below",
+    "change_pct",
+    "volume",
+    "vwap_deviation",
+    "indicator",
+    "stale",
+];
+
+/// The kind named `name`, as the `'static` name alerts carry.
+pub fn kind_named(name: &str) -> Option<&'static str> {
+    KINDS.iter().copied().find(|kind| *kind == name)
+}
+
 impl Rule {
     /// The kind's name as written.
     pub fn kind(&self) -> &'static str {

@@ -13,6 +13,7 @@
 //!
 //! Single node stays the default: nothing here runs without `--nats`. See `docs/scale-out.md`.
 
+pub mod alerts;
 pub mod lease;
 pub mod node;
 pub mod partition;
@@ -367,6 +368,14 @@ impl NodeStart {
                     return None;
                 }
             };
+            // The other nodes' alerts are shown from the moment this node is connected.
+            tokio::spawn(alerts::receive(
+                client.clone(),
+                self.cluster.node.clone(),
+                std::sync::Arc::clone(&self.alert_log),
+                self.stream.clone(),
+                cancel.child_token(),
+            ));
             let replicas = replicas(&client, &self.cluster).await;
             let _ = self.leases.client.set(client.clone());
             let js = context(client, publish::IN_FLIGHT);
@@ -421,6 +430,18 @@ impl NodeStart {
                 cancel.child_token(),
             ));
         }
+        // The partitions' alerts go through the relay: to this node's sinks, and to the others.
+        let (fired_tx, fired_rx) =
+            tokio::sync::mpsc::channel(crate::alerts::sink::ALERT_CHANNEL_CAPACITY);
+        let mut relay = None;
+        if let Some(client) = self.leases.client.get().cloned() {
+            relay = Some(tokio::spawn(alerts::relay(
+                client,
+                self.cluster.node.clone(),
+                fired_rx,
+                self.alerts.clone(),
+            )));
+        }
         let context = std::sync::Arc::new(node::NodeContext::new(
             js,
             self.cluster.node.clone(),
@@ -430,7 +451,7 @@ impl NodeStart {
             self.snapshots,
             self.feeds,
             self.metrics,
-            self.alerts,
+            fired_tx,
             self.alert_log,
             self.stream,
             self.leases,
@@ -442,5 +463,9 @@ impl NodeStart {
         node::run(context, owned_rx, cancel.clone()).await;
         lease_cancel.cancel();
         let _ = lease_task.await;
+        // Every core has stopped: the relay hands the last alerts to the sinks and ends.
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
     }
 }
