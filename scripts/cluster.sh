@@ -14,13 +14,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v nats-server >/dev/null || { echo "nats-server is not installed (apt-get install nats-server)" >&2; exit 1; }
-cargo build --release --quiet
-bin=target/release/tickstream
+# TICKSTREAM_BIN=target/debug/tickstream uses a binary already built instead.
+bin=${TICKSTREAM_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=target/release/tickstream
+fi
 work=$(mktemp -d -t tickstream-cluster.XXXXXX)
+servers=()
 pids=()
 stop() {
+  trap - EXIT INT TERM
   echo "stopping…"
+  # tickstream first (nodes give their leases up through NATS), then the servers.
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -31,7 +40,7 @@ for i in 1 2 3; do
   nats-server -a 127.0.0.1 -p 423$i -js -sd "$work/nats-$i" --server_name "n$i" \
     --cluster_name tickstream --cluster "nats://127.0.0.1:623$i" --routes "$routes" \
     >"$work/nats-$i.log" 2>&1 &
-  pids+=($!)
+  servers+=($!)
 done
 urls=nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233
 sleep 2
