@@ -98,7 +98,8 @@ pub async fn openapi() -> impl IntoResponse {
 }
 
 /// `GET /readyz`: the pipeline runs and every source has delivered data or ended (503 before,
-/// naming the sources still waited for, and during shutdown).
+/// naming the sources still waited for, and during shutdown); an analytics node of a cluster
+/// has joined and every partition it owns has caught up with the stream.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -112,6 +113,30 @@ pub async fn openapi() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if !state.ready.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable("the pipeline is not running".into()));
+    }
+    // An analytics node: joined, and every partition it owns caught up with the stream.
+    if let Some(cluster) = &state.cluster {
+        if cluster.partition_count().is_none() {
+            return Err(ApiError::Unavailable(
+                "this node has not joined its cluster yet (waiting for NATS, or for an ingest to create the stream)".into(),
+            ));
+        }
+        let running = cluster
+            .running
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let behind: Vec<String> = running
+            .iter()
+            .filter(|partition| !cluster.serves(**partition))
+            .map(u32::to_string)
+            .collect();
+        if !behind.is_empty() {
+            return Err(ApiError::Unavailable(format!(
+                "rebuilding partitions {} from the stream",
+                behind.join(", ")
+            )));
+        }
     }
     let waiting: Vec<String> = state
         .feeds

@@ -67,7 +67,7 @@ pub struct NodeContext {
     /// Shared with the lease task.
     pub leases: Arc<LeaseShared>,
     /// The node's feed ids by the ingest's names.
-    feed_ids: Mutex<HashMap<String, FeedId>>,
+    feed_ids: Mutex<HashMap<String, (FeedId, Arc<crate::health::FeedStatus>)>>,
 }
 
 impl NodeContext {
@@ -104,10 +104,12 @@ impl NodeContext {
         }
     }
 
-    /// The node's id of the ingest's feed `name`, registered the first time it is seen.
+    /// The node's id of the ingest's feed `name`, registered the first time it is seen; counts
+    /// the message as one of the feed's rows (what `/v1/feeds` and `/readyz` read).
     fn feed_id(&self, name: &str) -> FeedId {
         let mut ids = self.feed_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(id) = ids.get(name) {
+        if let Some((id, status)) = ids.get(name) {
+            status.rows.inc();
             return *id;
         }
         let status = self.feeds.register(
@@ -120,8 +122,9 @@ impl NodeContext {
             &self.metrics,
         );
         status.set_running();
+        status.rows.inc();
         let id = status.id();
-        ids.insert(name.to_string(), id);
+        ids.insert(name.to_string(), (id, status));
         id
     }
 

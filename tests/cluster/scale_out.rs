@@ -358,6 +358,15 @@ async fn a_resent_day_is_dropped_by_the_duplicate_window_and_counted() {
     assert!(trades > 9_000, "{reference}");
 
     let a = node(&urls, "a");
+    // Not ready before it has joined (no ingest has created the stream yet).
+    let (status, body) = a.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("joined")),
+        "{body}"
+    );
     let ingest = |run: &str| {
         Proc::start(&[
             "ingest",
@@ -394,6 +403,10 @@ async fn a_resent_day_is_dropped_by_the_duplicate_window_and_counted() {
     );
     wait_until("the node settled", Duration::from_secs(30), || {
         settled(&a, &["a"])
+    })
+    .await;
+    wait_until("the node ready", Duration::from_secs(10), || async {
+        a.get("/readyz").await.0 == 200
     })
     .await;
     assert_same_answers(&single, &a, &["BTCUSDT"], "after the first ingest").await;
