@@ -136,6 +136,36 @@ fn write_trades(path: &Path) {
     }
 }
 
+/// Publishes `messages` under `prefix.<subject>`, 4,096 acknowledgements in flight (as the
+/// ingest), and waits for every one.
+async fn publish_all(
+    js: &jetstream::Context,
+    prefix: &str,
+    messages: &[(String, Vec<u8>, Option<String>)],
+) {
+    let mut acks = std::collections::VecDeque::new();
+    for (subject, payload, id) in messages {
+        let mut publish =
+            jetstream::message::PublishMessage::build().payload(payload.clone().into());
+        if let Some(id) = id {
+            publish = publish.message_id(id);
+        }
+        let ack = js
+            .send_publish(format!("{prefix}.{subject}"), publish)
+            .await
+            .expect("publish");
+        acks.push_back(ack);
+        if acks.len() >= 4096
+            && let Some(ack) = acks.pop_front()
+        {
+            ack.await.expect("ack");
+        }
+    }
+    for ack in acks {
+        ack.await.expect("ack");
+    }
+}
+
 /// The bare publisher: the ingest's messages, republished as they are into a second stream.
 async fn bare_publish(
     js: &jetstream::Context,
@@ -150,27 +180,7 @@ async fn bare_publish(
     .await
     .expect("stream");
     let started = Instant::now();
-    let mut acks = std::collections::VecDeque::new();
-    for (subject, payload, id) in messages {
-        let mut publish =
-            jetstream::message::PublishMessage::build().payload(payload.clone().into());
-        if let Some(id) = id {
-            publish = publish.message_id(id);
-        }
-        let ack = js
-            .send_publish(format!("bare.{subject}"), publish)
-            .await
-            .expect("publish");
-        acks.push_back(ack);
-        if acks.len() >= 4096
-            && let Some(ack) = acks.pop_front()
-        {
-            ack.await.expect("ack");
-        }
-    }
-    for ack in acks {
-        ack.await.expect("ack");
-    }
+    publish_all(js, "bare", messages).await;
     started.elapsed()
 }
 
@@ -315,27 +325,7 @@ async fn end_to_end_limit(
             }
         }
     });
-    let mut acks = std::collections::VecDeque::new();
-    for (subject, payload, id) in messages {
-        let mut publish =
-            jetstream::message::PublishMessage::build().payload(payload.clone().into());
-        if let Some(id) = id {
-            publish = publish.message_id(id);
-        }
-        acks.push_back(
-            js.send_publish(format!("e2e.{subject}"), publish)
-                .await
-                .expect("publish"),
-        );
-        if acks.len() >= 4096
-            && let Some(ack) = acks.pop_front()
-        {
-            ack.await.expect("ack");
-        }
-    }
-    for ack in acks {
-        ack.await.expect("ack");
-    }
+    publish_all(js, "e2e", messages).await;
     let _ = consume.await;
     started.elapsed()
 }

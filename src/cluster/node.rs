@@ -27,7 +27,7 @@ use crate::alerts::{Alert, AlertEvaluator, RuleBook};
 use crate::analytics::Engine;
 use crate::analytics::snapshot::{SnapshotPublisher, SnapshotStore};
 use crate::fanout::StreamEvent;
-use crate::health::{FeedDescription, FeedRegistry};
+use crate::health::{FeedDescription, FeedRegistry, FeedStatus};
 use crate::ingest::{AnalyticsTask, Outlets};
 use crate::metrics::Metrics;
 use crate::model::{CoreEvent, FeedId, Quote, Symbol, Trade};
@@ -67,7 +67,7 @@ pub struct NodeContext {
     /// Shared with the lease task.
     pub leases: Arc<LeaseShared>,
     /// The node's feed ids by the ingest's names.
-    feed_ids: Mutex<HashMap<String, (FeedId, Arc<crate::health::FeedStatus>)>>,
+    feed_ids: Mutex<HashMap<String, (FeedId, Arc<FeedStatus>)>>,
 }
 
 impl NodeContext {
@@ -104,13 +104,12 @@ impl NodeContext {
         }
     }
 
-    /// The node's id of the ingest's feed `name`, registered the first time it is seen; counts
-    /// the message as one of the feed's rows (what `/v1/feeds` and `/readyz` read).
-    fn feed_id(&self, name: &str) -> FeedId {
-        let mut ids = self.feed_ids.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((id, status)) = ids.get(name) {
-            status.rows.inc();
-            return *id;
+    /// The node's feed for the ingest's feed `name`, registered the first time any partition
+    /// sees it.
+    fn feed(&self, name: &str) -> (FeedId, Arc<FeedStatus>) {
+        let mut feeds = self.feed_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(feed) = feeds.get(name) {
+            return feed.clone();
         }
         let status = self.feeds.register(
             name.to_string(),
@@ -122,10 +121,9 @@ impl NodeContext {
             &self.metrics,
         );
         status.set_running();
-        status.rows.inc();
-        let id = status.id();
-        ids.insert(name.to_string(), (id, status));
-        id
+        let feed = (status.id(), status);
+        feeds.insert(name.to_string(), feed.clone());
+        feed
     }
 
     fn set_progress(&self, partition: u32, progress: Option<Progress>) {
@@ -488,6 +486,24 @@ async fn consume(
 struct Batch {
     trades: Vec<(i64, Trade)>,
     alerts: bool,
+    /// This partition's copy of the node's feeds (no lock per message).
+    feeds: HashMap<String, (FeedId, Arc<FeedStatus>)>,
+}
+
+impl Batch {
+    /// The node's id of the ingest's feed `name`; counts the message as one of its rows (what
+    /// `/v1/feeds` and `/readyz` read).
+    fn feed_id(&mut self, context: &NodeContext, name: &str) -> FeedId {
+        let (id, status) = match self.feeds.get(name) {
+            Some(feed) => feed,
+            None => self
+                .feeds
+                .entry(name.to_string())
+                .or_insert_with(|| context.feed(name)),
+        };
+        status.rows.inc();
+        *id
+    }
 }
 
 impl Batch {
@@ -529,7 +545,7 @@ impl Batch {
                     size,
                     exchange_ts,
                     receive_ts,
-                    feed: context.feed_id(&feed),
+                    feed: self.feed_id(context, &feed),
                     trade_id: id,
                     side,
                 };
@@ -554,7 +570,7 @@ impl Batch {
                     ask_size,
                     exchange_ts,
                     receive_ts,
-                    feed: context.feed_id(&feed),
+                    feed: self.feed_id(context, &feed),
                 };
                 let _ = events.send(CoreEvent::Quotes(vec![quote])).await;
             }

@@ -74,6 +74,33 @@ pub enum ForwardError {
     NodeSilent(String),
 }
 
+/// An answer as [`answer`] wrote it, and the partitions it says it covers (none when it does
+/// not say); `None` without a status.
+fn reply_of(message: async_nats::Message) -> Option<(ForwardReply, Vec<u32>)> {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(name))
+            .map(|value| value.as_str().to_string())
+    };
+    let status = header("Tickstream-Status")?.parse().ok()?;
+    let partitions = header("Tickstream-Partitions")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let content_type = header("Content-Type");
+    Some((
+        ForwardReply {
+            status,
+            content_type,
+            body: message.payload,
+        },
+        partitions,
+    ))
+}
+
 /// Asks partition `partition`'s owner.
 pub async fn ask(
     client: &async_nats::Client,
@@ -92,21 +119,9 @@ pub async fn ask(
         async_nats::RequestErrorKind::TimedOut => ForwardError::TimedOut(partition, ASK_TIMEOUT),
         _ => ForwardError::Nats(partition, error.to_string()),
     })?;
-    let header = |name: &str| {
-        message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(name))
-            .map(|value| value.as_str().to_string())
-    };
-    let status = header("Tickstream-Status")
-        .and_then(|s| s.parse().ok())
+    let (reply, _) = reply_of(message)
         .ok_or_else(|| ForwardError::Nats(partition, "an answer without a status".to_string()))?;
-    Ok(ForwardReply {
-        status,
-        content_type: header("Content-Type"),
-        body: message.payload,
-    })
+    Ok(reply)
 }
 
 /// Serves partition `partition`'s queries with `responder` until `stop`.
@@ -178,29 +193,7 @@ pub async fn ask_node(
     .await
     .map_err(|_| ForwardError::NodeSilent(node.to_string()))?;
     let message = asked.map_err(|_| ForwardError::NodeSilent(node.to_string()))?;
-    let header = |name: &str| {
-        message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(name))
-            .map(|value| value.as_str().to_string())
-    };
-    let status = header("Tickstream-Status")
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ForwardError::NodeSilent(node.to_string()))?;
-    let partitions = header("Tickstream-Partitions")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    Ok((
-        ForwardReply {
-            status,
-            content_type: header("Content-Type"),
-            body: message.payload,
-        },
-        partitions,
-    ))
+    reply_of(message).ok_or_else(|| ForwardError::NodeSilent(node.to_string()))
 }
 
 /// Answers the requests of one subscription with `responder`.
