@@ -7,7 +7,7 @@
 //! what a client's queue holds.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::error::TrySendError;
@@ -35,6 +35,63 @@ pub enum StreamEvent {
     /// The snapshots of one publication (clients throttle these per symbol): one message per
     /// publication, so a publication wakes each client once however many symbols changed.
     Stats(Arc<[Arc<SymbolSnapshot>]>),
+    /// Statistics of symbols another cluster node owns, as that node encoded them (a scale-out
+    /// node's stream carries every symbol, as one process's does).
+    Remote(Arc<[Arc<RemoteStats>]>),
+}
+
+/// A symbol's statistics as another cluster node encoded them: the body of its
+/// `GET /v1/symbols/{s}/stats`, passed on as it came.
+#[derive(Debug)]
+pub struct RemoteStats {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// The statistics, as JSON.
+    pub body: Box<serde_json::value::RawValue>,
+}
+
+/// A symbol's statistics on the live stream: a snapshot of this process's core, or what another
+/// node sent.
+#[derive(Debug, Clone)]
+pub enum Stats {
+    /// This process's snapshot (encoded when the client reads it).
+    Local(Arc<SymbolSnapshot>),
+    /// Another node's encoded statistics.
+    Remote(Arc<RemoteStats>),
+}
+
+impl Stats {
+    /// The symbol.
+    pub fn symbol(&self) -> &Symbol {
+        match self {
+            Stats::Local(snapshot) => &snapshot.symbol,
+            Stats::Remote(remote) => &remote.symbol,
+        }
+    }
+}
+
+/// The latest statistics other cluster nodes sent, per symbol: what a client that starts or
+/// resumes is brought up to date with for the symbols this node does not own. Empty on a single
+/// node.
+#[derive(Debug, Default)]
+pub struct RemoteLatest {
+    latest: Mutex<HashMap<Symbol, Arc<RemoteStats>>>,
+}
+
+impl RemoteLatest {
+    /// Keeps `received` as the latest of their symbols.
+    pub fn update(&self, received: &[Arc<RemoteStats>]) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        for stats in received {
+            latest.insert(stats.symbol.clone(), Arc::clone(stats));
+        }
+    }
+
+    /// The latest statistics of every symbol received.
+    pub fn all(&self) -> Vec<Arc<RemoteStats>> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest.values().cloned().collect()
+    }
 }
 
 /// Least time between two publications on the live stream: each wakes every stream client, so
@@ -228,10 +285,10 @@ impl Filter {
 pub enum Outgoing {
     /// An alert (its id is the cursor).
     Alert(Arc<Alert>),
-    /// A symbol's latest snapshot.
+    /// A symbol's latest statistics.
     Stats {
-        /// The snapshot.
-        snapshot: Arc<SymbolSnapshot>,
+        /// The statistics.
+        snapshot: Stats,
         /// The cursor's alert id.
         cursor: u64,
     },
@@ -269,6 +326,8 @@ pub struct Client {
     pub metrics: Arc<Metrics>,
     /// Every symbol's latest snapshot, for a client that fell behind the broadcast.
     pub snapshots: Arc<SnapshotStore>,
+    /// The latest statistics of the symbols other cluster nodes own (empty on a single node).
+    pub remote: Arc<RemoteLatest>,
     /// The recent alerts, which the client is served from.
     pub alerts: Arc<AlertLog>,
 }
@@ -314,7 +373,7 @@ struct Forwarder {
     /// When each symbol's last `stats` event was queued.
     last_sent: HashMap<Symbol, Instant>,
     /// Stats held back by the throttle or a full queue: the latest per symbol.
-    pending: HashMap<Symbol, Arc<SymbolSnapshot>>,
+    pending: HashMap<Symbol, Stats>,
     /// The last alert id queued or passed over.
     delivered: u64,
     /// An alert is waiting for room in the queue.
@@ -376,33 +435,33 @@ impl Forwarder {
 
     /// Queues `snapshot` if its symbol is due, or holds it as pending. Returns whether the
     /// client is still there.
-    fn offer_stats(&mut self, snapshot: &Arc<SymbolSnapshot>, now: Instant) -> bool {
+    fn offer_stats(&mut self, snapshot: Stats, now: Instant) -> bool {
         let throttle = self.client.throttle;
+        let symbol = snapshot.symbol().clone();
         let due = self
             .last_sent
-            .get(&snapshot.symbol)
+            .get(&symbol)
             .is_none_or(|sent| now.duration_since(*sent) >= throttle);
         if !due {
-            self.pending
-                .insert(snapshot.symbol.clone(), Arc::clone(snapshot));
+            self.pending.insert(symbol, snapshot);
             return true;
         }
         let event = Outgoing::Stats {
-            snapshot: Arc::clone(snapshot),
+            snapshot,
             cursor: self.delivered,
         };
         match self.offer(event) {
             Offer::Queued => {
-                self.last_sent.insert(snapshot.symbol.clone(), now);
-                self.pending.remove(&snapshot.symbol);
+                self.last_sent.insert(symbol.clone(), now);
+                self.pending.remove(&symbol);
                 true
             }
-            Offer::Full(_) => {
+            Offer::Full(Outgoing::Stats { snapshot, .. }) => {
                 self.client.metrics.stream_lagged.inc();
-                self.pending
-                    .insert(snapshot.symbol.clone(), Arc::clone(snapshot));
+                self.pending.insert(symbol, snapshot);
                 true
             }
+            Offer::Full(_) => true,
             Offer::Closed => false,
         }
     }
@@ -448,22 +507,35 @@ impl Forwarder {
             return;
         }
         let (latest, _) = self.client.snapshots.all();
-        for snapshot in latest {
-            let symbol = snapshot.symbol.as_str();
+        let local: std::collections::HashSet<Symbol> =
+            latest.iter().map(|s| s.symbol.clone()).collect();
+        // Other nodes' symbols, then this node's (which win: a partition that moved here may
+        // still have its previous owner's last statistics among the remote ones).
+        let remote = self
+            .client
+            .remote
+            .all()
+            .into_iter()
+            .filter(|r| !local.contains(&r.symbol));
+        let all = remote
+            .map(Stats::Remote)
+            .chain(latest.into_iter().map(Stats::Local));
+        for snapshot in all {
+            let symbol = snapshot.symbol().as_str();
             let new = was.is_none_or(|was| !(was.stats && was.watches(symbol)));
             if new && self.filter.watches(symbol) {
-                self.pending.insert(snapshot.symbol.clone(), snapshot);
+                self.pending.insert(snapshot.symbol().clone(), snapshot);
             }
         }
     }
 
-    fn on_stats(&mut self, published: &[Arc<SymbolSnapshot>]) -> bool {
+    fn on_stats(&mut self, published: impl Iterator<Item = Stats>) -> bool {
         if !self.filter.stats {
             return true;
         }
         let now = Instant::now();
         for snapshot in published {
-            if self.filter.watches(snapshot.symbol.as_str()) && !self.offer_stats(snapshot, now) {
+            if self.filter.watches(snapshot.symbol().as_str()) && !self.offer_stats(snapshot, now) {
                 return false;
             }
         }
@@ -534,7 +606,12 @@ pub async fn forward(
             }
             message = receiver.recv() => match message {
                 Ok(StreamEvent::Alert(_)) => forwarder.pump_alerts(),
-                Ok(StreamEvent::Stats(published)) => forwarder.on_stats(&published),
+                Ok(StreamEvent::Stats(published)) => {
+                    forwarder.on_stats(published.iter().cloned().map(Stats::Local))
+                }
+                Ok(StreamEvent::Remote(published)) => {
+                    forwarder.on_stats(published.iter().cloned().map(Stats::Remote))
+                }
                 Err(RecvError::Lagged(missed)) => {
                     // Only if this task itself falls behind the broadcast: it skips ahead, and
                     // every watched symbol's latest snapshot becomes pending, so the client still
@@ -588,6 +665,7 @@ mod tests {
             stopping: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
             snapshots: Arc::new(SnapshotStore::new()),
+            remote: Arc::new(RemoteLatest::default()),
             alerts: Arc::clone(log),
         }
     }

@@ -92,6 +92,7 @@ impl App {
             rules: Arc::new(rules),
             alerts: Arc::new(AlertLog::new(RECENT_ALERTS)),
             stream: tokio::sync::broadcast::channel(STREAM_CAPACITY).0,
+            remote_stats: Arc::default(),
             stream_throttle: settings.http.stream_throttle,
             stall: settings.http.server.stall,
             stopping: tokio_util::sync::CancellationToken::new(),
@@ -235,6 +236,14 @@ impl App {
                     alert_log: Arc::clone(&state.alerts),
                     stream: state.stream.clone(),
                     leases: state.cluster.clone().unwrap_or_default(),
+                    stats: {
+                        let (store, windows) =
+                            (Arc::clone(&state.snapshots), Arc::clone(&state.windows));
+                        Arc::new(move |snapshot| {
+                            crate::api::stream::stats_json(snapshot, &store, &windows)
+                        })
+                    },
+                    remote_stats: Arc::clone(&state.remote_stats),
                 };
                 spawn_reported(&tasks, "cluster-node", node.run(cancel.child_token()));
                 (None, None)

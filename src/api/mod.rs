@@ -104,6 +104,9 @@ pub struct SharedState {
     pub alerts: Arc<AlertLog>,
     /// The live stream (alerts and snapshots) that `/v1/stream` clients subscribe to.
     pub stream: tokio::sync::broadcast::Sender<StreamEvent>,
+    /// The latest statistics other cluster nodes sent for their symbols (empty on a single
+    /// process): what the stream starts a client with besides this node's snapshots.
+    pub remote_stats: Arc<crate::fanout::RemoteLatest>,
     /// Least time between two `stats` events of one symbol on the stream.
     pub stream_throttle: std::time::Duration,
     /// How long a stream client may leave its events unread before it is disconnected.
@@ -146,6 +149,7 @@ impl AppState {
             rules: Arc::new(rules),
             alerts: Arc::new(AlertLog::new(crate::alerts::sink::RECENT_ALERTS)),
             stream: tokio::sync::broadcast::channel(crate::fanout::STREAM_CAPACITY).0,
+            remote_stats: Arc::default(),
             stream_throttle: DEFAULT_STREAM_THROTTLE,
             stall: server::DEFAULT_SERVER.stall,
             stopping: tokio_util::sync::CancellationToken::new(),

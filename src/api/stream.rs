@@ -45,7 +45,11 @@ use tokio_stream::{Stream, StreamExt};
 use super::server::ConnectionHandle;
 use super::stats::SymbolStats;
 use super::{ApiError, ApiQuery, AppState};
-use crate::fanout::{Client, Cursor, Ended, Filter, Outgoing, Start, StreamRequestError, forward};
+use crate::analytics::snapshot::SnapshotStore;
+use crate::analytics::{SymbolSnapshot, WindowSpec};
+use crate::fanout::{
+    Client, Cursor, Ended, Filter, Outgoing, Start, Stats, StreamRequestError, forward,
+};
 use crate::metrics::Metrics;
 
 /// Events queued for one client before further ones wait (alerts) or are conflated (stats).
@@ -134,6 +138,7 @@ pub(super) fn subscribe(
         stopping: state.stopping.clone(),
         metrics: Arc::clone(&state.metrics),
         snapshots: Arc::clone(&state.snapshots),
+        remote: Arc::clone(&state.remote_stats),
         alerts: Arc::clone(&state.alerts),
     };
     let start_at = Start {
@@ -152,18 +157,34 @@ pub(super) fn subscribe(
     Subscription { events, start }
 }
 
+/// A snapshot's `stats` event data: the body of `GET /v1/symbols/{s}/stats`, exact as of the
+/// store's clock.
+pub fn stats_json(
+    snapshot: &SymbolSnapshot,
+    store: &SnapshotStore,
+    windows: &[WindowSpec],
+) -> serde_json::Result<String> {
+    let as_of = store
+        .clock()
+        .map_or(snapshot.as_of, |c| c.max(snapshot.as_of));
+    serde_json::to_string(&SymbolStats::new(snapshot, as_of, windows, None))
+}
+
 /// An event's kind and its `data` as JSON, encoded as the client reads it.
 pub(super) fn encode(event: &Outgoing, state: &AppState) -> (&'static str, String) {
     let json = match event {
         Outgoing::Alert(alert) => ("alert", serde_json::to_string(alert.as_ref())),
-        Outgoing::Stats { snapshot, .. } => {
-            let as_of = state
-                .snapshots
-                .clock()
-                .map_or(snapshot.as_of, |c| c.max(snapshot.as_of));
-            let body = SymbolStats::new(snapshot, as_of, &state.windows, None);
-            ("stats", serde_json::to_string(&body))
-        }
+        Outgoing::Stats {
+            snapshot: Stats::Local(snapshot),
+            ..
+        } => (
+            "stats",
+            stats_json(snapshot, &state.snapshots, &state.windows),
+        ),
+        Outgoing::Stats {
+            snapshot: Stats::Remote(remote),
+            ..
+        } => return ("stats", remote.body.get().to_string()),
         Outgoing::Lagged { missed, .. } => return ("lagged", missed.to_string()),
     };
     match json {

@@ -9,12 +9,16 @@
 //!   after an outage (the stream's duplicate window drops what landed twice);
 //! - [`lease`]: partition ownership by leases in a JetStream key-value bucket;
 //! - [`node`]: the analytics node — a core per owned partition, rebuilt from the stream when it
-//!   takes one.
+//!   takes one;
+//! - [`query`]: any node answers any symbol — requests for a partition another node serves go
+//!   to it over NATS request/reply;
+//! - [`alerts`] and [`live`]: every node's alerts and live stream show every symbol.
 //!
 //! Single node stays the default: nothing here runs without `--nats`. See `docs/scale-out.md`.
 
 pub mod alerts;
 pub mod lease;
+pub mod live;
 pub mod node;
 pub mod partition;
 pub mod publish;
@@ -354,6 +358,10 @@ pub struct NodeStart {
     pub stream: tokio::sync::broadcast::Sender<crate::fanout::StreamEvent>,
     /// Shared with `GET /v1/cluster`.
     pub leases: std::sync::Arc<lease::LeaseShared>,
+    /// Encodes this node's snapshots for the other nodes' live streams.
+    pub stats: live::StatsEncoder,
+    /// The other nodes' latest statistics, for this node's stream clients.
+    pub remote_stats: std::sync::Arc<crate::fanout::RemoteLatest>,
 }
 
 impl NodeStart {
@@ -374,6 +382,22 @@ impl NodeStart {
                 self.cluster.node.clone(),
                 std::sync::Arc::clone(&self.alert_log),
                 self.stream.clone(),
+                cancel.child_token(),
+            ));
+            // Every symbol's statistics on every node's live stream.
+            tokio::spawn(live::receive(
+                client.clone(),
+                self.cluster.node.clone(),
+                std::sync::Arc::clone(&self.remote_stats),
+                self.stream.clone(),
+                cancel.child_token(),
+            ));
+            tokio::spawn(live::publish(
+                client.clone(),
+                self.cluster.node.clone(),
+                self.stream.subscribe(),
+                std::sync::Arc::clone(&self.snapshots),
+                std::sync::Arc::clone(&self.stats),
                 cancel.child_token(),
             ));
             let replicas = replicas(&client, &self.cluster).await;

@@ -112,6 +112,55 @@ impl Drop for Proc {
     }
 }
 
+/// The events (`event:` kind, `data:` as JSON, `id:`) of one live stream, gathered as they come.
+type Events = std::sync::Arc<std::sync::Mutex<Vec<(String, Value, String)>>>;
+
+/// Follows `GET {path}` (Server-Sent Events) on `address` in the background.
+fn follow(address: &str, path: &str) -> Events {
+    let events: Events = Events::default();
+    let kept = std::sync::Arc::clone(&events);
+    let url = format!("http://{address}{path}");
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let Ok(response) = reqwest::get(&url).await else {
+            return;
+        };
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let (mut kind, mut data, mut id) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        kind = value.to_string();
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data.push_str(value);
+                    } else if let Some(value) = line.strip_prefix("id: ") {
+                        id = value.to_string();
+                    }
+                }
+                if !kind.is_empty() {
+                    let data = serde_json::from_str(&data).unwrap_or(Value::Null);
+                    kept.lock().expect("events").push((kind, data, id));
+                }
+            }
+        }
+    });
+    events
+}
+
+/// The last `stats` event of `symbol` in `events`.
+fn last_stats(events: &Events, symbol: &str) -> Option<Value> {
+    let events = events.lock().expect("events");
+    events
+        .iter()
+        .rev()
+        .find(|(kind, data, _)| kind == "stats" && data["symbol"] == symbol)
+        .map(|(_, data, _)| data.clone())
+}
+
 fn node(urls: &str, name: &str) -> Proc {
     Proc::start(&[
         "serve",
@@ -499,6 +548,9 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
         })
         .await;
     }
+    // Each node's live stream, followed from before the day: both symbols' statistics and
+    // every alert, wherever its symbol is owned.
+    let streams = [&a, &b].map(|node| follow(&node.address, "/v1/stream?symbols=IBM,AIG"));
     let day = data_path(EQUITIES);
     let ingest = Proc::start(&[
         "ingest",
@@ -561,6 +613,66 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
         everything[0], everything[1],
         "both nodes show the same alerts"
     );
+    // Every node's live stream carried every alert, and both symbols' statistics up to their
+    // last trade (the owner's answer), whichever node owns them.
+    for (name, node, events) in [("a", &a, &streams[0]), ("b", &b, &streams[1])] {
+        for symbol in ["IBM", "AIG"] {
+            let (_, owner) = node.get(&format!("/v1/symbols/{symbol}/stats")).await;
+            assert!(owner["trade_count"].as_u64().unwrap_or(0) > 1000);
+            wait_until(
+                &format!("node {name}'s stream reached {symbol}'s last trade"),
+                Duration::from_secs(15),
+                || async {
+                    last_stats(events, symbol)
+                        .is_some_and(|s| s["trade_count"] == owner["trade_count"])
+                },
+            )
+            .await;
+            let streamed = last_stats(events, symbol).expect("stats");
+            assert_eq!(
+                streamed["last_price"], owner["last_price"],
+                "node {name}, {symbol}"
+            );
+            assert!(
+                streamed["windows"]
+                    .as_object()
+                    .is_some_and(|w| !w.is_empty())
+            );
+        }
+        let mut streamed: Vec<_> = events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|(kind, _, _)| kind == "alert")
+            .map(|(_, data, _)| key(data))
+            .collect();
+        streamed.sort();
+        assert_eq!(
+            streamed, everything[0],
+            "node {name}'s stream carried every alert once"
+        );
+    }
+    // A client resuming on either node is brought up to date with both symbols at once.
+    for node in [&a, &b] {
+        let id = streams[0]
+            .lock()
+            .expect("events")
+            .last()
+            .map(|(_, _, id)| id.clone())
+            .unwrap_or_default();
+        let resumed = follow(
+            &node.address,
+            &format!("/v1/stream?symbols=IBM,AIG&events=stats&last_event_id={id}"),
+        );
+        wait_until(
+            "a resumed stream has both symbols",
+            Duration::from_secs(5),
+            || async {
+                last_stats(&resumed, "IBM").is_some() && last_stats(&resumed, "AIG").is_some()
+            },
+        )
+        .await;
+    }
     // Delivered once: each by the owner of its symbol's partition, through that node's sinks.
     a.terminate();
     b.terminate();
