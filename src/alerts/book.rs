@@ -196,14 +196,36 @@ impl RuleBook {
     }
 
     /// Validates and adds a rule; returns it as stored (with its id).
-    pub fn add(&self, mut spec: RuleSpec) -> Result<Arc<Rule>, BookError> {
+    pub fn add(&self, spec: RuleSpec) -> Result<Arc<Rule>, BookError> {
         let mut counter = self.edit.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current.load_full();
+        let (rule, next) = self.prepare(&current, *counter, spec)?;
+        let mut rules = current.rules.clone();
+        rules.push(Arc::clone(&rule));
+        if let Some(persistence) = &self.persistence {
+            persistence.save(&rules)?;
+        }
+        // The next number is taken only once the rule is in: a rejected one uses up no id.
+        *counter = next;
+        self.current.store(Arc::new(RuleSet {
+            version: current.version + 1,
+            rules,
+        }));
+        Ok(rule)
+    }
+
+    /// `spec` validated against `current` as the next rule (its id generated after `counter`
+    /// when absent), and the counter it used.
+    fn prepare(
+        &self,
+        current: &RuleSet,
+        counter: u64,
+        mut spec: RuleSpec,
+    ) -> Result<(Arc<Rule>, u64), BookError> {
         if current.rules.len() >= MAX_RULES {
             return Err(BookError::Full);
         }
-        // The next number is taken only once the rule is in: a rejected one uses up no id.
-        let mut next = *counter;
+        let mut next = counter;
         if spec.id.is_none() {
             loop {
                 next += 1;
@@ -218,17 +240,86 @@ impl RuleBook {
         if current.rules.iter().any(|r| r.id == rule.id) {
             return Err(BookError::Duplicate(rule.id.to_string()));
         }
-        let mut rules = current.rules.clone();
-        rules.push(Arc::clone(&rule));
+        Ok((rule, next))
+    }
+
+    /// The rules in force, as their specs (ids included), in order.
+    pub fn specs(&self) -> Vec<RuleSpec> {
+        self.load().rules.iter().map(|r| r.spec.clone()).collect()
+    }
+
+    /// What the rules would be with `spec` added (validated, its id generated when absent),
+    /// and the rule: the book itself is not changed (a cluster writes the result to its shared
+    /// rules first, then [`RuleBook::replace`]s).
+    pub fn with_rule(&self, spec: RuleSpec) -> Result<(Vec<RuleSpec>, Arc<Rule>), BookError> {
+        let counter = *self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.current.load_full();
+        let (rule, _) = self.prepare(&current, counter, spec)?;
+        let mut specs: Vec<RuleSpec> = current.rules.iter().map(|r| r.spec.clone()).collect();
+        specs.push(rule.spec.clone());
+        Ok((specs, rule))
+    }
+
+    /// What the rules would be without the rule `id`, and that rule; the book is not changed.
+    pub fn without_rule(&self, id: &str) -> Result<(Vec<RuleSpec>, Arc<Rule>), BookError> {
+        let current = self.current.load_full();
+        let removed = current
+            .rules
+            .iter()
+            .find(|r| &*r.id == id)
+            .cloned()
+            .ok_or_else(|| BookError::NotFound(id.to_string()))?;
+        let specs = current
+            .rules
+            .iter()
+            .filter(|r| &*r.id != id)
+            .map(|r| r.spec.clone())
+            .collect();
+        Ok((specs, removed))
+    }
+
+    /// Makes `specs` the rules in force (each validated; every one must have an id, none twice):
+    /// the rules a cluster shares. Rules that stay keep their state in the evaluators (they are
+    /// matched by id). Nothing changes when `specs` are the rules in force already.
+    pub fn replace(&self, specs: &[RuleSpec]) -> Result<(), BookError> {
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.current.load_full();
+        if specs.len() == current.rules.len()
+            && specs.iter().zip(&current.rules).all(|(s, r)| *s == r.spec)
+        {
+            return Ok(());
+        }
+        if specs.len() > MAX_RULES {
+            return Err(BookError::Full);
+        }
+        let mut rules: Vec<Arc<Rule>> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let kept = current.rules.iter().find(|r| r.spec == *spec);
+            let rule = match kept {
+                Some(rule) => Arc::clone(rule),
+                None => {
+                    if spec.id.is_none() {
+                        return Err(BookError::Invalid(RuleError {
+                            field: "id",
+                            message: "required".to_string(),
+                        }));
+                    }
+                    Arc::new(spec.validate(&self.windows, &self.intervals)?)
+                }
+            };
+            if rules.iter().any(|r| r.id == rule.id) {
+                return Err(BookError::Duplicate(rule.id.to_string()));
+            }
+            rules.push(rule);
+        }
         if let Some(persistence) = &self.persistence {
             persistence.save(&rules)?;
         }
-        *counter = next;
         self.current.store(Arc::new(RuleSet {
             version: current.version + 1,
             rules,
         }));
-        Ok(rule)
+        Ok(())
     }
 
     /// Removes the rule `id`.
@@ -286,5 +377,64 @@ mod tests {
         ));
         assert_eq!(book.load().rules.len(), 1);
         assert!(book.load().version > version);
+    }
+
+    #[test]
+    fn edits_can_be_prepared_without_changing_the_book_and_replaced_in_one_step() {
+        let book = RuleBook::new(
+            &[spec(
+                r#"{"id":"kept","kind":"stale","symbol":"A","after":"1s"}"#,
+            )],
+            windows(),
+            intervals(),
+        )
+        .expect("book");
+        let kept = Arc::clone(&book.load().rules[0]);
+        let (specs, rule) = book
+            .with_rule(spec(r#"{"kind":"stale","symbol":"B","after":"2s"}"#))
+            .expect("valid");
+        assert_eq!(&*rule.id, "stale-1");
+        assert_eq!(specs.len(), 2);
+        assert_eq!(book.load().rules.len(), 1, "preparing changes nothing");
+        assert!(matches!(
+            book.with_rule(spec(
+                r#"{"id":"kept","kind":"stale","symbol":"A","after":"1s"}"#
+            )),
+            Err(BookError::Duplicate(_))
+        ));
+        let version = book.load().version;
+        book.replace(&specs).expect("replaced");
+        let now = book.load();
+        assert_eq!(now.version, version + 1);
+        assert!(
+            Arc::ptr_eq(&now.rules[0], &kept),
+            "a rule that stays is the same rule"
+        );
+        book.replace(&specs).expect("the same rules");
+        assert_eq!(
+            book.load().version,
+            version + 1,
+            "no change, no new version"
+        );
+        let (specs, removed) = book.without_rule("kept").expect("there");
+        assert_eq!(&*removed.id, "kept");
+        assert_eq!(specs.len(), 1);
+        assert!(matches!(
+            book.without_rule("none"),
+            Err(BookError::NotFound(_))
+        ));
+        // Shared rules always carry their ids; two with one id are refused.
+        let no_id = spec(r#"{"kind":"stale","symbol":"A","after":"1s"}"#);
+        assert!(matches!(book.replace(&[no_id]), Err(BookError::Invalid(_))));
+        let twice = spec(r#"{"id":"x","kind":"stale","symbol":"A","after":"1s"}"#);
+        assert!(matches!(
+            book.replace(&[twice.clone(), twice]),
+            Err(BookError::Duplicate(_))
+        ));
+        assert_eq!(
+            book.load().rules.len(),
+            2,
+            "a refused replacement changes nothing"
+        );
     }
 }

@@ -6,6 +6,9 @@
 //!   table); 201 with the rule as stored (its id generated if absent); 400 naming the bad field;
 //!   409 if the id is taken.
 //! - `DELETE /v1/alerts/rules/{id}`: removes a rule; 404 if there is none.
+//!
+//! On an analytics node of a cluster the edits are the cluster's: written to its shared rules
+//! (`crate::cluster::rules`) and in force on every node.
 
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::alerts::book::BookError;
 use crate::alerts::sink::RECENT_ALERTS;
 use crate::alerts::{Alert, RuleSpec};
+use crate::cluster::rules::{RulesError, SharedRules};
 
 /// Alerts returned when no `limit` is given.
 pub const DEFAULT_ALERT_LIMIT: usize = 100;
@@ -119,6 +123,28 @@ fn book_error(error: BookError) -> ApiError {
     }
 }
 
+/// The cluster's rules, which an analytics node's edits go to (`None` on a single process, whose
+/// book is edited in place); a node that has not read them yet cannot edit them.
+fn shared_rules(state: &AppState) -> Result<Option<&Arc<SharedRules>>, ApiError> {
+    match &state.cluster {
+        None => Ok(None),
+        Some(cluster) => cluster.rules.get().map(Some).ok_or_else(|| {
+            ApiError::Unavailable(
+                "this node has not joined the cluster yet: the cluster's alert rules are edited \
+                 once it has"
+                    .to_string(),
+            )
+        }),
+    }
+}
+
+fn rules_error(error: RulesError) -> ApiError {
+    match error {
+        RulesError::Book(error) => book_error(error),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
+
 /// Proof that a request may change state: it carries the configured API token as
 /// `Authorization: Bearer <token>` (compared in constant time), or no token is configured.
 #[derive(Debug)]
@@ -161,6 +187,7 @@ impl FromRequestParts<AppState> for RuleEditor {
         (status = 409, description = "`conflict`: the id is taken, or the rule book is full.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: bodies are limited to 64 KiB.", body = ErrorBody),
         (status = 500, description = "`internal`: the rules file could not be written; the rule was not added.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: an analytics node of a cluster that cannot reach the cluster's rules (not joined yet, NATS unreachable); the rule was not added.", body = ErrorBody),
     ),
 )]
 pub async fn add_rule(
@@ -168,7 +195,10 @@ pub async fn add_rule(
     State(state): State<AppState>,
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<(StatusCode, Json<RuleSpec>), ApiError> {
-    let rule = state.rules.add(spec).map_err(book_error)?;
+    let rule = match shared_rules(&state)? {
+        Some(shared) => shared.add(spec).await.map_err(rules_error)?,
+        None => state.rules.add(spec).map_err(book_error)?,
+    };
     tracing::info!(rule = %rule.id, kind = rule.kind(), "alert rule added");
     Ok((StatusCode::CREATED, Json(rule.spec.clone())))
 }
@@ -186,6 +216,7 @@ pub async fn add_rule(
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 404, description = "`unknown_rule`.", body = ErrorBody),
         (status = 500, description = "`internal`: the rules file could not be written; the rule was not removed.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: an analytics node of a cluster that cannot reach the cluster's rules; the rule was not removed.", body = ErrorBody),
     ),
 )]
 pub async fn remove_rule(
@@ -193,7 +224,10 @@ pub async fn remove_rule(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RuleSpec>, ApiError> {
-    let rule = state.rules.remove(&id).map_err(book_error)?;
+    let rule = match shared_rules(&state)? {
+        Some(shared) => shared.remove(&id).await.map_err(rules_error)?,
+        None => state.rules.remove(&id).map_err(book_error)?,
+    };
     tracing::info!(rule = %rule.id, "alert rule removed");
     Ok(Json(rule.spec.clone()))
 }

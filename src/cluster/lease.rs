@@ -123,6 +123,8 @@ pub struct LeaseShared {
     pub progress: Mutex<HashMap<u32, Progress>>,
     /// The last view of the cluster.
     pub view: Mutex<ClusterView>,
+    /// The cluster's alert rules (once joined): the API's rule edits go through them.
+    pub rules: std::sync::OnceLock<Arc<super::rules::SharedRules>>,
 }
 
 impl std::fmt::Debug for LeaseShared {

@@ -23,6 +23,7 @@ pub mod node;
 pub mod partition;
 pub mod publish;
 pub mod query;
+pub mod rules;
 pub mod wire;
 
 use std::time::Duration;
@@ -33,6 +34,8 @@ use async_nats::jetstream;
 pub const STREAM: &str = "TICKSTREAM_TICKS";
 /// The key-value bucket of the cluster's fixed settings (the partition count).
 pub const CONFIG_BUCKET: &str = "tickstream_config";
+/// The config bucket's description.
+const CONFIG_DESCRIPTION: &str = "tickstream: the cluster's settings and alert rules";
 /// The key-value bucket of leases (node heartbeats and partition owners); entries expire.
 pub const LEASE_BUCKET: &str = "tickstream_leases";
 /// How long the stream's duplicate window is: a resend within it is dropped.
@@ -216,7 +219,7 @@ pub async fn open_stream(
     let config = open_bucket(
         js,
         CONFIG_BUCKET,
-        "tickstream: the cluster's fixed settings",
+        CONFIG_DESCRIPTION,
         Duration::ZERO,
         replicas,
     )
@@ -365,6 +368,49 @@ pub struct NodeStart {
 }
 
 impl NodeStart {
+    /// Takes the cluster's alert rules (storing this node's if it has none), retrying until
+    /// they are read or `cancel`; false when cancelled.
+    async fn join_rules(
+        &self,
+        js: &jetstream::Context,
+        replicas: usize,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let joined = async {
+                let store = open_bucket(
+                    js,
+                    CONFIG_BUCKET,
+                    CONFIG_DESCRIPTION,
+                    Duration::ZERO,
+                    replicas,
+                )
+                .await
+                .map_err(|e| rules::RulesError::Store("opened", e.to_string()))?;
+                rules::SharedRules::join(
+                    store,
+                    std::sync::Arc::clone(&self.rules),
+                    cancel.child_token(),
+                )
+                .await
+            };
+            match joined.await {
+                Ok(shared) => {
+                    let _ = self.leases.rules.set(shared);
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?pause, "cannot read the cluster's alert rules yet")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => pause = (pause * 2).min(Duration::from_secs(5)),
+                () = cancel.cancelled() => return false,
+            }
+        }
+    }
+
     /// Connects (retrying until the cluster and its stream are there), then runs the leases
     /// and the owned partitions until `cancel`.
     pub async fn run(self, cancel: tokio_util::sync::CancellationToken) {
@@ -403,6 +449,11 @@ impl NodeStart {
             let replicas = replicas(&client, &self.cluster).await;
             let _ = self.leases.client.set(client.clone());
             let js = context(client, publish::IN_FLIGHT);
+            // The cluster's alert rules: in force before any partition starts, and edited over
+            // this node's API from now on.
+            if !self.join_rules(&js, replicas, &cancel).await {
+                return None;
+            }
             let me = lease::NodeRecord {
                 node: self.cluster.node.clone(),
                 http: self.http.clone(),

@@ -59,6 +59,24 @@ impl Proc {
         }
     }
 
+    /// `method path` with a JSON body (or none): the status and the JSON answer.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("http://{}{path}", self.address))
+            .timeout(Duration::from_secs(10));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
     async fn metric(&self, name: &str) -> f64 {
         let text = self
             .client
@@ -548,6 +566,94 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
         })
         .await;
     }
+    // Rules edited over either node are the cluster's: a rule added on `a` for the symbol `b`
+    // owns, and one added on `b` and removed on `a`.
+    let owner_of = |symbol: &str| {
+        tickstream::cluster::lease::desired_owner(partition_of(symbol, partitions), &names)
+            .map(str::to_string)
+    };
+    let on_b = if owner_of("IBM").as_deref() == Some("b") {
+        "IBM"
+    } else {
+        "AIG"
+    };
+    let added = serde_json::json!({
+        "id": "added-on-a", "kind": "price_above", "symbol": on_b, "threshold": 1.0,
+        "cooldown": "24h"
+    });
+    wait_until(
+        "node a edits the cluster's rules",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = a
+                .send(
+                    reqwest::Method::POST,
+                    "/v1/alerts/rules",
+                    Some(added.clone()),
+                )
+                .await;
+            status == 201
+        },
+    )
+    .await;
+    let removed = serde_json::json!({"id": "removed-on-a", "kind": "price_below", "symbol": "*", "threshold": 1e9});
+    wait_until(
+        "node b edits the cluster's rules",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = b
+                .send(
+                    reqwest::Method::POST,
+                    "/v1/alerts/rules",
+                    Some(removed.clone()),
+                )
+                .await;
+            status == 201
+        },
+    )
+    .await;
+    // A rule id is the cluster's: taken on the other node too.
+    let (status, body) = b
+        .send(
+            reqwest::Method::POST,
+            "/v1/alerts/rules",
+            Some(added.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let (status, _) = a
+        .send(
+            reqwest::Method::DELETE,
+            "/v1/alerts/rules/removed-on-a",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let rule_ids = |body: &Value| -> Vec<String> {
+        body["rules"]
+            .as_array()
+            .map(|rules| {
+                rules
+                    .iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut golden_ids: Vec<String> = rule_ids(&golden);
+    golden_ids.push("added-on-a".to_string());
+    for node in [&a, &b] {
+        wait_until(
+            "every node has the cluster's rules",
+            Duration::from_secs(10),
+            || async { rule_ids(&node.get("/v1/alerts/rules").await.1) == golden_ids },
+        )
+        .await;
+    }
     // Each node's live stream, followed from before the day: both symbols' statistics and
     // every alert, wherever its symbol is owned.
     let streams = [&a, &b].map(|node| follow(&node.address, "/v1/stream?symbols=IBM,AIG"));
@@ -582,7 +688,7 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
     // `stale` rules are checked when a partition hears the cluster's clock (its own trades and
     // the clock messages), not at every other symbol's trade: at full replay speed they fire
     // later or not at all (docs/scale-out.md). Every other alert is exactly one process's.
-    let exact = |alert: &&Value| alert["kind"] != "stale";
+    let exact = |alert: &&Value| alert["kind"] != "stale" && alert["rule_id"] != "added-on-a";
     let mut want: Vec<_> = expected.iter().filter(exact).map(key).collect();
     want.sort();
     // Every node shows every alert of the day, each once, wherever it fired.
@@ -613,6 +719,19 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
         everything[0], everything[1],
         "both nodes show the same alerts"
     );
+    // The rule added over node a fired once (on the owner of its symbol's partition then),
+    // and both nodes show it.
+    for node in [&a, &b] {
+        let (_, body) = node.get("/v1/alerts?limit=10000").await;
+        let fired: Vec<&Value> = body["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .filter(|alert| alert["rule_id"] == "added-on-a")
+            .collect();
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0]["symbol"], on_b);
+    }
     // Every node's live stream carried every alert, and both symbols' statistics up to their
     // last trade (the owner's answer), whichever node owns them.
     for (name, node, events) in [("a", &a, &streams[0]), ("b", &b, &streams[1])] {
