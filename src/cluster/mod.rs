@@ -422,14 +422,6 @@ impl NodeStart {
                     return None;
                 }
             };
-            // The other nodes' alerts are shown from the moment this node is connected.
-            tokio::spawn(alerts::receive(
-                client.clone(),
-                self.cluster.node.clone(),
-                std::sync::Arc::clone(&self.alert_log),
-                self.stream.clone(),
-                cancel.child_token(),
-            ));
             // Every symbol's statistics on every node's live stream.
             tokio::spawn(live::receive(
                 client.clone(),
@@ -473,10 +465,22 @@ impl NodeStart {
                         std::sync::Arc::clone(&self.leases),
                     )
                     .await?;
-                    Ok::<_, ClusterError>((partitions, leases))
+                    let alert_stream =
+                        alerts::open_stream(&js, replicas, self.cluster.retention).await?;
+                    Ok::<_, ClusterError>((partitions, leases, alert_stream))
                 };
                 match attempt.await {
-                    Ok((partitions, leases)) => return Some((js, partitions, leases)),
+                    Ok((partitions, leases, alert_stream)) => {
+                        // Every alert of the cluster is shown, those fired before this node came
+                        // included.
+                        tokio::spawn(alerts::receive(
+                            alert_stream,
+                            std::sync::Arc::clone(&self.alert_log),
+                            self.stream.clone(),
+                            cancel.child_token(),
+                        ));
+                        return Some((js, partitions, leases));
+                    }
                     Err(error) => {
                         tracing::warn!(%error, retry_in = ?pause, "cannot join the cluster yet");
                         tokio::time::sleep(pause).await;
@@ -513,6 +517,7 @@ impl NodeStart {
             relay = Some(tokio::spawn(alerts::relay(
                 client,
                 self.cluster.node.clone(),
+                self.alert_log.run(),
                 fired_rx,
                 self.alerts.clone(),
             )));

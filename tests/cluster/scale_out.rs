@@ -810,4 +810,60 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
         delivered, everything[0],
         "every alert delivered once cluster-wide, by its owner"
     );
+    // A node that comes after all that, with no rules of its own, shows every alert the cluster
+    // fired (from the cluster's alert stream), takes the cluster's rules, and rebuilds every
+    // partition without delivering any alert again.
+    let c = start_node_without_rules(&urls, "c", &dir.path().join("c.jsonl"));
+    wait_until(
+        "node c took the cluster's rules",
+        Duration::from_secs(30),
+        || async { rule_ids(&c.get("/v1/alerts/rules").await.1) == golden_ids },
+    )
+    .await;
+    wait_until(
+        "node c shows the cluster's alerts",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = c.get("/v1/alerts?limit=10000").await;
+            body["alerts"].as_array().map_or(0, Vec::len) >= everything[0].len()
+        },
+    )
+    .await;
+    let (_, body) = c.get("/v1/alerts?limit=10000").await;
+    let mut shown: Vec<_> = body["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(key)
+        .collect();
+    shown.sort();
+    assert_eq!(shown, everything[0], "node c shows what a and b fired");
+    wait_until(
+        "node c serves every partition",
+        Duration::from_secs(30),
+        || async { c.get("/readyz").await.0 == 200 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut c = c;
+    c.terminate();
+    assert!(
+        read("c").is_empty(),
+        "nothing delivered again: {:?}",
+        read("c")
+    );
+}
+
+fn start_node_without_rules(urls: &str, name: &str, file: &std::path::Path) -> Proc {
+    Proc::start(&[
+        "serve",
+        "--nats",
+        urls,
+        "--node",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--alerts-file",
+        file.to_str().expect("path"),
+    ])
 }
