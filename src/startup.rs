@@ -202,16 +202,18 @@ impl App {
                 recording
             }
             Some(cluster) if cluster.role == Role::Ingest => {
-                let ingest = crate::cluster::run_ingest(
+                let ingest = crate::cluster::IngestStart {
                     cluster,
-                    crate::cluster::horizon(settings.recovery_horizon()),
-                    settings.analytics.allowed_lateness,
-                    events_rx,
-                    Arc::clone(&state.feeds),
-                    Arc::clone(&metrics),
-                    sources.live_ids(),
-                    cancel.child_token(),
-                );
+                    horizon: crate::cluster::horizon(settings.recovery_horizon()),
+                    lateness: settings.analytics.allowed_lateness,
+                    events: events_rx,
+                    feeds: Arc::clone(&state.feeds),
+                    metrics: Arc::clone(&metrics),
+                    live: sources.live_ids(),
+                    windows: Arc::clone(&settings.analytics.windows),
+                    intervals: Arc::clone(&settings.analytics.intervals),
+                }
+                .run(cancel.child_token());
                 spawn_reported_on_thread(&tasks, "publisher", ingest)?;
                 // The stream is the trade log: only raw frames are recorded here.
                 match recorders {

@@ -17,6 +17,7 @@
 //! Single node stays the default: nothing here runs without `--nats`. See `docs/scale-out.md`.
 
 pub mod alerts;
+pub mod deadlines;
 pub mod lease;
 pub mod live;
 pub mod node;
@@ -273,60 +274,90 @@ pub async fn open_stream(
     Ok(partitions)
 }
 
-/// Runs the ingest role until `cancel`: connects (retrying while the cluster is unreachable or
-/// electing its leaders), creates the stream if it is the first ingest, then publishes the
-/// sources' `events` until they end. Meanwhile the sources wait on the channel (backpressure).
-#[allow(clippy::too_many_arguments)]
-pub async fn run_ingest(
-    cluster: ClusterSettings,
-    horizon: Duration,
-    lateness: i64,
-    events: tokio::sync::mpsc::Receiver<crate::model::CoreEvent>,
-    feeds: std::sync::Arc<crate::health::FeedRegistry>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-    live: Vec<crate::model::FeedId>,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    let setup = async {
-        let client = match connect(&cluster).await {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::error!(%error, "cannot publish to the cluster");
-                return None;
-            }
-        };
-        let replicas = replicas(&client, &cluster).await;
-        let js = context(client, publish::IN_FLIGHT);
-        let mut pause = Duration::from_millis(500);
-        let partitions = loop {
-            match open_stream(&js, &cluster, replicas, horizon).await {
-                Ok(partitions) => break partitions,
+/// What the ingest role starts with.
+pub struct IngestStart {
+    /// The cluster's settings.
+    pub cluster: ClusterSettings,
+    /// How far back a partition's state reaches ([`horizon`]): the stream keeps at least that.
+    pub horizon: Duration,
+    /// The allowed lateness (ns), judged as one process would.
+    pub lateness: i64,
+    /// The sources' events.
+    pub events: tokio::sync::mpsc::Receiver<crate::model::CoreEvent>,
+    /// Feeds.
+    pub feeds: std::sync::Arc<crate::health::FeedRegistry>,
+    /// Metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The live feeds (their offsets move a quiet market's clock).
+    pub live: Vec<crate::model::FeedId>,
+    /// The configured windows and intervals, which the cluster's `stale` rules are read with.
+    pub windows: std::sync::Arc<[crate::analytics::WindowSpec]>,
+    /// See `windows`.
+    pub intervals: std::sync::Arc<[crate::analytics::IntervalSpec]>,
+}
+
+impl IngestStart {
+    /// Runs the ingest role until `cancel`: connects (retrying while the cluster is unreachable
+    /// or electing its leaders), creates the stream if it is the first ingest, follows the
+    /// cluster's `stale` rules, then publishes the sources' `events` until they end. Meanwhile
+    /// the sources wait on the channel (backpressure).
+    pub async fn run(self, cancel: tokio_util::sync::CancellationToken) {
+        let cluster = &self.cluster;
+        let setup = async {
+            let client = match connect(cluster).await {
+                Ok(client) => client,
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?pause, "cannot open the stream yet");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    tracing::error!(%error, "cannot publish to the cluster");
+                    return None;
                 }
-            }
+            };
+            let replicas = replicas(&client, cluster).await;
+            let js = context(client, publish::IN_FLIGHT);
+            let mut pause = Duration::from_millis(500);
+            let partitions = loop {
+                match open_stream(&js, cluster, replicas, self.horizon).await {
+                    Ok(partitions) => break partitions,
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?pause, "cannot open the stream yet");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
+            };
+            tracing::info!(
+                servers = %cluster.servers.join(","),
+                partitions,
+                replicas,
+                "ingest: publishing the sources' trades to {STREAM}"
+            );
+            Some((js, partitions))
         };
-        tracing::info!(
-            servers = %cluster.servers.join(","),
-            partitions,
-            replicas,
-            "ingest: publishing the sources' trades to {STREAM}"
+        let (js, partitions) = tokio::select! {
+            ready = setup => match ready {
+                Some(ready) => ready,
+                None => return,
+            },
+            () = cancel.cancelled() => return,
+        };
+        let stale = rules::follow_stale_rules(
+            js.clone(),
+            self.windows,
+            self.intervals,
+            cancel.child_token(),
         );
-        Some((js, partitions))
-    };
-    let (js, partitions) = tokio::select! {
-        ready = setup => match ready {
-            Some(ready) => ready,
-            None => return,
-        },
-        () = cancel.cancelled() => return,
-    };
-    publish::Publisher::new(js, partitions, events, feeds, metrics, lateness)
-        .with_live_clock(&live, lateness)
+        publish::Publisher::new(
+            js,
+            partitions,
+            self.events,
+            self.feeds,
+            self.metrics,
+            self.lateness,
+        )
+        .with_live_clock(&self.live, self.lateness)
+        .with_stale_rules(stale)
         .run(cancel)
         .await;
+    }
 }
 
 /// How far back a partition's state reaches, from the state's own horizon (ns: the longest

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::deadlines::{StaleDeadlines, StaleRule};
 use super::{partition, wire};
 use crate::clock::{Admission, StreamClock};
 use crate::health::FeedRegistry;
@@ -73,6 +74,10 @@ pub struct Publisher {
     live_clock: Option<LiveClock>,
     /// The stream clock last sent to every partition.
     broadcast: Option<(Timestamp, Timestamp)>,
+    /// When partitions must hear the clock for their `stale` rules.
+    stale: StaleDeadlines,
+    /// The cluster's `stale` rules as they change.
+    stale_rules: Option<tokio::sync::watch::Receiver<Arc<[StaleRule]>>>,
     /// Unacknowledged messages, oldest first; the first `acks.len()` of them are sent.
     buffer: VecDeque<Outgoing>,
     acks: VecDeque<AckFuture>,
@@ -102,6 +107,8 @@ impl Publisher {
             clock: StreamClock::new(allowed_lateness),
             live_clock: None,
             broadcast: None,
+            stale: StaleDeadlines::default(),
+            stale_rules: None,
             buffer: VecDeque::new(),
             acks: VecDeque::new(),
             paused_until: None,
@@ -119,6 +126,60 @@ impl Publisher {
         self
     }
 
+    /// Follows the cluster's `stale` rules, sending each partition the clock when one of them
+    /// could fire there ([`super::deadlines`]).
+    pub fn with_stale_rules(
+        mut self,
+        rules: tokio::sync::watch::Receiver<Arc<[StaleRule]>>,
+    ) -> Self {
+        self.stale_rules = Some(rules);
+        self
+    }
+
+    /// Takes up the rules if they changed.
+    fn refresh_stale_rules(&mut self) {
+        if let Some(rules) = &mut self.stale_rules
+            && rules.has_changed().unwrap_or(false)
+        {
+            let rules = Arc::clone(&rules.borrow_and_update());
+            self.stale.set_rules(rules);
+        }
+    }
+
+    /// Sends the clock to the partitions of the symbols whose `stale` deadlines it passed.
+    fn stale_clock(&mut self) {
+        if self.stale.is_idle() {
+            return;
+        }
+        let Some(event) = self.clock.event_time() else {
+            return;
+        };
+        // The clock a partition reads after this message (as `broadcast_clock` sends it).
+        let now = self.clock.now().unwrap_or(event).max(event);
+        let crossed = self.stale.crossed(now);
+        if crossed.is_empty() {
+            return;
+        }
+        let mut partitions: Vec<u32> = crossed
+            .iter()
+            .map(|symbol| partition::partition_of(symbol.as_str(), self.partitions))
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        self.scratch.clear();
+        wire::encode_clock(event, now, &mut self.scratch);
+        let payload = Bytes::copy_from_slice(&self.scratch);
+        for p in partitions {
+            self.buffer.push_back(Outgoing {
+                subject: partition::clock_subject(p).into(),
+                payload: payload.clone(),
+                id: None,
+                trade_of: None,
+                ended: None,
+            });
+        }
+    }
+
     fn feed_name(&self, feed: FeedId) -> String {
         self.feeds
             .get(feed)
@@ -127,6 +188,7 @@ impl Publisher {
 
     /// Encodes an event into the buffer.
     fn enqueue(&mut self, event: CoreEvent) {
+        self.refresh_stale_rules();
         match event {
             CoreEvent::Trades(trades) | CoreEvent::Recovered(trades) => {
                 let mut name: Option<(FeedId, String)> = None;
@@ -134,10 +196,11 @@ impl Publisher {
                     if let Some(clock) = &mut self.live_clock {
                         clock.observe(trade);
                     }
-                    if self.clock.observe(trade.exchange_ts) == Admission::Late {
-                        // Sent all the same: the partition counts it late as the single
-                        // process would (its clock is the one sent).
+                    if self.clock.observe(trade.exchange_ts) != Admission::Late {
+                        self.stale.on_trade(&trade.symbol, trade.exchange_ts);
                     }
+                    // A late trade is sent all the same: the partition counts it late as the
+                    // single process would (its clock is the one sent).
                     let clock = self.clock.event_time().unwrap_or(trade.exchange_ts);
                     let feed = match &name {
                         Some((id, feed)) if *id == trade.feed => feed.clone(),
@@ -157,6 +220,7 @@ impl Publisher {
                         trade_of: Some(trade.feed),
                         ended: None,
                     });
+                    self.stale_clock();
                 }
             }
             CoreEvent::Quotes(quotes) => {
@@ -202,6 +266,9 @@ impl Publisher {
             return;
         }
         self.broadcast = Some((event, now));
+        // Every partition hears this clock: what it passed needs no message of its own (the
+        // cooldowns it may start are noted).
+        let _ = self.stale.crossed(now);
         self.scratch.clear();
         wire::encode_clock(event, now, &mut self.scratch);
         let payload = Bytes::copy_from_slice(&self.scratch);

@@ -17,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::deadlines::{StaleRule, stale_rules};
 use crate::alerts::book::BookError;
 use crate::alerts::rules::Rule;
 use crate::alerts::{RuleBook, RuleSpec};
+use crate::analytics::{IntervalSpec, WindowSpec};
 
 /// The key of the cluster's rules in the config bucket.
 pub const RULES_KEY: &str = "rules";
@@ -231,4 +233,64 @@ impl SharedRules {
         }
         Err(RulesError::Contended)
     }
+}
+
+/// The cluster's `stale` rules as they change, for an ingest ([`super::deadlines`]): read from
+/// the config bucket and followed until `stop` (watched again after an interruption).
+pub fn follow_stale_rules(
+    js: async_nats::jetstream::Context,
+    windows: Arc<[WindowSpec]>,
+    intervals: Arc<[IntervalSpec]>,
+    stop: CancellationToken,
+) -> tokio::sync::watch::Receiver<Arc<[StaleRule]>> {
+    let (sender, receiver) = tokio::sync::watch::channel(Arc::from(Vec::new()));
+    let send = move |value: &[u8]| match decode(value) {
+        Ok(specs) => {
+            let rules: Arc<[StaleRule]> = stale_rules(&specs, &windows, &intervals).into();
+            sender.send_if_modified(|current| {
+                let changed = *current != rules;
+                if changed {
+                    tracing::info!(rules = rules.len(), "the cluster's stale rules");
+                    *current = rules;
+                }
+                changed
+            });
+        }
+        Err(error) => tracing::warn!(%error, "cannot read the cluster's alert rules"),
+    };
+    tokio::spawn(async move {
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let followed = async {
+                let store = js
+                    .get_key_value(super::CONFIG_BUCKET)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut watch = store.watch(RULES_KEY).await.map_err(|e| e.to_string())?;
+                if let Some(value) = store.get(RULES_KEY).await.map_err(|e| e.to_string())? {
+                    send(&value);
+                }
+                while let Some(entry) = watch.next().await {
+                    let entry = entry.map_err(|e| e.to_string())?;
+                    if entry.operation == kv::Operation::Put {
+                        send(&entry.value);
+                    }
+                }
+                Ok::<(), String>(())
+            };
+            tokio::select! {
+                result = followed => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "following the cluster's alert rules");
+                    }
+                }
+                () = stop.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => pause = (pause * 2).min(Duration::from_secs(5)),
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+    receiver
 }

@@ -1,0 +1,228 @@
+//! When a partition must hear the cluster's clock for its `stale` rules to fire exactly when one
+//! process's would.
+//!
+//! One process checks `stale` rules at its clock after every trade of any symbol, so a rule
+//! fires at the first clock value past `last trade + after` (or, when its cooldown held it back,
+//! at the first one at or past `last firing + cooldown`). A partition sees only its own symbols'
+//! trades, each carrying the clock, and the periodic clock messages. The ingest, which sees
+//! every trade and knows the cluster's `stale` rules (from the config bucket), sends a partition
+//! a clock message at each of those moments ([`StaleDeadlines::crossed`]), in order with its
+//! trades — so every firing happens at the same clock as in one process. A clock message more
+//! than needed changes nothing (one process checked at that clock too); the cooldown deadlines
+//! are taken from every such moment, since each may be a firing.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use crate::alerts::RuleSpec;
+use crate::alerts::rules::{Condition, Rule};
+use crate::analytics::{IntervalSpec, WindowSpec};
+use crate::model::{Symbol, Timestamp};
+
+/// A `stale` rule as the ingest needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleRule {
+    /// The symbol watched; `None` for every symbol.
+    pub symbol: Option<Symbol>,
+    /// Silence that fires it, ns.
+    pub after: i64,
+    /// Least time between two firings, ns.
+    pub cooldown: i64,
+}
+
+impl StaleRule {
+    fn watches(&self, symbol: &Symbol) -> bool {
+        self.symbol.as_ref().is_none_or(|s| s == symbol)
+    }
+}
+
+/// The `stale` rules among `specs` (the others, and any that does not validate, left out).
+pub fn stale_rules(
+    specs: &[RuleSpec],
+    windows: &[WindowSpec],
+    intervals: &[IntervalSpec],
+) -> Vec<StaleRule> {
+    specs
+        .iter()
+        .filter(|spec| spec.kind == "stale")
+        .filter_map(|spec| spec.validate(windows, intervals).ok())
+        .filter_map(|rule: Rule| match rule.condition {
+            Condition::Stale { after } => Some(StaleRule {
+                symbol: rule.symbol,
+                after,
+                cooldown: rule.cooldown,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A moment a partition must hear the clock at: the first clock value past `at`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    at: Timestamp,
+    symbol: Symbol,
+    /// The symbol's last trade when the deadline was made.
+    since: Timestamp,
+    /// A cooldown's end rather than a silence.
+    cooldown: bool,
+    rule: usize,
+}
+
+/// The deadlines of every symbol's `stale` rules; see the module's documentation.
+#[derive(Debug, Default)]
+pub struct StaleDeadlines {
+    rules: Arc<[StaleRule]>,
+    /// Each symbol's latest trade (event time) that the core applies.
+    last: HashMap<Symbol, Timestamp>,
+    due: BinaryHeap<Reverse<Deadline>>,
+}
+
+impl StaleDeadlines {
+    /// Whether there are `stale` rules at all (nothing to do otherwise).
+    pub fn is_idle(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Follows new rules: every symbol's silence deadlines are computed again.
+    pub fn set_rules(&mut self, rules: Arc<[StaleRule]>) {
+        if *rules == *self.rules {
+            return;
+        }
+        self.rules = rules;
+        self.due.clear();
+        let last: Vec<(Symbol, Timestamp)> =
+            self.last.iter().map(|(s, t)| (s.clone(), *t)).collect();
+        for (symbol, ts) in last {
+            self.push_silences(&symbol, ts);
+        }
+    }
+
+    fn push_silences(&mut self, symbol: &Symbol, last: Timestamp) {
+        for (rule, stale) in self.rules.iter().enumerate() {
+            if stale.watches(symbol) {
+                self.due.push(Reverse(Deadline {
+                    at: last.saturating_add(stale.after),
+                    symbol: symbol.clone(),
+                    since: last,
+                    cooldown: false,
+                    rule,
+                }));
+            }
+        }
+    }
+
+    /// A trade of `symbol` at `ts` that the core applies (not dropped as late).
+    pub fn on_trade(&mut self, symbol: &Symbol, ts: Timestamp) {
+        if self.rules.is_empty() {
+            // Kept all the same: rules may come later.
+            let last = self.last.entry(symbol.clone()).or_insert(ts);
+            *last = (*last).max(ts);
+            return;
+        }
+        match self.last.get_mut(symbol) {
+            Some(last) if *last >= ts => return,
+            Some(last) => *last = ts,
+            None => {
+                self.last.insert(symbol.clone(), ts);
+            }
+        }
+        self.push_silences(symbol, ts);
+    }
+
+    /// The symbols whose deadlines the clock `now` has passed (each a moment its partition must
+    /// hear the clock at), in no particular order and possibly repeated.
+    pub fn crossed(&mut self, now: Timestamp) -> Vec<Symbol> {
+        let mut crossed = Vec::new();
+        while let Some(Reverse(deadline)) = self.due.peek() {
+            if deadline.at >= now {
+                break;
+            }
+            let Some(Reverse(deadline)) = self.due.pop() else {
+                break;
+            };
+            let last = self.last.get(&deadline.symbol).copied();
+            if last != Some(deadline.since) && !deadline.cooldown {
+                // The symbol traded since: that trade's deadline stands instead.
+                continue;
+            }
+            if last == Some(deadline.since) && deadline.cooldown {
+                // No trade since the moment the cooldown started: nothing re-armed the rule,
+                // so it cannot fire when the cooldown ends.
+                continue;
+            }
+            let cooldown = self.rules.get(deadline.rule).map_or(0, |r| r.cooldown);
+            if let (true, Some(since)) = (cooldown > 0, last) {
+                // A firing now is held back until `now + cooldown`: the first clock at or past
+                // it, i.e. past one nanosecond before.
+                self.due.push(Reverse(Deadline {
+                    at: now.saturating_add(cooldown - 1),
+                    symbol: deadline.symbol.clone(),
+                    since,
+                    cooldown: true,
+                    rule: deadline.rule,
+                }));
+            }
+            crossed.push(deadline.symbol);
+        }
+        crossed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(list: &[(Option<&str>, i64, i64)]) -> Arc<[StaleRule]> {
+        list.iter()
+            .map(|(symbol, after, cooldown)| StaleRule {
+                symbol: symbol.map(Symbol::new),
+                after: *after,
+                cooldown: *cooldown,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_silence_is_crossed_at_the_first_clock_past_it_and_a_trade_moves_it() {
+        let mut deadlines = StaleDeadlines::default();
+        let (a, b) = (Symbol::new("A"), Symbol::new("B"));
+        deadlines.on_trade(&a, 100);
+        deadlines.set_rules(rules(&[(None, 50, 0)]));
+        deadlines.on_trade(&b, 120);
+        assert!(
+            deadlines.crossed(150).is_empty(),
+            "150 - 100 is not more than 50"
+        );
+        assert_eq!(deadlines.crossed(151), vec![a.clone()]);
+        assert!(deadlines.crossed(160).is_empty(), "crossed once");
+        // B traded again at 165: its deadline is 215, not 170.
+        deadlines.on_trade(&b, 165);
+        assert!(deadlines.crossed(200).is_empty());
+        assert_eq!(deadlines.crossed(216), vec![b.clone()]);
+        // A rule for one symbol only.
+        deadlines.set_rules(rules(&[(Some("A"), 10, 0)]));
+        assert_eq!(deadlines.crossed(300), vec![a]);
+        assert!(deadlines.crossed(400).is_empty());
+    }
+
+    #[test]
+    fn a_cooldown_adds_the_moment_it_ends_when_a_trade_rearmed_the_rule() {
+        let mut deadlines = StaleDeadlines::default();
+        deadlines.set_rules(rules(&[(None, 10, 100)]));
+        let a = Symbol::new("A");
+        deadlines.on_trade(&a, 0);
+        // Fires at 11 (say); a trade at 20 re-arms it; silent again past 30, but the cooldown
+        // holds it back until 111, which must be heard.
+        assert_eq!(deadlines.crossed(11), vec![a.clone()]);
+        deadlines.on_trade(&a, 20);
+        assert_eq!(deadlines.crossed(31), vec![a.clone()]);
+        assert!(deadlines.crossed(110).is_empty());
+        assert_eq!(deadlines.crossed(111), vec![a.clone()]);
+        // No trade since 31 or 111: those cooldowns' ends cannot fire anything.
+        assert!(deadlines.crossed(10_000).is_empty());
+        assert!(deadlines.due.is_empty());
+        assert!(!deadlines.is_idle());
+    }
+}
