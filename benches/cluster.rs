@@ -215,6 +215,55 @@ async fn bare_consume(js: &jetstream::Context, expected: u64) -> Duration {
     elapsed
 }
 
+/// The bare consumers of the partitioned pattern: one filtered pull consumer per partition
+/// (`ticks.<p>.>`, as a node's), all at once, each only counting — what the server does for a
+/// node besides the node's own work.
+async fn bare_consume_partitions(js: &jetstream::Context, expected: u64) -> Duration {
+    let stream = js.get_stream("TICKSTREAM_TICKS").await.expect("stream");
+    let started = Instant::now();
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for p in 0..PARTITIONS {
+        let stream = stream.clone();
+        let counted = std::sync::Arc::clone(&counted);
+        tasks.push(tokio::spawn(async move {
+            let name = format!("bench-bare-p{p}");
+            let pull = stream
+                .create_consumer(consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!("ticks.{p}.>"),
+                    ack_policy: consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .expect("consumer");
+            let pending = pull.cached_info().num_pending;
+            let mut messages = pull
+                .stream()
+                .max_messages_per_batch(1024)
+                .messages()
+                .await
+                .expect("messages");
+            let mut count = 0u64;
+            while count < pending {
+                match messages.next().await {
+                    Some(Ok(_)) => count += 1,
+                    Some(Err(error)) => panic!("bare consumer: {error}"),
+                    None => break,
+                }
+            }
+            counted.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            let _ = stream.delete_consumer(&name).await;
+        }));
+    }
+    for task in tasks {
+        task.await.expect("consumer task");
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(counted.load(std::sync::atomic::Ordering::Relaxed), expected);
+    elapsed
+}
+
 /// Messages the nodes have consumed, summed.
 async fn consumed(nodes: &[Proc]) -> f64 {
     let mut total = 0.0;
@@ -422,27 +471,40 @@ fn main() {
             bare_publish_time.as_secs_f64() / publish_time.as_secs_f64()
         );
         // Consuming: the limit, then 1, 2 and 3 nodes.
+        let server_cpu = cpu_seconds(server.id());
         let bare = bare_consume(&js, stored).await;
+        let bare_server_cpu = cpu_seconds(server.id()) - server_cpu;
         println!("consuming (every partition rebuilt from the stream, {stored} messages):");
         println!(
-            "  limit: bare async-nats pull consumer that counts: {:.0} msgs/s, {:.2} s",
+            "  limit: bare async-nats pull consumer that counts: {:.0} msgs/s, {:.2} s; nats-server CPU {bare_server_cpu:.1} s",
             rate(stored, bare),
             bare.as_secs_f64()
         );
+        let server_cpu = cpu_seconds(server.id());
+        let bare_partitioned = bare_consume_partitions(&js, stored).await;
+        let partitioned_server_cpu = cpu_seconds(server.id()) - server_cpu;
+        println!(
+            "  limit of the partitioned pattern: {PARTITIONS} bare filtered pull consumers (ticks.<p>.>) at once that count: {:.0} msgs/s, {:.2} s; nats-server CPU {partitioned_server_cpu:.1} s",
+            rate(stored, bare_partitioned),
+            bare_partitioned.as_secs_f64()
+        );
         // One node rebuilding the whole stream (taking every partition at once).
         {
+            let server_cpu = cpu_seconds(server.id());
             let started = Instant::now();
             let node = Proc::start(&[
                 "serve", "--nats", &url, "--node", "rebuild", "--listen", "127.0.0.1:0",
             ]);
             wait_consumed(&[&node], stored).await;
             let took = started.elapsed();
+            let node_server_cpu = cpu_seconds(server.id()) - server_cpu;
             let cpu = node.stop();
             println!(
-                "  1 node rebuilding every partition from the stream: {:.0} trades/s ({:.2} s from its start), {:.2}× the bare consumer; node CPU {cpu:.1} s",
+                "  1 node rebuilding every partition from the stream: {:.0} trades/s ({:.2} s from its start), {:.2}× the bare consumer, {:.2}× the partitioned one; node CPU {cpu:.1} s, nats-server CPU {node_server_cpu:.1} s",
                 rate(TRADES as u64, took),
                 took.as_secs_f64(),
-                rate(TRADES as u64, took) / rate(stored, bare)
+                rate(TRADES as u64, took) / rate(stored, bare),
+                rate(TRADES as u64, took) / rate(stored, bare_partitioned)
             );
         }
         // End to end: K nodes that already own their partitions; the ingest publishes the day;

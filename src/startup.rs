@@ -202,6 +202,8 @@ impl App {
                 recording
             }
             Some(cluster) if cluster.role == Role::Ingest => {
+                // An ingest fires no alerts: its sink task ends as soon as it is asked to.
+                drop(alerts);
                 let ingest = crate::cluster::IngestStart {
                     cluster,
                     horizon: crate::cluster::horizon(settings.recovery_horizon()),

@@ -115,12 +115,6 @@ impl StaleDeadlines {
 
     /// A trade of `symbol` at `ts` that the core applies (not dropped as late).
     pub fn on_trade(&mut self, symbol: &Symbol, ts: Timestamp) {
-        if self.rules.is_empty() {
-            // Kept all the same: rules may come later.
-            let last = self.last.entry(symbol.clone()).or_insert(ts);
-            *last = (*last).max(ts);
-            return;
-        }
         match self.last.get_mut(symbol) {
             Some(last) if *last >= ts => return,
             Some(last) => *last = ts,
@@ -128,7 +122,10 @@ impl StaleDeadlines {
                 self.last.insert(symbol.clone(), ts);
             }
         }
-        self.push_silences(symbol, ts);
+        // Kept without rules all the same: rules may come later.
+        if !self.rules.is_empty() {
+            self.push_silences(symbol, ts);
+        }
     }
 
     /// The symbols whose deadlines the clock `now` has passed (each a moment its partition must

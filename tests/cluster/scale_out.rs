@@ -503,6 +503,16 @@ async fn a_resent_day_is_dropped_by_the_duplicate_window_and_counted() {
     );
     assert_same_answers(&single, &a, &["BTCUSDT"], "after the resend").await;
     single.stop().await;
+    // SIGTERM ends an ingest and a node in seconds (each has nothing left to drain).
+    for (what, mut process) in [("ingest", second), ("node", a)] {
+        let asked = Instant::now();
+        process.terminate();
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "the {what} took {:?} to stop",
+            asked.elapsed()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
