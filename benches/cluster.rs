@@ -4,7 +4,10 @@
 //!
 //! - publishing: a bare async-nats publisher sending the ingest's own messages (same subjects,
 //!   sizes and message ids, into a second stream), acknowledgements pipelined as deep;
-//! - consuming: a bare async-nats pull consumer of the ticks stream that only counts.
+//! - consuming: a bare async-nats pull consumer of the ticks stream that only counts, and the
+//!   partitioned pattern the nodes use — one filtered pull consumer per partition, all at once,
+//!   only counting (what the server spends serving partitions, without any node code);
+//! - end to end: the bare publisher with either of those at once.
 //!
 //! The server is one `nats-server` (Debian's; JetStream, file storage) on loopback with its store
 //! in a temporary directory; the data is generated (500,000 trades of 64 symbols, 16
@@ -335,47 +338,74 @@ async fn wait_settled(node: &Proc, names: &[String]) {
     }
 }
 
-/// The bare publisher and the bare consumer at once, on a stream of their own.
+/// The end-to-end limit: the bare publisher sending `messages` while bare consumers count them —
+/// one consumer of everything, or (`partitioned`) one filtered consumer per partition, as the
+/// nodes' consumers are.
 async fn end_to_end_limit(
     js: &jetstream::Context,
     messages: &[(String, Vec<u8>, Option<String>)],
+    partitioned: bool,
 ) -> Duration {
+    let prefix = if partitioned { "e2ep" } else { "e2e" };
     let stream = js
         .get_or_create_stream(jetstream::stream::Config {
-            name: "BENCH_E2E".to_string(),
-            subjects: vec!["e2e.>".to_string()],
+            name: format!("BENCH_{}", prefix.to_uppercase()),
+            subjects: vec![format!("{prefix}.>")],
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         })
         .await
         .expect("stream");
-    let pull = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some("bench-e2e".to_string()),
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let expected = messages.len();
-    let started = Instant::now();
-    let consume = tokio::spawn(async move {
-        let mut stream = pull
-            .stream()
-            .max_messages_per_batch(1024)
-            .messages()
-            .await
-            .expect("messages");
-        let mut count = 0;
-        while count < expected {
-            match stream.next().await {
-                Some(Ok(_)) => count += 1,
-                _ => break,
-            }
+    // Each consumer's filter and how many messages it is to count.
+    let mut filters: Vec<(String, usize)> = Vec::new();
+    if partitioned {
+        for p in 0..PARTITIONS {
+            let subject_prefix = format!("ticks.{p}.");
+            let count = messages
+                .iter()
+                .filter(|(subject, _, _)| subject.starts_with(&subject_prefix))
+                .count();
+            filters.push((format!("{prefix}.ticks.{p}.>"), count));
         }
-    });
-    publish_all(js, "e2e", messages).await;
-    let _ = consume.await;
+    } else {
+        filters.push((String::new(), messages.len()));
+    }
+    let mut consumers = Vec::new();
+    for (i, (filter, expected)) in filters.into_iter().enumerate() {
+        let pull = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(format!("bench-{prefix}-{i}")),
+                filter_subject: filter,
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        consumers.push((pull, expected));
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (pull, expected) in consumers {
+        tasks.push(tokio::spawn(async move {
+            let mut stream = pull
+                .stream()
+                .max_messages_per_batch(1024)
+                .messages()
+                .await
+                .expect("messages");
+            let mut count = 0;
+            while count < expected {
+                match stream.next().await {
+                    Some(Ok(_)) => count += 1,
+                    _ => break,
+                }
+            }
+        }));
+    }
+    publish_all(js, prefix, messages).await;
+    for task in tasks {
+        let _ = task.await;
+    }
     started.elapsed()
 }
 
@@ -509,12 +539,20 @@ fn main() {
         }
         // End to end: K nodes that already own their partitions; the ingest publishes the day;
         // timed from the ingest's start until every node has consumed every message.
-        let limit = end_to_end_limit(&js, &messages).await;
+        let limit = end_to_end_limit(&js, &messages, false).await;
+        let server_cpu = cpu_seconds(server.id());
+        let partitioned = end_to_end_limit(&js, &messages, true).await;
+        let partitioned_server_cpu = cpu_seconds(server.id()) - server_cpu;
         println!("end to end (ingest → JetStream → nodes, {stored} messages):");
         println!(
             "  limit: the bare publisher and the bare consumer at once: {:.0} msgs/s ({:.2} s)",
             rate(stored, limit),
             limit.as_secs_f64()
+        );
+        println!(
+            "  limit of the partitioned pattern: the bare publisher and {PARTITIONS} bare filtered consumers at once: {:.0} msgs/s ({:.2} s); nats-server CPU {partitioned_server_cpu:.1} s",
+            rate(stored, partitioned),
+            partitioned.as_secs_f64()
         );
         for nodes in 1..=3usize {
             stream.purge().await.expect("purge");
@@ -529,6 +567,7 @@ fn main() {
             let names: Vec<String> = (0..nodes).map(|i| format!("e2e{nodes}-{i}")).collect();
             wait_settled(&procs[0], &names).await;
             let before: f64 = consumed(&procs).await;
+            let e2e_server_cpu = cpu_seconds(server.id());
             let started = Instant::now();
             let ingest = Proc::start(&[
                 "ingest", "--nats", &url, "--replay", &csv_path, "--speed", "max", "--listen",
@@ -540,11 +579,13 @@ fn main() {
             let ingest_cpu = ingest.stop();
             let cpu: Vec<f64> = procs.into_iter().map(Proc::stop).collect();
             println!(
-                "  {nodes} node(s): {:.0} trades/s ({:.2} s) — {:.2}× the limit; ingest CPU {ingest_cpu:.1} s, nodes' CPU {:?} s",
+                "  {nodes} node(s): {:.0} trades/s ({:.2} s) — {:.2}× the limit, {:.2}× the partitioned one; ingest CPU {ingest_cpu:.1} s, nodes' CPU {:?} s, nats-server CPU {:.1} s",
                 rate(TRADES as u64, took),
                 took.as_secs_f64(),
                 limit.as_secs_f64() / took.as_secs_f64(),
-                cpu.iter().map(|c| (c * 10.0).round() / 10.0).collect::<Vec<_>>()
+                partitioned.as_secs_f64() / took.as_secs_f64(),
+                cpu.iter().map(|c| (c * 10.0).round() / 10.0).collect::<Vec<_>>(),
+                cpu_seconds(server.id()) - e2e_server_cpu
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -37,6 +37,9 @@ pub type EngineFactory = Arc<dyn Fn() -> Engine + Send + Sync>;
 
 /// Messages asked of the server per pull.
 const PULL_BATCH: usize = 1024;
+/// How long a partition gathers the messages that trickle in after one before handing them to
+/// its core (each hand-over wakes the core's thread): the most it delays a live trade.
+const LINGER: Duration = Duration::from_millis(2);
 /// Events handed to a partition's core in one message at most.
 const EVENT_TRADES: usize = 1024;
 
@@ -404,6 +407,15 @@ async fn consume(
             };
             let mut next = first;
             let mut taken = 0;
+            let linger_until = tokio::time::Instant::now() + LINGER;
+            // Where the partition stands after this gathering (published once for all of it).
+            let mut progress: Option<Progress> = None;
+            let publish = |taken: usize, progress: Option<Progress>| {
+                context.metrics.cluster_consumed.inc_by(taken as u64);
+                if progress.is_some() {
+                    context.set_progress(partition, progress);
+                }
+            };
             loop {
                 match next {
                     Some(Ok(message)) => {
@@ -411,7 +423,6 @@ async fn consume(
                         let (sequence, pending) = message.info().map_or((applied + 1, 0), |info| {
                             (info.stream_sequence, info.pending)
                         });
-                        context.metrics.cluster_consumed.inc();
                         let alerts = sequence > owned.delivered;
                         match wire::WireTick::decode(&message.payload) {
                             Ok(decoded) => {
@@ -428,17 +439,15 @@ async fn consume(
                         if pending == 0 {
                             caught_up = true;
                         }
-                        context.set_progress(
-                            partition,
-                            Some(Progress {
-                                applied,
-                                pending,
-                                rebuilding: sequence < rebuild_until && pending > 0,
-                            }),
-                        );
+                        progress = Some(Progress {
+                            applied,
+                            pending,
+                            rebuilding: sequence < rebuild_until && pending > 0,
+                        });
                     }
                     Some(Err(error)) => {
                         tracing::warn!(partition, %error, "pulling a partition");
+                        publish(taken, progress);
                         batch.flush(events).await;
                         if applied > 0 {
                             deliver = consumer::DeliverPolicy::ByStartSequence {
@@ -452,6 +461,7 @@ async fn consume(
                         continue 'consumer;
                     }
                     None => {
+                        publish(taken, progress);
                         batch.flush(events).await;
                         if applied > 0 {
                             deliver = consumer::DeliverPolicy::ByStartSequence {
@@ -467,9 +477,15 @@ async fn consume(
                 }
                 match messages.next().now_or_never() {
                     Some(message) => next = message,
-                    None => break,
+                    // Live: the messages trickle in. They are gathered for up to `LINGER` after
+                    // the first, so the core wakes once for many rather than once for each.
+                    None => match tokio::time::timeout_at(linger_until, messages.next()).await {
+                        Ok(message) => next = message,
+                        Err(_) => break,
+                    },
                 }
             }
+            publish(taken, progress);
             batch.flush(events).await;
             if events.is_closed() {
                 return Ok(applied);
@@ -486,23 +502,35 @@ async fn consume(
 struct Batch {
     trades: Vec<(i64, Trade)>,
     alerts: bool,
-    /// This partition's copy of the node's feeds (no lock per message).
-    feeds: HashMap<String, (FeedId, Arc<FeedStatus>)>,
+    /// This partition's copy of the node's feeds (no lock per message), with the messages of
+    /// each not yet counted (counted once per gathering, not per message: every partition
+    /// counts into the same feeds).
+    feeds: HashMap<String, (FeedId, Arc<FeedStatus>, u64)>,
 }
 
 impl Batch {
-    /// The node's id of the ingest's feed `name`; counts the message as one of its rows (what
-    /// `/v1/feeds` and `/readyz` read).
+    /// The node's id of the ingest's feed `name`; the message is one of its rows (what
+    /// `/v1/feeds` and `/readyz` read), counted at the next [`Batch::flush`].
     fn feed_id(&mut self, context: &NodeContext, name: &str) -> FeedId {
-        let (id, status) = match self.feeds.get(name) {
+        let (id, _, uncounted) = match self.feeds.get_mut(name) {
             Some(feed) => feed,
-            None => self
-                .feeds
-                .entry(name.to_string())
-                .or_insert_with(|| context.feed(name)),
+            None => self.feeds.entry(name.to_string()).or_insert_with(|| {
+                let (id, status) = context.feed(name);
+                (id, status, 0)
+            }),
         };
-        status.rows.inc();
+        *uncounted += 1;
         *id
+    }
+
+    /// Counts the rows of each feed seen since the last time.
+    fn count_rows(&mut self) {
+        for (_, status, uncounted) in self.feeds.values_mut() {
+            if *uncounted > 0 {
+                status.rows.inc_by(*uncounted);
+                *uncounted = 0;
+            }
+        }
     }
 }
 
@@ -582,6 +610,7 @@ impl Batch {
     }
 
     async fn flush(&mut self, events: &mpsc::Sender<CoreEvent>) {
+        self.count_rows();
         if self.trades.is_empty() {
             return;
         }
