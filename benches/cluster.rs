@@ -187,18 +187,8 @@ async fn bare_publish(
     started.elapsed()
 }
 
-/// The bare consumer: every message of the ticks stream, counted.
-async fn bare_consume(js: &jetstream::Context, expected: u64) -> Duration {
-    let stream = js.get_stream("TICKSTREAM_TICKS").await.expect("stream");
-    let started = Instant::now();
-    let pull = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some("bench-bare".to_string()),
-            ack_policy: consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
+/// What a bare consumer does: pulls (1,024 at a time, as a node) and counts, until `expected`.
+async fn count_messages(pull: consumer::PullConsumer, expected: u64) -> u64 {
     let mut messages = pull
         .stream()
         .max_messages_per_batch(1024)
@@ -213,6 +203,22 @@ async fn bare_consume(js: &jetstream::Context, expected: u64) -> Duration {
             None => break,
         }
     }
+    count
+}
+
+/// The bare consumer: every message of the ticks stream, counted.
+async fn bare_consume(js: &jetstream::Context, expected: u64) -> Duration {
+    let stream = js.get_stream("TICKSTREAM_TICKS").await.expect("stream");
+    let started = Instant::now();
+    let pull = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("bench-bare".to_string()),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    count_messages(pull, expected).await;
     let elapsed = started.elapsed();
     let _ = stream.delete_consumer("bench-bare").await;
     elapsed
@@ -241,20 +247,7 @@ async fn bare_consume_partitions(js: &jetstream::Context, expected: u64) -> Dura
                 .await
                 .expect("consumer");
             let pending = pull.cached_info().num_pending;
-            let mut messages = pull
-                .stream()
-                .max_messages_per_batch(1024)
-                .messages()
-                .await
-                .expect("messages");
-            let mut count = 0u64;
-            while count < pending {
-                match messages.next().await {
-                    Some(Ok(_)) => count += 1,
-                    Some(Err(error)) => panic!("bare consumer: {error}"),
-                    None => break,
-                }
-            }
+            let count = count_messages(pull, pending).await;
             counted.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
             let _ = stream.delete_consumer(&name).await;
         }));
@@ -386,21 +379,7 @@ async fn end_to_end_limit(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (pull, expected) in consumers {
-        tasks.push(tokio::spawn(async move {
-            let mut stream = pull
-                .stream()
-                .max_messages_per_batch(1024)
-                .messages()
-                .await
-                .expect("messages");
-            let mut count = 0;
-            while count < expected {
-                match stream.next().await {
-                    Some(Ok(_)) => count += 1,
-                    _ => break,
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(count_messages(pull, expected as u64)));
     }
     publish_all(js, prefix, messages).await;
     for task in tasks {

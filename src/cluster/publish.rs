@@ -166,6 +166,16 @@ impl Publisher {
             .collect();
         partitions.sort_unstable();
         partitions.dedup();
+        self.send_clock(event, now, partitions);
+    }
+
+    /// Queues a clock message (`event`, `now`) to each of `partitions`.
+    fn send_clock(
+        &mut self,
+        event: Timestamp,
+        now: Timestamp,
+        partitions: impl IntoIterator<Item = u32>,
+    ) {
         self.scratch.clear();
         wire::encode_clock(event, now, &mut self.scratch);
         let payload = Bytes::copy_from_slice(&self.scratch);
@@ -269,18 +279,7 @@ impl Publisher {
         // Every partition hears this clock: what it passed needs no message of its own (the
         // cooldowns it may start are noted).
         let _ = self.stale.crossed(now);
-        self.scratch.clear();
-        wire::encode_clock(event, now, &mut self.scratch);
-        let payload = Bytes::copy_from_slice(&self.scratch);
-        for p in 0..self.partitions {
-            self.buffer.push_back(Outgoing {
-                subject: partition::clock_subject(p).into(),
-                payload: payload.clone(),
-                id: None,
-                trade_of: None,
-                ended: None,
-            });
-        }
+        self.send_clock(event, now, 0..self.partitions);
     }
 
     /// A quiet live market: moves the stream clock to the venues' estimated time.

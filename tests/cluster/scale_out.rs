@@ -180,7 +180,12 @@ fn last_stats(events: &Events, symbol: &str) -> Option<Value> {
 }
 
 fn node(urls: &str, name: &str) -> Proc {
-    Proc::start(&[
+    node_with(urls, name, &[])
+}
+
+/// An analytics node with more arguments.
+fn node_with(urls: &str, name: &str, more: &[&str]) -> Proc {
+    let mut args = vec![
         "serve",
         "--nats",
         urls,
@@ -188,7 +193,9 @@ fn node(urls: &str, name: &str) -> Proc {
         name,
         "--listen",
         "127.0.0.1:0",
-    ])
+    ];
+    args.extend_from_slice(more);
+    Proc::start(&args)
 }
 
 /// Waits (up to `limit`) for `check` to hold; returns how long it took.
@@ -591,37 +598,25 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
         "id": "added-on-a", "kind": "price_above", "symbol": on_b, "threshold": 1.0,
         "cooldown": "24h"
     });
-    wait_until(
-        "node a edits the cluster's rules",
-        Duration::from_secs(30),
-        || async {
-            let (status, _) = a
-                .send(
-                    reqwest::Method::POST,
-                    "/v1/alerts/rules",
-                    Some(added.clone()),
-                )
-                .await;
-            status == 201
-        },
-    )
-    .await;
     let removed = serde_json::json!({"id": "removed-on-a", "kind": "price_below", "symbol": "*", "threshold": 1e9});
-    wait_until(
-        "node b edits the cluster's rules",
-        Duration::from_secs(30),
-        || async {
-            let (status, _) = b
-                .send(
-                    reqwest::Method::POST,
-                    "/v1/alerts/rules",
-                    Some(removed.clone()),
-                )
-                .await;
-            status == 201
-        },
-    )
-    .await;
+    for (name, node, rule) in [("a", &a, &added), ("b", &b, &removed)] {
+        // Refused (503) until the node has read the cluster's rules.
+        wait_until(
+            &format!("node {name} edits the cluster's rules"),
+            Duration::from_secs(30),
+            || async {
+                let (status, _) = node
+                    .send(
+                        reqwest::Method::POST,
+                        "/v1/alerts/rules",
+                        Some(rule.clone()),
+                    )
+                    .await;
+                status == 201
+            },
+        )
+        .await;
+    }
     // A rule id is the cluster's: taken on the other node too.
     let (status, body) = b
         .send(
@@ -823,7 +818,12 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
     // A node that comes after all that, with no rules of its own, shows every alert the cluster
     // fired (from the cluster's alert stream), takes the cluster's rules, and rebuilds every
     // partition without delivering any alert again.
-    let c = start_node_without_rules(&urls, "c", &dir.path().join("c.jsonl"));
+    let c_file = dir.path().join("c.jsonl");
+    let c = node_with(
+        &urls,
+        "c",
+        &["--alerts-file", c_file.to_str().expect("path")],
+    );
     wait_until(
         "node c took the cluster's rules",
         Duration::from_secs(30),
@@ -862,18 +862,4 @@ async fn alerts_fire_once_cluster_wide_and_every_node_shows_them() {
         "nothing delivered again: {:?}",
         read("c")
     );
-}
-
-fn start_node_without_rules(urls: &str, name: &str, file: &std::path::Path) -> Proc {
-    Proc::start(&[
-        "serve",
-        "--nats",
-        urls,
-        "--node",
-        name,
-        "--listen",
-        "127.0.0.1:0",
-        "--alerts-file",
-        file.to_str().expect("path"),
-    ])
 }
