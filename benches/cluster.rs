@@ -16,7 +16,9 @@
 //! round); the consume time from the moment every partition has an owner is printed too. Each
 //! process's CPU seconds are printed beside it: on two cores, that says what limits it.
 //!
-//! Needs `nats-server` (`apt-get install nats-server`). Run with `cargo bench --bench cluster`.
+//! Needs `nats-server` (`apt-get install nats-server`). Run with `cargo bench --bench cluster`;
+//! `TICKSTREAM_BENCH_SERVERS=3 cargo bench --bench cluster` runs it on a three-server cluster
+//! (every stream R3) on the same machine.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -177,6 +179,7 @@ async fn bare_publish(
     js.get_or_create_stream(jetstream::stream::Config {
         name: "BENCH_BARE".to_string(),
         subjects: vec!["bare.>".to_string()],
+        num_replicas: replicas(),
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
     })
@@ -344,6 +347,7 @@ async fn end_to_end_limit(
         .get_or_create_stream(jetstream::stream::Config {
             name: format!("BENCH_{}", prefix.to_uppercase()),
             subjects: vec![format!("{prefix}.>")],
+            num_replicas: replicas(),
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         })
@@ -402,15 +406,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("dir");
     let csv = dir.path().join("trades.csv");
     write_trades(&csv);
-    let port = free_port();
-    let mut server = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.path().join("store"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
-    let url = format!("nats://127.0.0.1:{port}");
+    let servers = NatsServers::start(dir.path());
+    let url = servers.url();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -418,7 +415,13 @@ fn main() {
         .expect("runtime");
     let csv_path = csv.to_str().expect("path").to_string();
     println!(
-        "{TRADES} trades of {SYMBOLS} symbols, {PARTITIONS} partitions, one nats-server (JetStream, file store) on loopback, 2 vCPUs"
+        "{TRADES} trades of {SYMBOLS} symbols, {PARTITIONS} partitions, {} (JetStream, file store, streams R{}) on loopback, 2 vCPUs",
+        if servers.count() == 1 {
+            "one nats-server".to_string()
+        } else {
+            format!("a cluster of {} nats-servers", servers.count())
+        },
+        servers.count()
     );
     runtime.block_on(async {
         std::thread::sleep(Duration::from_millis(500));
@@ -437,7 +440,7 @@ fn main() {
         }
         let publish_time = started.elapsed();
         let ingest_cpu = ingest.stop();
-        let client = async_nats::connect(&url).await.expect("connect");
+        let client = async_nats::connect(servers.first_url()).await.expect("connect");
         let js = jetstream::new(client);
         let mut stream = js.get_stream("TICKSTREAM_TICKS").await.expect("the ticks stream");
         let stored = stream.info().await.expect("info").state.messages;
@@ -480,18 +483,18 @@ fn main() {
             bare_publish_time.as_secs_f64() / publish_time.as_secs_f64()
         );
         // Consuming: the limit, then 1, 2 and 3 nodes.
-        let server_cpu = cpu_seconds(server.id());
+        let server_cpu = servers.cpu();
         let bare = bare_consume(&js, stored).await;
-        let bare_server_cpu = cpu_seconds(server.id()) - server_cpu;
+        let bare_server_cpu = servers.cpu() - server_cpu;
         println!("consuming (every partition rebuilt from the stream, {stored} messages):");
         println!(
             "  limit: bare async-nats pull consumer that counts: {:.0} msgs/s, {:.2} s; nats-server CPU {bare_server_cpu:.1} s",
             rate(stored, bare),
             bare.as_secs_f64()
         );
-        let server_cpu = cpu_seconds(server.id());
+        let server_cpu = servers.cpu();
         let bare_partitioned = bare_consume_partitions(&js, stored).await;
-        let partitioned_server_cpu = cpu_seconds(server.id()) - server_cpu;
+        let partitioned_server_cpu = servers.cpu() - server_cpu;
         println!(
             "  limit of the partitioned pattern: {PARTITIONS} bare filtered pull consumers (ticks.<p>.>) at once that count: {:.0} msgs/s, {:.2} s; nats-server CPU {partitioned_server_cpu:.1} s",
             rate(stored, bare_partitioned),
@@ -499,14 +502,14 @@ fn main() {
         );
         // One node rebuilding the whole stream (taking every partition at once).
         {
-            let server_cpu = cpu_seconds(server.id());
+            let server_cpu = servers.cpu();
             let started = Instant::now();
             let node = Proc::start(&[
                 "serve", "--nats", &url, "--node", "rebuild", "--listen", "127.0.0.1:0",
             ]);
             wait_consumed(&[&node], stored).await;
             let took = started.elapsed();
-            let node_server_cpu = cpu_seconds(server.id()) - server_cpu;
+            let node_server_cpu = servers.cpu() - server_cpu;
             let cpu = node.stop();
             println!(
                 "  1 node rebuilding every partition from the stream: {:.0} trades/s ({:.2} s from its start), {:.2}× the bare consumer, {:.2}× the partitioned one; node CPU {cpu:.1} s, nats-server CPU {node_server_cpu:.1} s",
@@ -519,9 +522,9 @@ fn main() {
         // End to end: K nodes that already own their partitions; the ingest publishes the day;
         // timed from the ingest's start until every node has consumed every message.
         let limit = end_to_end_limit(&js, &messages, false).await;
-        let server_cpu = cpu_seconds(server.id());
+        let server_cpu = servers.cpu();
         let partitioned = end_to_end_limit(&js, &messages, true).await;
-        let partitioned_server_cpu = cpu_seconds(server.id()) - server_cpu;
+        let partitioned_server_cpu = servers.cpu() - server_cpu;
         println!("end to end (ingest → JetStream → nodes, {stored} messages):");
         println!(
             "  limit: the bare publisher and the bare consumer at once: {:.0} msgs/s ({:.2} s)",
@@ -546,7 +549,7 @@ fn main() {
             let names: Vec<String> = (0..nodes).map(|i| format!("e2e{nodes}-{i}")).collect();
             wait_settled(&procs[0], &names).await;
             let before: f64 = consumed(&procs).await;
-            let e2e_server_cpu = cpu_seconds(server.id());
+            let e2e_server_cpu = servers.cpu();
             let started = Instant::now();
             let ingest = Proc::start(&[
                 "ingest", "--nats", &url, "--replay", &csv_path, "--speed", "max", "--listen",
@@ -564,12 +567,94 @@ fn main() {
                 limit.as_secs_f64() / took.as_secs_f64(),
                 partitioned.as_secs_f64() / took.as_secs_f64(),
                 cpu.iter().map(|c| (c * 10.0).round() / 10.0).collect::<Vec<_>>(),
-                cpu_seconds(server.id()) - e2e_server_cpu
+                servers.cpu() - e2e_server_cpu
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        println!("nats-server CPU over the whole run: {:.1} s", cpu_seconds(server.id()));
+        println!("nats-server CPU over the whole run: {:.1} s", servers.cpu());
     });
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(servers);
+}
+
+/// The replicas of the bench's own streams: as many as servers (as the ingest makes its stream).
+fn replicas() -> usize {
+    std::env::var("TICKSTREAM_BENCH_SERVERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// The NATS servers the bench runs on: one, or (`TICKSTREAM_BENCH_SERVERS=3`) a JetStream
+/// cluster of three on loopback, whose streams — the ticks stream and the bare ones alike — are
+/// then replicated three times.
+struct NatsServers {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+}
+
+impl NatsServers {
+    fn start(dir: &Path) -> NatsServers {
+        let count = replicas();
+        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let route_list = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let children = (0..count)
+            .map(|i| {
+                let mut command = Command::new("nats-server");
+                command
+                    .args(["-a", "127.0.0.1", "-p", &ports[i].to_string(), "-js", "-sd"])
+                    .arg(dir.join(format!("store{i}")))
+                    .args(["--server_name", &format!("bench{i}")]);
+                if count > 1 {
+                    command
+                        .args(["--cluster_name", "bench"])
+                        .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i])])
+                        .args(["--routes", &route_list]);
+                }
+                command
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("nats-server starts")
+            })
+            .collect();
+        // A cluster elects its JetStream leader first.
+        std::thread::sleep(Duration::from_millis(if count > 1 { 5000 } else { 500 }));
+        NatsServers { children, ports }
+    }
+
+    fn count(&self) -> usize {
+        self.children.len()
+    }
+
+    fn first_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.ports[0])
+    }
+
+    fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// CPU seconds the servers have used, together.
+    fn cpu(&self) -> f64 {
+        self.children.iter().map(|c| cpu_seconds(c.id())).sum()
+    }
+}
+
+impl Drop for NatsServers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
