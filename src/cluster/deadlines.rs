@@ -70,12 +70,22 @@ struct Deadline {
     rule: usize,
 }
 
+/// A symbol as the deadlines see it.
+#[derive(Debug)]
+struct Silence {
+    /// Its latest trade (event time) that the core applies.
+    last: Timestamp,
+    /// Per rule: whether a silence deadline of the rule for this symbol is waiting in the heap
+    /// (at most one is: a trade moves the symbol's `last`, and the waiting deadline is moved when
+    /// it comes up — so the heap holds symbols × rules silences, not one per trade).
+    queued: Vec<bool>,
+}
+
 /// The deadlines of every symbol's `stale` rules; see the module's documentation.
 #[derive(Debug, Default)]
 pub struct StaleDeadlines {
     rules: Arc<[StaleRule]>,
-    /// Each symbol's latest trade (event time) that the core applies.
-    last: HashMap<Symbol, Timestamp>,
+    symbols: HashMap<Symbol, Silence>,
     due: BinaryHeap<Reverse<Deadline>>,
 }
 
@@ -92,40 +102,27 @@ impl StaleDeadlines {
         }
         self.rules = rules;
         self.due.clear();
-        let last: Vec<(Symbol, Timestamp)> =
-            self.last.iter().map(|(s, t)| (s.clone(), *t)).collect();
-        for (symbol, ts) in last {
-            self.push_silences(&symbol, ts);
-        }
-    }
-
-    fn push_silences(&mut self, symbol: &Symbol, last: Timestamp) {
-        for (rule, stale) in self.rules.iter().enumerate() {
-            if stale.watches(symbol) {
-                self.due.push(Reverse(Deadline {
-                    at: last.saturating_add(stale.after),
-                    symbol: symbol.clone(),
-                    since: last,
-                    cooldown: false,
-                    rule,
-                }));
-            }
+        for (symbol, silence) in &mut self.symbols {
+            silence.queued = vec![false; self.rules.len()];
+            queue_silences(&self.rules, &mut self.due, symbol, silence);
         }
     }
 
     /// A trade of `symbol` at `ts` that the core applies (not dropped as late).
     pub fn on_trade(&mut self, symbol: &Symbol, ts: Timestamp) {
-        match self.last.get_mut(symbol) {
-            Some(last) if *last >= ts => return,
-            Some(last) => *last = ts,
-            None => {
-                self.last.insert(symbol.clone(), ts);
+        let silence = match self.symbols.get_mut(symbol) {
+            Some(silence) if silence.last >= ts => return,
+            Some(silence) => {
+                silence.last = ts;
+                silence
             }
-        }
-        // Kept without rules all the same: rules may come later.
-        if !self.rules.is_empty() {
-            self.push_silences(symbol, ts);
-        }
+            // Kept without rules all the same: rules may come later.
+            None => self.symbols.entry(symbol.clone()).or_insert(Silence {
+                last: ts,
+                queued: vec![false; self.rules.len()],
+            }),
+        };
+        queue_silences(&self.rules, &mut self.due, symbol, silence);
     }
 
     /// The symbols whose deadlines the clock `now` has passed (each a moment its partition must
@@ -139,24 +136,39 @@ impl StaleDeadlines {
             let Some(Reverse(deadline)) = self.due.pop() else {
                 break;
             };
-            let last = self.last.get(&deadline.symbol).copied();
-            if last != Some(deadline.since) && !deadline.cooldown {
-                // The symbol traded since: that trade's deadline stands instead.
+            let Some(silence) = self.symbols.get_mut(&deadline.symbol) else {
                 continue;
-            }
-            if last == Some(deadline.since) && deadline.cooldown {
+            };
+            let Some(rule) = self.rules.get(deadline.rule) else {
+                continue;
+            };
+            let last = silence.last;
+            if !deadline.cooldown {
+                if last != deadline.since {
+                    // The symbol traded since: its deadline moves to that trade's (which the
+                    // clock may have passed too: then it comes up again at once).
+                    self.due.push(Reverse(Deadline {
+                        at: last.saturating_add(rule.after),
+                        since: last,
+                        ..deadline
+                    }));
+                    continue;
+                }
+                if let Some(queued) = silence.queued.get_mut(deadline.rule) {
+                    *queued = false;
+                }
+            } else if last == deadline.since {
                 // No trade since the moment the cooldown started: nothing re-armed the rule,
                 // so it cannot fire when the cooldown ends.
                 continue;
             }
-            let cooldown = self.rules.get(deadline.rule).map_or(0, |r| r.cooldown);
-            if let (true, Some(since)) = (cooldown > 0, last) {
+            if rule.cooldown > 0 {
                 // A firing now is held back until `now + cooldown`: the first clock at or past
                 // it, i.e. past one nanosecond before.
                 self.due.push(Reverse(Deadline {
-                    at: now.saturating_add(cooldown - 1),
+                    at: now.saturating_add(rule.cooldown - 1),
                     symbol: deadline.symbol.clone(),
-                    since,
+                    since: last,
                     cooldown: true,
                     rule: deadline.rule,
                 }));
@@ -164,6 +176,30 @@ impl StaleDeadlines {
             crossed.push(deadline.symbol);
         }
         crossed
+    }
+}
+
+/// Queues the silence deadline of each rule watching `symbol` that has none waiting.
+fn queue_silences(
+    rules: &[StaleRule],
+    due: &mut BinaryHeap<Reverse<Deadline>>,
+    symbol: &Symbol,
+    silence: &mut Silence,
+) {
+    for (rule, stale) in rules.iter().enumerate() {
+        let Some(queued) = silence.queued.get_mut(rule) else {
+            continue;
+        };
+        if !*queued && stale.watches(symbol) {
+            *queued = true;
+            due.push(Reverse(Deadline {
+                at: silence.last.saturating_add(stale.after),
+                symbol: symbol.clone(),
+                since: silence.last,
+                cooldown: false,
+                rule,
+            }));
+        }
     }
 }
 
@@ -221,5 +257,20 @@ mod tests {
         assert!(deadlines.crossed(10_000).is_empty());
         assert!(deadlines.due.is_empty());
         assert!(!deadlines.is_idle());
+    }
+
+    #[test]
+    fn the_heap_holds_one_silence_per_symbol_and_rule_however_many_trades() {
+        let mut deadlines = StaleDeadlines::default();
+        deadlines.set_rules(rules(&[(None, 1_000, 0), (Some("A"), 50, 0)]));
+        let (a, b) = (Symbol::new("A"), Symbol::new("B"));
+        for ts in 0..10_000 {
+            deadlines.on_trade(if ts % 2 == 0 { &a } else { &b }, ts);
+        }
+        assert_eq!(deadlines.due.len(), 3, "A: two rules, B: one");
+        // A's last trade was at 9,998: its 50 ns silence is crossed past 10,048, not earlier.
+        assert!(deadlines.crossed(10_048).is_empty());
+        assert_eq!(deadlines.crossed(10_049), vec![a]);
+        assert_eq!(deadlines.due.len(), 2);
     }
 }
