@@ -147,22 +147,12 @@ fn follow(address: &str, path: &str) -> Events {
         let mut buffer = String::new();
         while let Some(Ok(chunk)) = body.next().await {
             buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let (mut kind, mut data, mut id) = (String::new(), String::new(), String::new());
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event: ") {
-                        kind = value.to_string();
-                    } else if let Some(value) = line.strip_prefix("data: ") {
-                        data.push_str(value);
-                    } else if let Some(value) = line.strip_prefix("id: ") {
-                        id = value.to_string();
-                    }
-                }
-                if !kind.is_empty() {
-                    let data = serde_json::from_str(&data).unwrap_or(Value::Null);
-                    kept.lock().expect("events").push((kind, data, id));
-                }
+            let mut kept = kept.lock().expect("events");
+            for event in take_sse_events(&mut buffer)
+                .into_iter()
+                .filter(|e| !e.kind.is_empty())
+            {
+                kept.push((event.kind, event.data, event.id.unwrap_or_default()));
             }
         }
     });

@@ -12,15 +12,6 @@ use crate::alerts::{assert_alerts_match, equities_with_rules, golden, rule_args}
 use crate::support::*;
 use tickstream::config::ServeArgs;
 
-/// One Server-Sent Event as the wire carried it.
-#[derive(Debug, Clone, Default)]
-struct SseEvent {
-    kind: String,
-    id: Option<String>,
-    retry: Option<u64>,
-    data: Value,
-}
-
 /// Reads SSE events until `done` says so, or `limit` passes (then returns what came).
 async fn read_sse(
     response: reqwest::Response,
@@ -33,30 +24,7 @@ async fn read_sse(
     let deadline = tokio::time::Instant::now() + limit;
     while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, stream.next()).await {
         buffer.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut event = SseEvent::default();
-            let mut data = String::new();
-            let mut fields = 0;
-            for line in block.lines() {
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                fields += 1;
-                match field {
-                    "event" => event.kind = value.to_string(),
-                    "id" => event.id = Some(value.to_string()),
-                    "retry" => event.retry = Some(value.parse().expect("retry is a number")),
-                    "data" => data.push_str(value),
-                    // A comment (keep-alive).
-                    "" => fields -= 1,
-                    other => panic!("unexpected SSE field {other:?} in {block:?}"),
-                }
-            }
-            if fields > 0 {
-                event.data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                events.push(event);
-            }
-        }
+        events.extend(take_sse_events(&mut buffer));
         if done(&events) {
             break;
         }

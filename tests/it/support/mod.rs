@@ -4,15 +4,18 @@
 //! - [`oracles`]: the polars batch oracle for windows and candles, and the comparisons;
 //! - [`app`]: the real service, in process on a random loopback port ([`app::TestApp`]) or as
 //!   the built binary;
-//! - [`peers`]: what the service talks to: the mock exchange.
+//! - [`peers`]: what the service talks to: the mock exchange;
+//! - [`sse`]: Server-Sent Events as the wire carries them.
 
 pub mod app;
 pub mod oracles;
 pub mod peers;
+pub mod sse;
 
 pub use app::*;
 pub use oracles::*;
 pub use peers::*;
+pub use sse::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
